@@ -1,0 +1,1 @@
+"""Helper C sources and their clang-built bitcode (see Makefile); data only."""

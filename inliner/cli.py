@@ -1,0 +1,149 @@
+"""The `ebpf-lto` command line.
+
+Bad input costs one line on standard error and exit status 2; output files
+are written whole or not at all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__, codegen, loader, pipeline
+from .errors import EbpfLtoError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage plus error
+        raise EbpfLtoError(f"{message} (see {self.prog} --help)")
+
+
+def _add_link_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
+                   metavar="N", help="optimization level 0-3, as clang's -O (default 2)")
+    p.add_argument("--target", default="x86_64", choices=sorted(codegen.TRIPLES),
+                   help="architecture to emit code for (default x86_64)")
+    p.add_argument("--cpu", default="generic",
+                   help="LLVM cpu name, 'native' or 'generic' (default generic)")
+    p.add_argument("--program", metavar="NAME", help="only this program (default: all; "
+                   "the first is bpf_main)")
+    p.add_argument("--helpers", metavar="SETS", help="helper sets: a comma list of set "
+                   "names (conformance) and .bc/.ll files; later ones override earlier ones")
+
+
+def _options(args) -> pipeline.LinkOptions:
+    return pipeline.LinkOptions(opt_level=args.opt_level, arch=args.target, cpu=args.cpu,
+                                program=args.program, helpers=args.helpers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ebpf-lto", description="Link eBPF objects with their helpers "
+                     "into one optimized native object.")
+    parser.add_argument("--version", action="version", version=f"ebpf-lto {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("link", help="compile an eBPF object to a native object")
+    p.add_argument("input", help="eBPF ELF object (clang -target bpf)")
+    p.add_argument("-o", dest="output", required=True, help="output file")
+    p.add_argument("--emit", choices=codegen.EMIT_KINDS, default="obj",
+                   help="obj (default), asm, llvm (IR text) or bc (bitcode)")
+    _add_link_options(p)
+    p.set_defaults(func=cmd_link)
+
+    p = sub.add_parser("run", help="compile and run a program in-process")
+    p.add_argument("input", help="eBPF ELF object")
+    p.add_argument("--mem", metavar="HEX|@FILE",
+                   help="memory for r1 (r2 = its length): hex bytes, or @file of raw bytes")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    _add_link_options(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write all of `data` or leave `path` as it was."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    except OSError as err:
+        raise EbpfLtoError(f"cannot write: {err.strerror}", file=path) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as err:
+        os.unlink(tmp)
+        raise EbpfLtoError(f"cannot write: {err.strerror}", file=path) from None
+
+
+def parse_memory(spec: str | None) -> bytes | None:
+    if spec is None:
+        return None
+    if spec.startswith("@"):
+        try:
+            return Path(spec[1:]).read_bytes()
+        except OSError as err:
+            raise EbpfLtoError(f"cannot read memory file: {err.strerror}", file=spec[1:]) from None
+    try:
+        return bytes.fromhex(spec.replace(",", " "))
+    except ValueError:
+        raise EbpfLtoError(f"--mem is neither hex bytes nor @file: {spec[:40]!r}") from None
+
+
+def cmd_link(args) -> int:
+    obj = loader.load(args.input)
+    data, linked = pipeline.link(obj, _options(args), emit=args.emit)
+    write_atomically(args.output, data)
+    if linked.external_helpers:
+        from .helpers import helper_name
+        ids = ", ".join(f"{h} ({helper_name(h)})" for h in linked.external_helpers
+                        if not linked.helper_set or h not in linked.helper_set.ids)
+        if ids:
+            print(f"ebpf-lto: helpers left external: {ids}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args) -> int:
+    obj = loader.load(args.input)
+    memory = parse_memory(args.mem)
+    r0, after = pipeline.run(obj, memory, _options(args))
+    program = obj.program(args.program).name
+    if args.json:
+        out = {"program": program, "r0": r0}
+        if memory:
+            out["mem"] = after.hex()
+        print(json.dumps(out))
+    else:
+        print(f"{program}: r0 = {r0} ({r0:#x})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except EbpfLtoError as err:
+        print(f"ebpf-lto: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("ebpf-lto: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug of ours: still one line, unless asked for more
+        if os.environ.get("EBPF_LTO_DEBUG"):
+            raise
+        print(f"ebpf-lto: internal error: {type(err).__name__}: {err} "
+              "(set EBPF_LTO_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Stage 5, optimize and emit: LLVM IR to a native object with llvmlite's LLVM.
+
+Objects are position independent with the small code model, as bpftime's
+AOT loader expects (docs/abi.md).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+
+import llvmlite.binding as llvm
+
+from .errors import EbpfLtoError
+
+TRIPLES = {
+    "x86_64": "x86_64-unknown-linux-gnu",
+    "aarch64": "aarch64-unknown-linux-gnu",
+}
+EMIT_KINDS = ("obj", "asm", "llvm", "bc")
+OPT_LEVELS = (0, 1, 2, 3)
+
+
+@lru_cache(maxsize=None)
+def _init() -> None:
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+
+
+def host_arch() -> str:
+    arch = llvm.get_process_triple().split("-")[0]
+    return {"arm64": "aarch64"}.get(arch, arch)
+
+
+@dataclass(frozen=True)
+class Target:
+    arch: str = "x86_64"
+    cpu: str = "generic"
+    features: str = ""
+
+    @property
+    def triple(self) -> str:
+        return TRIPLES[self.arch]
+
+
+def make_target(arch: str = "x86_64", cpu: str = "generic") -> Target:
+    if arch not in TRIPLES:
+        raise EbpfLtoError(f"unknown target {arch!r} (known: {', '.join(TRIPLES)})")
+    features = ""
+    if cpu == "native":
+        if arch != host_arch():
+            raise EbpfLtoError(f"--cpu native needs the host's architecture, not {arch}")
+        _init()
+        cpu = llvm.get_host_cpu_name()
+        features = llvm.get_host_cpu_features().flatten()
+    return Target(arch, cpu, features)
+
+
+@lru_cache(maxsize=32)
+def target_machine(target: Target, opt_level: int) -> llvm.TargetMachine:
+    _init()
+    if target.cpu not in ("generic", "") and not target.features and not _cpu_known(target):
+        raise EbpfLtoError(f"LLVM does not know cpu {target.cpu!r} for {target.arch}")
+    llvm_target = llvm.Target.from_triple(target.triple)
+    return llvm_target.create_target_machine(cpu="" if target.cpu == "generic" else target.cpu,
+                                             features=target.features, opt=opt_level,
+                                             reloc="pic", codemodel="small")
+
+
+@lru_cache(maxsize=None)
+def _cpu_known(target: Target) -> bool:
+    """Ask a child process: LLVM aborts the whole process on some unknown cpus."""
+    probe = (
+        "import llvmlite.binding as l; l.initialize_all_targets(); l.initialize_all_asmprinters()\n"
+        f"tm = l.Target.from_triple({target.triple!r}).create_target_machine(cpu={target.cpu!r})\n"
+        "tm.emit_object(l.parse_assembly('define void @f() { ret void }'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    return done.returncode == 0 and "not a recognized processor" not in done.stderr
+
+
+def parse_ir(text: str, name: str = "module") -> llvm.ModuleRef:
+    _init()
+    try:
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+    except RuntimeError as err:
+        # The lifter must never hand LLVM an invalid module; report, do not crash.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "invalid IR"
+        raise EbpfLtoError(f"invalid LLVM IR for {name}: {first}") from None
+    return mod
+
+
+def parse_bitcode(data: bytes, name: str) -> llvm.ModuleRef:
+    _init()
+    try:
+        mod = llvm.parse_bitcode(data)
+        mod.verify()
+    except RuntimeError as err:
+        raise EbpfLtoError(f"cannot read bitcode {name}: {str(err).strip()}") from None
+    return mod
+
+
+def set_target(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+
+
+def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> None:
+    """Run LLVM's standard -O<n> module pipeline with the target's cost model."""
+    if opt_level not in OPT_LEVELS:
+        raise EbpfLtoError(f"optimization level must be 0-3, not {opt_level}")
+    set_target(mod, tm)
+    pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+    if opt_level >= 2:
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+
+
+def emit(mod: llvm.ModuleRef, tm: llvm.TargetMachine, kind: str = "obj") -> bytes:
+    set_target(mod, tm)
+    if kind == "obj":
+        return tm.emit_object(mod)
+    if kind == "asm":
+        return tm.emit_assembly(mod).encode()
+    if kind == "llvm":
+        return str(mod).encode()
+    if kind == "bc":
+        return mod.as_bitcode()
+    raise EbpfLtoError(f"unknown output kind {kind!r} (known: {', '.join(EMIT_KINDS)})")

@@ -1,0 +1,119 @@
+"""Helper sets: which helper ids a build provides, and their bitcode.
+
+A helper set is LLVM bitcode (or IR) defining `_bpf_helper_ext_NNNN`
+functions. Named sets ship in helper_bitcode/ (built by clang, one .bc per
+target triple); a user may also name files. Later sets override earlier ones.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import llvmlite.binding as llvm
+
+from . import codegen
+from .errors import EbpfLtoError
+from .helper_table import KERNEL_HELPERS
+from .lift import LiftOptions
+
+HELPER_SYMBOL = re.compile(r"^_bpf_helper_ext_(\d{4})$")
+
+# Named sets: the helper_bitcode/ files they consist of, and the ids after
+# which r0 == 0 ends the program (uBPF's unwind extension).
+NAMED_SETS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
+    "conformance": (("conformance",), frozenset({5})),
+}
+
+
+@dataclass(frozen=True)
+class HelperSource:
+    """One unit of helper code: a name for messages and its module text or bitcode."""
+    name: str
+    payload: bytes
+    is_bitcode: bool
+    unwind: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class HelperSet:
+    sources: tuple[HelperSource, ...]
+    provides: dict[int, str]  # helper id -> name of the source that defines it (last wins)
+
+    @property
+    def ids(self) -> frozenset[int]:
+        return frozenset(self.provides)
+
+    def lift_options(self) -> LiftOptions:
+        unwind = frozenset().union(*(s.unwind for s in self.sources)) & self.ids
+        return LiftOptions(unwind_helpers=unwind, callx_helpers=tuple(sorted(self.ids)))
+
+    def modules(self) -> list[llvm.ModuleRef]:
+        """Fresh LLVM modules, later sources' definitions overriding earlier ones."""
+        mods = [_parse(src) for src in self.sources]
+        for i, mod in enumerate(mods):
+            for fn in mod.functions:
+                m = HELPER_SYMBOL.match(fn.name)
+                if m and not fn.is_declaration and self.provides[int(m.group(1))] != self.sources[i].name:
+                    fn.linkage = llvm.Linkage.available_externally
+        return mods
+
+
+def helper_name(helper_id: int) -> str:
+    return KERNEL_HELPERS.get(helper_id, f"helper {helper_id}")
+
+
+def bitcode_dir() -> Path:
+    return Path(str(resources.files("inliner.helper_bitcode")))
+
+
+def resolve(spec: str, arch: str) -> HelperSet:
+    """`default`, `conformance`, or a comma list of set names and .bc/.ll files."""
+    sources: list[HelperSource] = []
+    for item in (p.strip() for p in spec.split(",")):
+        if not item:
+            raise EbpfLtoError(f"empty entry in helper list {spec!r}")
+        if item in NAMED_SETS:
+            files, unwind = NAMED_SETS[item]
+            for f in files:
+                path = bitcode_dir() / arch / f"{f}.bc"
+                if not path.is_file():
+                    raise EbpfLtoError(f"helper set {item!r} has no bitcode for {arch} ({path})")
+                sources.append(HelperSource(f"{item}:{f}", path.read_bytes(), True, unwind))
+        elif item.endswith((".bc", ".ll")):
+            try:
+                payload = Path(item).read_bytes()
+            except OSError as err:
+                raise EbpfLtoError(f"cannot read helper file: {err.strerror}", file=item) from None
+            sources.append(HelperSource(item, payload, item.endswith(".bc")))
+        else:
+            known = ", ".join(NAMED_SETS)
+            raise EbpfLtoError(f"unknown helper set {item!r} (named sets: {known}; "
+                               "or a .bc/.ll file)")
+    provides: dict[int, str] = {}
+    for src in sources:
+        for hid in _defined_ids(src):
+            provides[hid] = src.name
+    return HelperSet(tuple(sources), provides)
+
+
+@lru_cache(maxsize=64)
+def _defined_ids(src: HelperSource) -> tuple[int, ...]:
+    out = []
+    for fn in _parse(src).functions:
+        m = HELPER_SYMBOL.match(fn.name)
+        if m and not fn.is_declaration:
+            out.append(int(m.group(1)))
+    return tuple(out)
+
+
+def _parse(src: HelperSource) -> llvm.ModuleRef:
+    if src.is_bitcode:
+        return codegen.parse_bitcode(src.payload, src.name)
+    try:
+        text = src.payload.decode()
+    except UnicodeDecodeError:
+        raise EbpfLtoError("helper IR file is not text", file=src.name) from None
+    return codegen.parse_ir(text, src.name)

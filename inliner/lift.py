@@ -1,0 +1,693 @@
+"""Stage 2, lift: eBPF functions to LLVM IR with eBPF's exact semantics.
+
+Each eBPF function becomes one LLVM function `i64 (i64 x5)` with its own
+512-byte frame; registers are allocas so that mem2reg/SROA promote them,
+and stack accesses at a provably constant offset from r10 are GEPs into the
+frame so that SROA can promote stack slots too. Every operation whose C
+counterpart is undefined (division by zero, INT_MIN / -1, wide shifts) is
+lifted with the result eBPF defines, so the IR has no undefined behaviour.
+
+Entry points take `(ptr ctx, i64 ctx_len)` as bpftime's AOT contract says
+(docs/abi.md). A helper is a call to `_bpf_helper_ext_NNNN`.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from llvmlite import ir
+
+from . import isa
+from .errors import EbpfLtoError
+from .loader import EbpfObject, FuncKey, Program
+
+I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+PTR = ir.PointerType()
+FRAME = ir.ArrayType(I8, isa.STACK_SIZE)
+SIZE_TYPES = {1: I8, 2: I16, 4: I32, 8: I64}
+ENTRY_SYMBOL = "bpf_main"
+STOPPED_R0 = 0xFFFFFFFFFFFFFFFF  # r0 when a callx names nothing callable
+
+
+def helper_symbol(helper_id: int) -> str:
+    """The AOT contract's name for helper `helper_id` (docs/abi.md)."""
+    return f"_bpf_helper_ext_{helper_id:04d}"
+
+
+@dataclass(frozen=True)
+class LiftOptions:
+    """What the lifter needs to know of the helper set in use.
+
+    unwind_helpers: ids after which r0 == 0 ends the whole program
+    (uBPF's unwind extension, used by the conformance suite).
+    callx_helpers: helper ids a `callx` may name at run time.
+    """
+    unwind_helpers: frozenset[int] = frozenset()
+    callx_helpers: tuple[int, ...] = ()
+
+
+@dataclass
+class _Func:
+    key: FuncKey
+    name: str
+    end: int
+    may_stop: bool = False
+    ir_func: ir.Function | None = None
+    callees: set[FuncKey] = field(default_factory=set)
+
+
+def lift(obj: EbpfObject, programs: list[Program] | None = None,
+         options: LiftOptions = LiftOptions(), module_name: str = "") -> ir.Module:
+    """Lift the given programs (default: all) and everything they call."""
+    programs = list(obj.programs if programs is None else programs)
+    if not programs:
+        raise EbpfLtoError("object holds no program", file=obj.path)
+    return _ModuleLifter(obj, options, module_name or obj.path).run(programs)
+
+
+class _ModuleLifter:
+    def __init__(self, obj: EbpfObject, options: LiftOptions, name: str):
+        self.obj = obj
+        self.options = options
+        self.module = ir.Module(name=name)
+        self.funcs: dict[FuncKey, _Func] = {}
+        self.helpers: dict[int, ir.Function] = {}
+        self.globals: dict[str, ir.GlobalVariable] = {}
+
+    def run(self, programs: list[Program]) -> ir.Module:
+        self._collect([p.entry for p in programs])
+        self._mark_stopping()
+        names = set()
+        for func in self.funcs.values():
+            ret = ir.LiteralStructType([I64, I1]) if func.may_stop else I64
+            fnty = ir.FunctionType(ret, [I64] * 5)
+            name = _unique(f"bpf.{func.name}", names)
+            func.ir_func = ir.Function(self.module, fnty, name)
+            func.ir_func.linkage = "internal"
+        for func in self.funcs.values():
+            _FunctionLifter(self, func).run()
+        for i, prog in enumerate(programs):
+            self._entry(prog.name, prog)
+            if i == 0:
+                self._entry(ENTRY_SYMBOL, prog)
+        return self.module
+
+    def error(self, reason: str, key: FuncKey | None = None, insn: int | None = None):
+        return EbpfLtoError(reason, file=self.obj.path,
+                            section=key.section if key else None, insn=insn)
+
+    def _collect(self, entries: list[FuncKey]) -> None:
+        todo = deque(entries)
+        while todo:
+            key = todo.popleft()
+            if key in self.funcs:
+                continue
+            fdef = self.obj.functions.get(key)
+            if fdef is None:
+                raise self.error(f"no function starts at instruction {key.start}", key)
+            func = _Func(key, fdef.name, fdef.end)
+            slots = self.obj.code[key.section]
+            for idx in range(key.start, fdef.end):
+                ref = self.obj.refs.get((key.section, idx))
+                if ref is not None and ref.function is not None:
+                    func.callees.add(ref.function)
+                    todo.append(ref.function)
+                insn = slots[idx]
+                if insn is not None and insn.opcode == isa.CALLX:
+                    func.may_stop = True
+                elif (insn is not None and insn.opcode == isa.JMP | isa.CALL
+                      and insn.src == isa.CALL_HELPER and insn.imm in self.options.unwind_helpers):
+                    func.may_stop = True
+            self.funcs[key] = func
+
+    def _mark_stopping(self) -> None:
+        """A function that calls one that may stop the program may stop it too."""
+        changed = True
+        while changed:
+            changed = False
+            for func in self.funcs.values():
+                if not func.may_stop and any(self.funcs[c].may_stop for c in func.callees):
+                    func.may_stop = changed = True
+
+    def _entry(self, symbol: str, prog: Program) -> None:
+        if symbol in self.module.globals:
+            raise self.error(f"program name {symbol!r} is used twice")
+        fn = ir.Function(self.module, ir.FunctionType(I64, [PTR, I64]), symbol)
+        ctx, ctx_len = fn.args
+        ctx.name, ctx_len.name = "ctx", "ctx_len"
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        target = self.funcs[prog.entry]
+        zero = ir.Constant(I64, 0)
+        result = b.call(target.ir_func, [b.ptrtoint(ctx, I64), ctx_len, zero, zero, zero])
+        b.ret(b.extract_value(result, 0) if target.may_stop else result)
+
+    def helper(self, helper_id: int) -> ir.Function:
+        fn = self.helpers.get(helper_id)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I64, [I64] * 5), helper_symbol(helper_id))
+            self.helpers[helper_id] = fn
+        return fn
+
+    def data_global(self, name: str) -> ir.GlobalVariable:
+        gv = self.globals.get(name)
+        if gv is None:
+            sec = self.obj.data[name]
+            ty = ir.ArrayType(I8, len(sec.data))
+            gv = ir.GlobalVariable(self.module, ty, _unique("bpf.data" + name, self.module.globals))
+            gv.initializer = ir.Constant(ty, bytearray(sec.data))
+            gv.global_constant = not sec.writable
+            gv.linkage = "internal"
+            gv.align = 16
+            self.globals[name] = gv
+        return gv
+
+    def map_global(self, name: str) -> ir.GlobalVariable:
+        """The map's definition record; the map runtime gives it storage."""
+        key = "map:" + name
+        gv = self.globals.get(key)
+        if gv is None:
+            m = self.obj.maps[name]
+            ty = ir.LiteralStructType([I32] * 5)
+            gv = ir.GlobalVariable(self.module, ty, _unique("bpf.map." + name, self.module.globals))
+            gv.initializer = ir.Constant(ty, [ir.Constant(I32, v) for v in
+                                              (m.type, m.key_size, m.value_size,
+                                               m.max_entries, m.map_flags)])
+            gv.linkage = "internal"
+            gv.align = 8
+            self.globals[key] = gv
+        return gv
+
+
+def _unique(name: str, taken) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}.{n}"
+    if isinstance(taken, set):
+        taken.add(candidate)
+    return candidate
+
+
+class _FunctionLifter:
+    """Lifts one eBPF function; `_insn` is the one switch over opcode classes."""
+
+    def __init__(self, ml: _ModuleLifter, func: _Func):
+        self.ml = ml
+        self.func = func
+        self.key = func.key
+        self.section = func.key.section
+        self.slots = ml.obj.code[self.section]
+        self.fn = func.ir_func
+
+    def error(self, idx: int, reason: str) -> EbpfLtoError:
+        return self.ml.error(reason, self.key, idx)
+
+    # -- control flow -----------------------------------------------------
+
+    def _successors(self, idx: int, insn: isa.Insn) -> list[int]:
+        """Slot indices control may go to after `insn`; validates targets."""
+        nxt = idx + (2 if insn.is_wide else 1)
+        c = insn.cls
+        if c in (isa.JMP, isa.JMP32):
+            op = isa.op(insn.opcode)
+            if op == isa.EXIT and c == isa.JMP:
+                return []
+            if op == isa.CALL and c == isa.JMP:
+                return [self._fallthrough(idx, nxt)]
+            if op == isa.JA:
+                offset = insn.imm if c == isa.JMP32 else insn.off
+                return [self._target(idx, idx + 1 + offset)]
+            if op in isa.COND_JMP_OPS:
+                return [self._target(idx, idx + 1 + insn.off), self._fallthrough(idx, nxt)]
+        return [self._fallthrough(idx, nxt)]
+
+    def _target(self, idx: int, target: int) -> int:
+        if not self.key.start <= target < self.func.end:
+            raise self.error(idx, f"jump to instruction {target}, outside the function")
+        if self.slots[target] is None:
+            raise self.error(idx, f"jump into the middle of lddw at {target - 1}")
+        return target
+
+    def _fallthrough(self, idx: int, nxt: int) -> int:
+        if nxt >= self.func.end:
+            raise self.error(idx, "control falls off the end of the function")
+        return nxt
+
+    def _blocks(self) -> tuple[list[int], dict[int, list[int]]]:
+        """Reachable basic-block leaders in order, and each leader's successors."""
+        succs_of: dict[int, list[int]] = {}
+        leaders = {self.key.start}
+        seen = set()
+        todo = [self.key.start]
+        while todo:
+            idx = todo.pop()
+            if idx in seen:
+                continue
+            seen.add(idx)
+            insn = self.slots[idx]
+            if insn is None:
+                raise self.error(idx, "second slot of lddw reached as an instruction")
+            succ = self._successors(idx, insn)
+            succs_of[idx] = succ
+            ends_block = insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) != isa.CALL
+            if ends_block:
+                leaders.update(succ)
+            todo.extend(succ)
+        ordered = sorted(leaders)
+        blocks = {}
+        for leader in ordered:
+            idx, out = leader, []
+            while True:
+                out = succs_of[idx]
+                insn = self.slots[idx]
+                if insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) != isa.CALL:
+                    break
+                nxt = out[0]
+                if nxt in leaders:
+                    break
+                idx = nxt
+            blocks[leader] = out
+        return ordered, blocks
+
+    def _stack_offsets(self, order: list[int], succs: dict[int, list[int]]) -> dict[int, tuple]:
+        """Per leader, which registers hold r10 plus a known constant.
+
+        A forward data-flow pass: a register is an int offset from the frame
+        end or None (unknown). Only moves and constant adds are tracked; that
+        covers how clang addresses the stack.
+        """
+        entry = tuple([None] * 10 + [0])
+        state_in: dict[int, tuple] = {self.key.start: entry}
+        work = deque([self.key.start])
+        while work:
+            leader = work.popleft()
+            state = list(state_in[leader])
+            for idx in self._block_insns(leader):
+                self._track(self.slots[idx], state)
+            out = tuple(state)
+            for s in succs[leader]:
+                old = state_in.get(s)
+                new = out if old is None else tuple(a if a == b else None for a, b in zip(old, out))
+                if new != old:
+                    state_in[s] = new
+                    work.append(s)
+        return state_in
+
+    def _block_insns(self, leader: int):
+        idx = leader
+        while True:
+            yield idx
+            insn = self.slots[idx]
+            if insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) != isa.CALL:
+                return
+            nxt = idx + (2 if insn.is_wide else 1)
+            if nxt in self.leaders or nxt >= self.func.end:
+                return
+            idx = nxt
+
+    @staticmethod
+    def _track(insn: isa.Insn, state: list) -> None:
+        c, op = insn.cls, isa.op(insn.opcode)
+        if c == isa.ALU64 and op == isa.MOV and insn.opcode & isa.X and insn.off == 0:
+            state[insn.dst] = state[insn.src]
+        elif c == isa.ALU64 and op in (isa.ADD, isa.SUB) and not insn.opcode & isa.X \
+                and state[insn.dst] is not None:
+            delta = insn.imm if op == isa.ADD else -insn.imm
+            state[insn.dst] += delta
+        elif c in (isa.ALU, isa.ALU64, isa.LDX) or insn.is_wide:
+            state[insn.dst] = None
+        elif c == isa.STX and isa.mode(insn.opcode) == isa.ATOMIC and insn.imm & isa.FETCH:
+            state[0 if insn.imm == isa.CMPXCHG else insn.src] = None
+        elif c == isa.JMP and op == isa.CALL:
+            for r in range(6):
+                state[r] = None
+
+    # -- emission ---------------------------------------------------------
+
+    def run(self) -> None:
+        order, succs = self._blocks()
+        self.leaders = set(order)
+        stack_in = self._stack_offsets(order, succs)
+        entry = self.fn.append_basic_block("entry")
+        self.blocks = {leader: self.fn.append_basic_block(f"L{leader}") for leader in order}
+        b = self.b = ir.IRBuilder(entry)
+        self.frame = b.alloca(FRAME, name="frame")
+        self.frame.align = 16
+        self.regs = [b.alloca(I64, name=f"r{r}") for r in range(10)]
+        for r in range(10):
+            value = self.fn.args[r - 1] if 1 <= r <= 5 else ir.Constant(I64, 0)
+            b.store(value, self.regs[r])
+        self.fp = b.ptrtoint(b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE)]), I64, name="fp")
+        b.branch(self.blocks[self.key.start])
+        for leader in order:
+            b.position_at_end(self.blocks[leader])
+            state = list(stack_in[leader])
+            for idx in self._block_insns(leader):
+                insn = self.slots[idx]
+                self.state = state
+                self._insn(idx, insn)
+                self._track(insn, state)
+            if not b.block.is_terminated:
+                last = idx
+                nxt = last + (2 if self.slots[last].is_wide else 1)
+                b.branch(self.blocks[self._fallthrough(last, nxt)])
+
+    def rd(self, r: int) -> ir.Value:
+        if r == 10:
+            return self.fp
+        return self.b.load(self.regs[r])
+
+    def wr(self, idx: int, r: int, value: ir.Value) -> None:
+        if r == 10:
+            raise self.error(idx, "write to r10, the read-only frame pointer")
+        if r > 10:
+            raise self.error(idx, f"register r{r} does not exist")
+        self.b.store(value, self.regs[r])
+
+    def _check_regs(self, idx: int, insn: isa.Insn) -> None:
+        if insn.dst > 10 or insn.src > 10:
+            raise self.error(idx, f"register r{max(insn.dst, insn.src)} does not exist")
+
+    def _insn(self, idx: int, insn: isa.Insn) -> None:
+        self._check_regs(idx, insn)
+        c = insn.cls
+        if c in (isa.ALU, isa.ALU64):
+            self._alu(idx, insn)
+        elif c in (isa.JMP, isa.JMP32):
+            self._jmp(idx, insn)
+        elif c == isa.LDX:
+            self._ldx(idx, insn)
+        elif c in (isa.ST, isa.STX):
+            self._store(idx, insn)
+        elif insn.is_wide:
+            self._ld_imm64(idx, insn)
+        else:
+            raise self.error(idx, f"unsupported instruction (opcode {insn.opcode:#04x}); legacy "
+                                  "packet loads (ld_abs/ld_ind) need a kernel socket buffer")
+
+    # ALU / ALU64
+
+    def _alu(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        wide = insn.cls == isa.ALU64
+        ty = I64 if wide else I32
+        bits = 64 if wide else 32
+        op = isa.op(insn.opcode)
+        if op == isa.END:
+            self._end(idx, insn)
+            return
+        dst = self.rd(insn.dst)
+        a = dst if wide else b.trunc(dst, I32)
+        if insn.opcode & isa.X:
+            src = self.rd(insn.src)
+            v = src if wide else b.trunc(src, I32)
+        else:
+            v = ir.Constant(ty, insn.imm & ((1 << bits) - 1))
+        signed = insn.off == 1
+        if op == isa.ADD:
+            r = b.add(a, v)
+        elif op == isa.SUB:
+            r = b.sub(a, v)
+        elif op == isa.MUL:
+            r = b.mul(a, v)
+        elif op in (isa.DIV, isa.MOD):
+            r = self._divmod(a, v, ty, bits, op == isa.DIV, signed)
+        elif op == isa.OR:
+            r = b.or_(a, v)
+        elif op == isa.AND:
+            r = b.and_(a, v)
+        elif op == isa.XOR:
+            r = b.xor(a, v)
+        elif op in (isa.LSH, isa.RSH, isa.ARSH):
+            count = b.and_(v, ir.Constant(ty, bits - 1))
+            r = {isa.LSH: b.shl, isa.RSH: b.lshr, isa.ARSH: b.ashr}[op](a, count)
+        elif op == isa.NEG:
+            r = b.neg(a)
+        elif op == isa.MOV:
+            if insn.off and insn.opcode & isa.X:
+                from_ty = {8: I8, 16: I16, 32: I32}.get(insn.off)
+                if from_ty is None or (not wide and insn.off == 32):
+                    raise self.error(idx, f"movsx with offset {insn.off}")
+                r = b.sext(b.trunc(src, from_ty), ty)
+            elif insn.opcode & isa.X:
+                r = v
+            else:
+                # mov64 sign-extends its immediate; mov32 zero-extends.
+                r = ir.Constant(ty, insn.imm & ((1 << bits) - 1)) if not wide \
+                    else ir.Constant(I64, insn.imm & 0xFFFFFFFFFFFFFFFF)
+        else:
+            raise self.error(idx, f"unknown ALU operation (opcode {insn.opcode:#04x})")
+        self.wr(idx, insn.dst, r if wide else b.zext(r, I64))
+
+    def _divmod(self, a, v, ty, bits, is_div, signed):
+        """eBPF division: x / 0 = 0, x % 0 = x, INT_MIN / -1 = INT_MIN, INT_MIN % -1 = 0."""
+        b = self.b
+        zero, one = ir.Constant(ty, 0), ir.Constant(ty, 1)
+        is_zero = b.icmp_unsigned("==", v, zero)
+        bad = is_zero
+        if signed:
+            int_min = ir.Constant(ty, 1 << (bits - 1))
+            overflow = b.and_(b.icmp_unsigned("==", a, int_min),
+                              b.icmp_signed("==", v, ir.Constant(ty, -1)))
+            # With divisor 1, INT_MIN / 1 and INT_MIN % 1 give the results eBPF defines.
+            bad = b.or_(is_zero, overflow)
+        safe = b.select(bad, one, v)
+        if is_div:
+            q = b.sdiv(a, safe) if signed else b.udiv(a, safe)
+            return b.select(is_zero, zero, q)
+        rem = b.srem(a, safe) if signed else b.urem(a, safe)
+        return b.select(is_zero, a, rem)
+
+    def _end(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        width = insn.imm
+        if width not in (16, 32, 64):
+            raise self.error(idx, f"byte swap of width {width}")
+        ty = SIZE_TYPES[width // 8]
+        v = self.rd(insn.dst)
+        narrow = v if width == 64 else b.trunc(v, ty)
+        # eBPF is little-endian: to-le only truncates; to-be and bswap swap.
+        swap = insn.cls == isa.ALU64 or insn.opcode & isa.X == isa.TO_BE
+        if swap and width > 8:
+            bswap = self.ml.module.declare_intrinsic("llvm.bswap", [ty])
+            narrow = b.call(bswap, [narrow])
+        self.wr(idx, insn.dst, narrow if width == 64 else b.zext(narrow, I64))
+
+    # jumps, calls, exit
+
+    def _jmp(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        op = isa.op(insn.opcode)
+        wide = insn.cls == isa.JMP
+        if op == isa.EXIT and wide:
+            self._ret(self.rd(0), stopped=False)
+            return
+        if op == isa.CALL and wide:
+            self._call(idx, insn)
+            return
+        if op == isa.JA:
+            b.branch(self.blocks[self._successors(idx, insn)[0]])
+            return
+        if op not in isa.COND_JMP_OPS:
+            raise self.error(idx, f"unknown jump operation (opcode {insn.opcode:#04x})")
+        ty = I64 if wide else I32
+        a = self.rd(insn.dst)
+        if insn.opcode & isa.X:
+            v = self.rd(insn.src)
+        else:
+            v = ir.Constant(I64, insn.imm & 0xFFFFFFFFFFFFFFFF)  # sign-extended
+        if not wide:
+            a, v = b.trunc(a, I32), b.trunc(v, I32)
+        if op == isa.JSET:
+            cond = b.icmp_unsigned("!=", b.and_(a, v), ir.Constant(ty, 0))
+        else:
+            name = isa.COND_JMP_OPS[op]
+            pred = {"jeq": "==", "jne": "!=", "jgt": ">", "jge": ">=", "jlt": "<", "jle": "<=",
+                    "jsgt": ">", "jsge": ">=", "jslt": "<", "jsle": "<="}[name]
+            cond = (b.icmp_signed if name.startswith("js") else b.icmp_unsigned)(pred, a, v)
+        taken, fall = self._successors(idx, insn)
+        b.cbranch(cond, self.blocks[taken], self.blocks[fall])
+
+    def _ret(self, r0: ir.Value, stopped: bool) -> None:
+        if self.func.may_stop:
+            ty = self.fn.function_type.return_type
+            agg = self.b.insert_value(ir.Constant(ty, ir.Undefined), r0, 0)
+            self.b.ret(self.b.insert_value(agg, ir.Constant(I1, int(stopped)), 1))
+        else:
+            self.b.ret(r0)
+
+    def _stop_if(self, cond: ir.Value, r0: ir.Value) -> None:
+        """End the whole program with r0 when cond holds."""
+        stop = self.fn.append_basic_block("stop")
+        cont = self.fn.append_basic_block("cont")
+        self.b.cbranch(cond, stop, cont)
+        self.b.position_at_end(stop)
+        self._ret(r0, stopped=True)
+        self.b.position_at_end(cont)
+
+    def _args(self) -> list[ir.Value]:
+        return [self.rd(r) for r in range(1, 6)]
+
+    def _call(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        if insn.opcode == isa.CALLX:
+            self._callx(idx, insn)
+            return
+        if insn.src == isa.CALL_LOCAL:
+            ref = self.ml.obj.refs.get((self.section, idx))
+            if ref is None or ref.function is None:
+                raise self.error(idx, "local call without a resolved target")
+            self._call_local(self.ml.funcs[ref.function])
+        elif insn.src == isa.CALL_HELPER:
+            r0 = b.call(self.ml.helper(insn.imm), self._args())
+            self.wr(idx, 0, r0)
+            if insn.imm in self.ml.options.unwind_helpers:
+                self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+        elif insn.src == isa.CALL_KFUNC:
+            raise self.error(idx, f"call to kernel function (kfunc) with BTF id {insn.imm}, "
+                                  "which needs a kernel")
+        else:
+            raise self.error(idx, f"call with unknown source {insn.src}")
+
+    def _call_local(self, callee: _Func) -> None:
+        b = self.b
+        result = b.call(callee.ir_func, self._args())
+        if callee.may_stop:
+            r0 = b.extract_value(result, 0)
+            self.b.store(r0, self.regs[0])
+            self._stop_if(b.extract_value(result, 1), r0)
+        else:
+            self.b.store(result, self.regs[0])
+
+    def _callx(self, idx: int, insn: isa.Insn) -> None:
+        """Call through a register: a helper id of the set, or a function address."""
+        b = self.b
+        target = self.rd(isa.callx_register(insn))
+        done = self.fn.append_basic_block(f"callx{idx}.done")
+        fail = self.fn.append_basic_block(f"callx{idx}.none")
+        switch = b.switch(target, fail)
+        for hid in self.ml.options.callx_helpers:
+            blk = self.fn.append_basic_block(f"callx{idx}.h{hid}")
+            switch.add_case(ir.Constant(I64, hid), blk)
+            b.position_at_end(blk)
+            r0 = b.call(self.ml.helper(hid), self._args())
+            self.wr(idx, 0, r0)
+            if hid in self.ml.options.unwind_helpers:
+                self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+            b.branch(done)
+        b.position_at_end(fail)
+        # Functions whose address the program takes are the other legal targets.
+        for key in sorted(self.ml.funcs, key=lambda k: (k.section, k.start)):
+            if not any(r.kind == "func" and r.function == key for r in self.ml.obj.refs.values()):
+                continue
+            callee = self.ml.funcs[key]
+            hit = self.fn.append_basic_block(f"callx{idx}.f{key.start}")
+            miss = self.fn.append_basic_block(f"callx{idx}.n{key.start}")
+            addr = b.ptrtoint(callee.ir_func, I64)
+            b.cbranch(b.icmp_unsigned("==", target, addr), hit, miss)
+            b.position_at_end(hit)
+            self._call_local(callee)
+            b.branch(done)
+            b.position_at_end(miss)
+        self._ret(ir.Constant(I64, STOPPED_R0), stopped=True)
+        b.position_at_end(done)
+
+    # memory
+
+    def _address(self, idx: int, base: int, off: int, size: int) -> tuple[ir.Value, int]:
+        """Pointer and alignment for an access of `size` bytes at base+off.
+
+        The pointer is typed to the access width because llvmlite's builder
+        checks load/store types against it; LLVM itself sees an opaque ptr.
+        """
+        ptr_ty = SIZE_TYPES[size].as_pointer()
+        known = self.state[base]
+        if known is not None:
+            pos = isa.STACK_SIZE + known + off
+            if pos < 0 or pos + size > isa.STACK_SIZE:
+                raise self.error(idx, f"stack access at r10{known + off:+d} of {size} bytes is "
+                                      f"outside the {isa.STACK_SIZE}-byte frame")
+            align = min(16, pos & -pos) if pos else 16
+            ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), ptr_ty)
+            return ptr, min(align, size)
+        addr = self.rd(base)
+        if off:
+            addr = self.b.add(addr, ir.Constant(I64, off & 0xFFFFFFFFFFFFFFFF))
+        return self.b.inttoptr(addr, ptr_ty), 1
+
+    def _ldx(self, idx: int, insn: isa.Insn) -> None:
+        mode = isa.mode(insn.opcode)
+        if mode not in (isa.MEM, isa.MEMSX):
+            raise self.error(idx, f"unknown load mode (opcode {insn.opcode:#04x})")
+        nbytes = isa.SIZE_BYTES[isa.size(insn.opcode)]
+        if mode == isa.MEMSX and nbytes == 8:
+            raise self.error(idx, "sign-extending load of 8 bytes")
+        ptr, align = self._address(idx, insn.src, insn.off, nbytes)
+        v = self.b.load(ptr, typ=SIZE_TYPES[nbytes], align=align)
+        if nbytes < 8:
+            v = self.b.sext(v, I64) if mode == isa.MEMSX else self.b.zext(v, I64)
+        self.wr(idx, insn.dst, v)
+
+    def _store(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        mode = isa.mode(insn.opcode)
+        nbytes = isa.SIZE_BYTES[isa.size(insn.opcode)]
+        ty = SIZE_TYPES[nbytes]
+        if mode == isa.ATOMIC and insn.cls == isa.STX:
+            self._atomic(idx, insn, nbytes)
+            return
+        if mode != isa.MEM:
+            raise self.error(idx, f"unknown store mode (opcode {insn.opcode:#04x})")
+        ptr, align = self._address(idx, insn.dst, insn.off, nbytes)
+        if insn.cls == isa.ST:
+            value = ir.Constant(ty, insn.imm & ((1 << (8 * nbytes)) - 1))
+        else:
+            value = self.rd(insn.src)
+            if nbytes < 8:
+                value = b.trunc(value, ty)
+        b.store(value, ptr, align=align)
+
+    def _atomic(self, idx: int, insn: isa.Insn, nbytes: int) -> None:
+        b = self.b
+        if nbytes not in (4, 8):
+            raise self.error(idx, f"atomic operation on {nbytes} bytes")
+        ty = SIZE_TYPES[nbytes]
+        ptr, _ = self._address(idx, insn.dst, insn.off, nbytes)
+        src = self.rd(insn.src)
+        val = src if nbytes == 8 else b.trunc(src, ty)
+        widen = (lambda x: x) if nbytes == 8 else (lambda x: b.zext(x, I64))
+        if insn.imm == isa.CMPXCHG:
+            expected = self.rd(0)
+            expected = expected if nbytes == 8 else b.trunc(expected, ty)
+            pair = b.cmpxchg(ptr, expected, val, "seq_cst", "seq_cst")
+            self.wr(idx, 0, widen(b.extract_value(pair, 0)))
+            return
+        if insn.imm == isa.XCHG:
+            self.wr(idx, insn.src, widen(b.atomic_rmw("xchg", ptr, val, "seq_cst")))
+            return
+        name = isa.ATOMIC_OPS.get(insn.imm & ~isa.FETCH)
+        if name is None or insn.imm & ~(0xF0 | isa.FETCH):
+            raise self.error(idx, f"unknown atomic operation {insn.imm:#x}")
+        old = b.atomic_rmw(name, ptr, val, "seq_cst")
+        if insn.imm & isa.FETCH:
+            self.wr(idx, insn.src, widen(old))
+
+    def _ld_imm64(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        ref = self.ml.obj.refs.get((self.section, idx))
+        if ref is None:
+            if insn.src != 0:
+                raise self.error(idx, f"lddw with source {insn.src} (a map or function reference) "
+                                      "has no relocation")
+            self.wr(idx, insn.dst, ir.Constant(I64, insn.imm64))
+            return
+        if ref.kind == "data":
+            gv = self.ml.data_global(ref.target)
+            value = b.ptrtoint(b.gep(gv, [I32(0), I64(ref.offset)]), I64)
+        elif ref.kind == "map":
+            value = b.ptrtoint(self.ml.map_global(ref.target), I64)
+        elif ref.kind == "func":
+            value = b.ptrtoint(self.ml.funcs[ref.function].ir_func, I64)
+        else:
+            raise self.error(idx, f"lddw with a {ref.kind} relocation")
+        self.wr(idx, insn.dst, value)

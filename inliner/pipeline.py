@@ -1,0 +1,107 @@
+"""The link pipeline, stage by stage: load, lift, link helpers, optimize and emit, run.
+
+Each function takes and returns plain values so that a stage can be used
+alone; the command line and the conformance plugin go through `link` and
+`run` like every user.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from . import codegen, helpers, lift as lifter
+from .errors import EbpfLtoError
+from .helpers import HelperSet
+from .loader import EbpfObject
+from .runner import LoadedObjects
+
+CALLED_HELPER = re.compile(r"^declare [^@]*@_bpf_helper_ext_(\d{4})\(", re.M)
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    opt_level: int = 2
+    arch: str = "x86_64"
+    cpu: str = "generic"
+    program: str | None = None   # None: every program; the first is bpf_main
+    helpers: str | None = None   # helper set spec; None: every helper stays external
+
+
+@dataclass
+class Linked:
+    """A lifted and compiled program set, with what it still needs from outside."""
+    module: llvm.ModuleRef
+    helper_set: HelperSet | None
+    external_helpers: list[int] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)
+
+
+def helper_set(options: LinkOptions) -> HelperSet | None:
+    return helpers.resolve(options.helpers, options.arch) if options.helpers else None
+
+
+def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> ir.Module:
+    progs = [obj.program(options.program)] if options.program else obj.programs
+    lift_options = hset.lift_options() if hset else lifter.LiftOptions()
+    return lifter.lift(obj, progs, lift_options)
+
+
+def compile_module(module: ir.Module | str, obj_path: str, options: LinkOptions,
+                   hset: HelperSet | None) -> Linked:
+    """Verify the lifted IR, then optimize it for the target."""
+    text = str(module)
+    mod = codegen.parse_ir(text, obj_path)
+    tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
+    codegen.optimize(mod, tm, options.opt_level)
+    called = sorted({int(m) for m in CALLED_HELPER.findall(text)})
+    entries = [fn.name for fn in mod.functions
+               if not fn.is_declaration and fn.linkage == llvm.Linkage.external]
+    return Linked(mod, hset, called, entries)
+
+
+def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
+    hset = helper_set(options)
+    linked = compile_module(lift(obj, options, hset), obj.path, options, hset)
+    tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
+    return codegen.emit(linked.module, tm, emit), linked
+
+
+@lru_cache(maxsize=16)
+def _helper_object(hset: HelperSet, target: codegen.Target, opt_level: int) -> bytes:
+    """The helper set compiled on its own: what an out-of-line helper call reaches."""
+    mods = hset.modules()
+    main = mods[0]
+    for other in mods[1:]:
+        main.link_in(other)
+    tm = codegen.target_machine(target, opt_level)
+    codegen.optimize(main, tm, opt_level)
+    return codegen.emit(main, tm, "obj")
+
+
+def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
+    """Link for the host and load the result into this process with its helpers."""
+    if options.arch != codegen.host_arch():
+        raise EbpfLtoError(f"cannot run code for {options.arch} on a {codegen.host_arch()} host")
+    image, linked = link(obj, options)
+    hset = linked.helper_set
+    missing = [h for h in linked.external_helpers if hset is None or h not in hset.ids]
+    if missing:
+        names = ", ".join(f"{h} ({helpers.helper_name(h)})" for h in missing)
+        raise EbpfLtoError(f"program calls helpers no helper set provides: {names}", file=obj.path)
+    images = [image]
+    if hset is not None and linked.external_helpers:
+        target = codegen.make_target(options.arch, options.cpu)
+        images.append(_helper_object(hset, target, options.opt_level))
+    return LoadedObjects(images, linked.entries), linked
+
+
+def run(obj: EbpfObject, memory: bytes | bytearray | None, options: LinkOptions,
+        entry: str = lifter.ENTRY_SYMBOL) -> tuple[int, bytearray]:
+    """Run one program over `memory` (r1, r2); returns r0 and the memory after."""
+    loaded, _ = load(obj, options)
+    buf = bytearray(memory or b"")
+    return loaded.call(entry, buf if memory else None), buf

@@ -1,0 +1,60 @@
+"""Stage 6, run: load native objects in-process through LLVM's ORC JIT and call an entry.
+
+This is what a userspace runtime does with the linked object (bpftime's AOT
+loader takes an object image the same way): the objects are linked in
+memory, helpers resolve against each other, and the entry is called with
+r1 = the context and r2 = its length.
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+
+import llvmlite.binding as llvm
+
+from . import codegen
+from .errors import EbpfLtoError
+
+ENTRY = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64)
+_names = itertools.count()
+
+
+class LoadedObjects:
+    """Native objects linked into this process; symbols stay valid while it lives."""
+
+    def __init__(self, objects: list[bytes], exports: list[str]):
+        codegen._init()
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self._jit = llvm.create_lljit_compiler()
+        builder = llvm.JITLibraryBuilder()
+        for image in objects:
+            builder.add_object_img(image)
+        builder.add_current_process()  # helpers may call libc
+        for name in exports:
+            builder.export_symbol(name)
+        try:
+            self._tracker = builder.link(self._jit, f"ebpf_lto_{next(_names)}")
+        except RuntimeError as err:
+            raise EbpfLtoError(f"cannot load the native object: {str(err).strip()}") from None
+        self._entries: dict[str, ENTRY] = {}
+
+    def address(self, symbol: str) -> int:
+        return self._tracker[symbol]
+
+    def entry(self, symbol: str):
+        fn = self._entries.get(symbol)
+        if fn is None:
+            fn = self._entries[symbol] = ENTRY(self.address(symbol))
+        return fn
+
+    def call(self, symbol: str, memory: bytearray | None) -> int:
+        """Call an entry with r1 = the memory (NULL when None) and r2 = its length.
+
+        The program may write the memory; the caller sees the bytes after the run.
+        """
+        fn = self.entry(symbol)
+        if memory is None or len(memory) == 0:
+            return fn(None, 0)
+        buf = (ctypes.c_char * len(memory)).from_buffer(memory)
+        return fn(ctypes.addressof(buf), len(memory))
