@@ -63,11 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     _add_link_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("conformance", help="run a bpf_conformance test folder")
+    p.add_argument("directory", help="folder of .data files (searched recursively)")
+    p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
+                   metavar="N", help="optimization level 0-3 (default 2)")
+    p.add_argument("--cpu", default="generic", help="LLVM cpu name (default generic)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    p.set_defaults(func=cmd_conformance)
+
+    p = sub.add_parser("conformance-plugin", help="the bpf_conformance runner's plugin: "
+                       "memory hex in argv, program hex on stdin, r0 in hex on stdout")
+    p.add_argument("memory", nargs="?", default="", help="input memory as hex bytes")
+    p.add_argument("plugin_options", nargs="?", default="",
+                   help="options in one argument, as the runner passes them (e.g. '-O 0')")
+    p.set_defaults(func=cmd_conformance_plugin)
     return parser
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Write all of `data` or leave `path` as it was."""
+    """Write all of `data` or leave `path` as it was; `-` is standard output."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     try:
@@ -123,6 +142,44 @@ def cmd_run(args) -> int:
         print(json.dumps(out))
     else:
         print(f"{program}: r0 = {r0} ({r0:#x})")
+    return 0
+
+
+def cmd_conformance(args) -> int:
+    from . import conformance
+    options = pipeline.LinkOptions(opt_level=args.opt_level, cpu=args.cpu,
+                                   helpers=conformance.HELPERS)
+    counts = {"pass": 0, "fail": 0, "skip": 0}
+    for path in conformance.suite_files(args.directory):
+        try:
+            outcome = conformance.run_test(conformance.load_test(path), options)
+        except EbpfLtoError as err:
+            outcome = conformance.Outcome("fail", str(err))
+        counts[outcome.status] += 1
+        if outcome.status != "pass" or not args.quiet:
+            detail = f": {outcome.detail}" if outcome.detail else ""
+            print(f"{outcome.status.upper():4} {path.name}{detail}")
+    skipped = f", {counts['skip']} skipped" if counts["skip"] else ""
+    print(f"{counts['pass']} passed, {counts['fail']} failed{skipped}")
+    return 1 if counts["fail"] else 0
+
+
+def cmd_conformance_plugin(args) -> int:
+    from . import conformance
+    plugin_args = _Parser(prog="ebpf-lto conformance-plugin options")
+    plugin_args.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS,
+                             default=2)
+    plugin_args.add_argument("--cpu", default="generic")
+    opts = plugin_args.parse_args(args.plugin_options.split())
+    try:
+        memory = bytes.fromhex(args.memory)
+        code = bytes.fromhex(sys.stdin.read())
+    except ValueError:
+        raise EbpfLtoError("memory and program must be hex bytes") from None
+    options = pipeline.LinkOptions(opt_level=opts.opt_level, cpu=opts.cpu,
+                                   helpers=conformance.HELPERS)
+    r0 = conformance.run_program(code, memory or None, options)
+    print(f"{r0:x}")
     return 0
 
 

@@ -40,11 +40,11 @@ class HelperSource:
 @dataclass(frozen=True)
 class HelperSet:
     sources: tuple[HelperSource, ...]
-    provides: dict[int, str]  # helper id -> name of the source that defines it (last wins)
+    provides: tuple[tuple[int, str], ...]  # (helper id, source that defines it), last wins
 
     @property
     def ids(self) -> frozenset[int]:
-        return frozenset(self.provides)
+        return frozenset(hid for hid, _ in self.provides)
 
     def lift_options(self) -> LiftOptions:
         unwind = frozenset().union(*(s.unwind for s in self.sources)) & self.ids
@@ -52,17 +52,24 @@ class HelperSet:
 
     def modules(self) -> list[llvm.ModuleRef]:
         """Fresh LLVM modules, later sources' definitions overriding earlier ones."""
+        owner = dict(self.provides)
         mods = [_parse(src) for src in self.sources]
-        for i, mod in enumerate(mods):
+        for src, mod in zip(self.sources, mods):
             for fn in mod.functions:
-                m = HELPER_SYMBOL.match(fn.name)
-                if m and not fn.is_declaration and self.provides[int(m.group(1))] != self.sources[i].name:
+                hid = helper_id(fn.name)
+                if hid is not None and not fn.is_declaration and owner[hid] != src.name:
                     fn.linkage = llvm.Linkage.available_externally
         return mods
 
 
-def helper_name(helper_id: int) -> str:
-    return KERNEL_HELPERS.get(helper_id, f"helper {helper_id}")
+def helper_name(hid: int) -> str:
+    return KERNEL_HELPERS.get(hid, f"helper {hid}")
+
+
+def helper_id(symbol: str) -> int | None:
+    """The id in a `_bpf_helper_ext_NNNN` symbol, or None for any other name."""
+    m = HELPER_SYMBOL.match(symbol)
+    return int(m.group(1)) if m else None
 
 
 def bitcode_dir() -> Path:
@@ -96,17 +103,13 @@ def resolve(spec: str, arch: str) -> HelperSet:
     for src in sources:
         for hid in _defined_ids(src):
             provides[hid] = src.name
-    return HelperSet(tuple(sources), provides)
+    return HelperSet(tuple(sources), tuple(sorted(provides.items())))
 
 
 @lru_cache(maxsize=64)
 def _defined_ids(src: HelperSource) -> tuple[int, ...]:
-    out = []
-    for fn in _parse(src).functions:
-        m = HELPER_SYMBOL.match(fn.name)
-        if m and not fn.is_declaration:
-            out.append(int(m.group(1)))
-    return tuple(out)
+    return tuple(hid for fn in _parse(src).functions
+                 if not fn.is_declaration and (hid := helper_id(fn.name)) is not None)
 
 
 def _parse(src: HelperSource) -> llvm.ModuleRef:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from . import isa
+from . import isa, verifier
 from .errors import EbpfLtoError
 from .loader import EbpfObject, FuncKey, Program
 
@@ -325,6 +325,11 @@ class _FunctionLifter:
     # -- emission ---------------------------------------------------------
 
     def run(self) -> None:
+        for idx in range(self.key.start, self.func.end):
+            insn = self.slots[idx]
+            reason = insn is not None and verifier.check(insn)
+            if reason:
+                raise self.error(idx, reason)
         order, succs = self._blocks()
         self.leaders = set(order)
         stack_in = self._stack_offsets(order, succs)
@@ -364,12 +369,7 @@ class _FunctionLifter:
             raise self.error(idx, f"register r{r} does not exist")
         self.b.store(value, self.regs[r])
 
-    def _check_regs(self, idx: int, insn: isa.Insn) -> None:
-        if insn.dst > 10 or insn.src > 10:
-            raise self.error(idx, f"register r{max(insn.dst, insn.src)} does not exist")
-
     def _insn(self, idx: int, insn: isa.Insn) -> None:
-        self._check_regs(idx, insn)
         c = insn.cls
         if c in (isa.ALU, isa.ALU64):
             self._alu(idx, insn)

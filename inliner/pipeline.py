@@ -6,7 +6,6 @@ alone; the command line and the conformance plugin go through `link` and
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -18,9 +17,6 @@ from .errors import EbpfLtoError
 from .helpers import HelperSet
 from .loader import EbpfObject
 from .runner import LoadedObjects
-
-CALLED_HELPER = re.compile(r"^declare [^@]*@_bpf_helper_ext_(\d{4})\(", re.M)
-
 
 @dataclass(frozen=True)
 class LinkOptions:
@@ -55,9 +51,10 @@ def compile_module(module: ir.Module | str, obj_path: str, options: LinkOptions,
     """Verify the lifted IR, then optimize it for the target."""
     text = str(module)
     mod = codegen.parse_ir(text, obj_path)
+    called = sorted(hid for fn in mod.functions if fn.is_declaration
+                    and (hid := helpers.helper_id(fn.name)) is not None)
     tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
     codegen.optimize(mod, tm, options.opt_level)
-    called = sorted({int(m) for m in CALLED_HELPER.findall(text)})
     entries = [fn.name for fn in mod.functions
                if not fn.is_declaration and fn.linkage == llvm.Linkage.external]
     return Linked(mod, hset, called, entries)
