@@ -171,3 +171,43 @@ def callx_register(insn: Insn) -> int:
     if insn.dst == 0 and 0 < insn.imm < NUM_REGS:
         return insn.imm
     return insn.dst
+
+
+def regs_read(insn: Insn) -> tuple[int, ...]:
+    """Registers whose value `insn` uses (call arguments excepted: arity is the callee's)."""
+    c, o, x = insn.cls, op(insn.opcode), insn.opcode & X
+    if c in (ALU, ALU64):
+        if o == MOV:
+            return (insn.src,) if x else ()
+        if o in (NEG, END) or not x:
+            return (insn.dst,)
+        return (insn.dst, insn.src)
+    if c in (JMP, JMP32):
+        if o == EXIT:
+            return (0,)
+        if insn.opcode == CALLX:
+            return (callx_register(insn),)
+        if o in (JA, CALL):
+            return ()
+        return (insn.dst, insn.src) if x else (insn.dst,)
+    if c == LDX:
+        return (insn.src,)
+    if c == ST:
+        return (insn.dst,)
+    if c == STX:
+        if mode(insn.opcode) == ATOMIC and insn.imm == CMPXCHG:
+            return (insn.dst, insn.src, 0)
+        return (insn.dst, insn.src)
+    return ()
+
+
+def regs_written(insn: Insn) -> tuple[int, ...]:
+    """Registers `insn` sets; a call also leaves r1-r5 unreadable."""
+    c = insn.cls
+    if c in (ALU, ALU64, LDX) or insn.is_wide:
+        return (insn.dst,)
+    if c == JMP and op(insn.opcode) == CALL:
+        return (0,)
+    if c == STX and mode(insn.opcode) == ATOMIC and insn.imm & FETCH:
+        return (0,) if insn.imm == CMPXCHG else (insn.src,)
+    return ()

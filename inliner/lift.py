@@ -188,6 +188,11 @@ def _unique(name: str, taken) -> str:
     return candidate
 
 
+def _join(a: tuple, b: tuple) -> tuple:
+    """Where paths meet: offsets that agree, registers written on both."""
+    return tuple(x if x == y else None for x, y in zip(a[:11], b[:11])) + (a[11] & b[11],)
+
+
 class _FunctionLifter:
     """Lifts one eBPF function; `_insn` is the one switch over opcode classes."""
 
@@ -276,7 +281,8 @@ class _FunctionLifter:
         end or None (unknown). Only moves and constant adds are tracked; that
         covers how clang addresses the stack.
         """
-        entry = tuple([None] * 10 + [0])
+        # r1-r5 hold arguments, r10 the frame; r0 and r6-r9 start unwritten.
+        entry = tuple([None] * 10 + [0, 0b10000111110])
         state_in: dict[int, tuple] = {self.key.start: entry}
         work = deque([self.key.start])
         while work:
@@ -287,11 +293,16 @@ class _FunctionLifter:
             out = tuple(state)
             for s in succs[leader]:
                 old = state_in.get(s)
-                new = out if old is None else tuple(a if a == b else None for a, b in zip(old, out))
+                new = out if old is None else _join(old, out)
                 if new != old:
                     state_in[s] = new
                     work.append(s)
         return state_in
+
+    def _check_reads(self, idx: int, insn: isa.Insn, state: list) -> None:
+        for r in isa.regs_read(insn):
+            if not state[11] >> r & 1:
+                raise self.error(idx, f"reads r{r}, which is not written on every path to here")
 
     def _block_insns(self, leader: int):
         idx = leader
@@ -307,20 +318,21 @@ class _FunctionLifter:
 
     @staticmethod
     def _track(insn: isa.Insn, state: list) -> None:
+        """Transfer function: state[0..10] offsets from r10, state[11] the written-register mask."""
         c, op = insn.cls, isa.op(insn.opcode)
+        offset = None
         if c == isa.ALU64 and op == isa.MOV and insn.opcode & isa.X and insn.off == 0:
-            state[insn.dst] = state[insn.src]
+            offset = state[insn.src]
         elif c == isa.ALU64 and op in (isa.ADD, isa.SUB) and not insn.opcode & isa.X \
                 and state[insn.dst] is not None:
-            delta = insn.imm if op == isa.ADD else -insn.imm
-            state[insn.dst] += delta
-        elif c in (isa.ALU, isa.ALU64, isa.LDX) or insn.is_wide:
-            state[insn.dst] = None
-        elif c == isa.STX and isa.mode(insn.opcode) == isa.ATOMIC and insn.imm & isa.FETCH:
-            state[0 if insn.imm == isa.CMPXCHG else insn.src] = None
-        elif c == isa.JMP and op == isa.CALL:
+            offset = state[insn.dst] + (insn.imm if op == isa.ADD else -insn.imm)
+        if c == isa.JMP and op == isa.CALL:
             for r in range(6):
                 state[r] = None
+            state[11] &= ~0b111110
+        for r in isa.regs_written(insn):
+            state[r] = offset
+            state[11] |= 1 << r
 
     # -- emission ---------------------------------------------------------
 
@@ -349,6 +361,7 @@ class _FunctionLifter:
             state = list(stack_in[leader])
             for idx in self._block_insns(leader):
                 insn = self.slots[idx]
+                self._check_reads(idx, insn, state)
                 self.state = state
                 self._insn(idx, insn)
                 self._track(insn, state)

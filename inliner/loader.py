@@ -211,6 +211,15 @@ class _Loader:
             if sec.name != ".text":
                 programs.append(Program(sym.name, sec.name, program_type(sec.name),
                                         FuncKey(sec.name, start)))
+        # With no program section, global functions in .text are the programs, as
+        # older libbpf took them.
+        if not programs:
+            for sym in self.symbols:
+                sec = self._symbol_section(sym)
+                if (sec is not None and sec.name == ".text" and sym["st_info"]["type"] == "STT_FUNC"
+                        and sym["st_info"]["bind"] == "STB_GLOBAL"):
+                    programs.append(Program(sym.name, ".text", "unspec",
+                                            FuncKey(".text", self._slot(sym["st_value"], ".text"))))
         # A section of code with no function symbol is one program (older clang).
         for name, slots in code.items():
             if name != ".text" and not starts[name]:
@@ -309,8 +318,12 @@ class _Loader:
             if btf_sec is None:
                 raise EbpfLtoError("BTF-defined maps need a .BTF section", section=".maps")
             from .btf import BtfError, parse_btf  # only objects with BTF maps need it
+            # clang leaves .maps offsets in BTF at 0; libbpf fills them in from the symbols.
+            offsets = {s.name: s["st_value"] for s in self.symbols
+                       if getattr(self._symbol_section(s), "name", None) == ".maps"}
             try:
-                defs = parse_btf(btf_sec.data()).map_definitions()
+                btf = parse_btf(btf_sec.data()).fixup_datasec(".maps", maps_sec["sh_size"], offsets)
+                defs = btf.map_definitions()
             except BtfError as err:
                 raise EbpfLtoError(f"bad BTF: {err}", section=".BTF") from None
             for d in defs:
