@@ -1,0 +1,122 @@
+"""The command line: the main job on the shipped example, the ABI, and bad input."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from conftest import ROOT
+
+EXAMPLE = ROOT / "examples" / "ipv4_csum.o"
+HEADER = ROOT / "examples" / "ipv4_header.bin"
+
+
+def cli(*args, input=None):
+    return subprocess.run([sys.executable, "-m", "inliner.cli", *map(str, args)],
+                          capture_output=True, text=True, input=input, timeout=300)
+
+
+def assert_refused(done, *words):
+    """Bad input: exit 2 and exactly one line on stderr, no traceback."""
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("level", ("0", "2"))
+def test_run_example_gives_the_textbook_ipv4_checksum(level):
+    done = cli("run", EXAMPLE, "--mem", f"@{HEADER}", "-O", level, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["r0"] == 0xB861  # RFC 1071 checksum of the header
+
+
+def test_linked_object_follows_the_aot_contract(tmp_path):
+    out = tmp_path / "prog.aot.o"
+    done = cli("link", EXAMPLE, "-o", out)
+    assert done.returncode == 0, done.stderr
+    with open(out, "rb") as fh:
+        elf = ELFFile(fh)
+        assert elf["e_type"] == "ET_REL" and elf["e_machine"] == "EM_X86_64"
+        symbols = {s.name: s for s in elf.get_section_by_name(".symtab").iter_symbols()}
+    for name in ("bpf_main", "ipv4_csum"):
+        assert symbols[name]["st_info"]["bind"] == "STB_GLOBAL"
+        assert symbols[name]["st_info"]["type"] == "STT_FUNC"
+    # Nothing but the entries is exported: subprograms and data stay internal.
+    exported = {n for n, s in symbols.items() if s["st_info"]["bind"] == "STB_GLOBAL"
+                and s["st_shndx"] != "SHN_UNDEF"}
+    assert exported == {"bpf_main", "ipv4_csum"}
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build a host")
+def test_a_c_host_links_the_object_and_calls_bpf_main(tmp_path):
+    """The object works outside our runner: a plain C program links and calls it."""
+    obj = tmp_path / "prog.aot.o"
+    assert cli("link", EXAMPLE, "-o", obj).returncode == 0
+    host = tmp_path / "host.c"
+    host.write_text(
+        "#include <stdint.h>\n#include <stdio.h>\n"
+        "uint64_t bpf_main(void *ctx, uint64_t len);\n"
+        "int main(void) { unsigned char p[60] = {0x45,0,0,0x73,0,0,0x40,0,0x40,0x11,0,0,"
+        "0xc0,0xa8,0,1,0xc0,0xa8,0,0xc7};\n"
+        "  printf(\"%llx\\n\", (unsigned long long)bpf_main(p, sizeof p)); return 0; }\n")
+    exe = tmp_path / "host"
+    subprocess.run(["cc", "-o", exe, host, obj], check=True)
+    assert subprocess.run([exe], capture_output=True, text=True).stdout.strip() == "b861"
+
+
+@pytest.mark.parametrize("emit,marker", [("asm", b"bpf_main:"), ("llvm", b"define"),
+                                         ("bc", b"BC\xc0\xde")])
+def test_emit_kinds(tmp_path, emit, marker):
+    out = tmp_path / "out"
+    assert cli("link", EXAMPLE, "--emit", emit, "-o", out).returncode == 0
+    assert marker in out.read_bytes()
+
+
+def test_aarch64_emits_a_valid_object(tmp_path):
+    out = tmp_path / "prog.o"
+    assert cli("link", EXAMPLE, "--target", "aarch64", "-o", out).returncode == 0
+    with open(out, "rb") as fh:
+        assert ELFFile(fh)["e_machine"] == "EM_AARCH64"
+
+
+def test_output_to_stdout():
+    done = subprocess.run([sys.executable, "-m", "inliner.cli", "link", str(EXAMPLE),
+                           "--emit", "llvm", "-o", "-"], capture_output=True, timeout=300)
+    assert done.returncode == 0 and b"define" in done.stdout
+
+
+def test_failed_link_leaves_the_previous_output_untouched(tmp_path):
+    out = tmp_path / "prog.aot.o"
+    out.write_bytes(b"previous")
+    bad = tmp_path / "bad.o"
+    bad.write_bytes(EXAMPLE.read_bytes()[:300])
+    assert_refused(cli("link", bad, "-o", out))
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.o", "prog.aot.o"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["run", "missing.o"], ["missing.o", "cannot read"]),
+    (["run", ROOT / "examples" / "ipv4_csum.c"], ["not an ELF file"]),
+    (["run", EXAMPLE, "--mem", "zz"], ["--mem"]),
+    (["run", EXAMPLE, "--program", "nope"], ["no program named 'nope'", "ipv4_csum"]),
+    (["link", EXAMPLE, "-o", "/tmp/x.o", "--cpu", "no-such-cpu"], ["no-such-cpu"]),
+    (["link", EXAMPLE, "-o", "/nonexistent-dir/x.o"], ["cannot write"]),
+    (["link", EXAMPLE], ["-o"]),
+    (["frobnicate"], ["frobnicate"]),
+    (["run", EXAMPLE, "--helpers", "nosuchset"], ["unknown helper set"]),
+])
+def test_bad_input_costs_one_line_and_exit_2(args, words):
+    assert_refused(cli(*args), *words)
+
+
+def test_wrong_architecture_is_refused(tmp_path):
+    obj = tmp_path / "native.o"
+    obj.write_bytes(b"")
+    assert cli("link", EXAMPLE, "-o", obj).returncode == 0  # an x86-64 ELF, not eBPF
+    assert_refused(cli("run", obj), "not an eBPF object")
