@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, codegen, loader, pipeline
+from . import __version__, codegen, isa, loader, pipeline
 from .errors import EbpfLtoError
 
 EXIT_BAD_INPUT = 2
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     _add_link_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("disasm", help="print the programs of an eBPF object as assembly")
+    p.add_argument("input", help="eBPF ELF object")
+    p.add_argument("--raw", action="store_true", help="show each instruction's bytes")
+    p.set_defaults(func=cmd_disasm)
 
     p = sub.add_parser("conformance", help="run a bpf_conformance test folder")
     p.add_argument("directory", help="folder of .data files (searched recursively)")
@@ -145,6 +150,42 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_disasm(args) -> int:
+    from .asm import format_insn
+    from .helpers import helper_name
+    obj = loader.load(args.input)
+    programs = {p.entry: p for p in obj.programs}
+    for key, func in sorted(obj.functions.items(), key=lambda kv: (kv[0].section, kv[0].start)):
+        prog = programs.get(key)
+        kind = f"program, type {prog.prog_type}" if prog else "function"
+        print(f"{func.name} ({kind}, section {key.section}):")
+        slots = obj.code[key.section]
+        for idx in range(key.start, func.end):
+            insn = slots[idx]
+            if insn is None:
+                continue
+            note = _annotation(obj, key.section, idx, insn, helper_name)
+            raw = f"{insn.encode().hex(' '):<48} " if args.raw else ""
+            print(f"{idx:6}: {raw}{format_insn(insn, note)}")
+        print()
+    return 0
+
+
+def _annotation(obj, section: str, idx: int, insn, helper_name) -> str | None:
+    """What a relocated instruction or a helper call refers to, by name."""
+    ref = obj.refs.get((section, idx))
+    if ref is not None:
+        if ref.kind == "map":
+            return f"map {ref.target}"
+        if ref.kind == "data":
+            return f"{ref.target}+{ref.offset}"
+        name = obj.functions[ref.function].name
+        return name if ref.kind == "call" else f"&{name}"
+    if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER:
+        return helper_name(insn.imm)
+    return None
+
+
 def cmd_conformance(args) -> int:
     from . import conformance
     options = pipeline.LinkOptions(opt_level=args.opt_level, cpu=args.cpu,
@@ -191,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except EbpfLtoError as err:
         print(f"ebpf-lto: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("ebpf-lto: interrupted", file=sys.stderr)
         return 130

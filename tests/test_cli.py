@@ -120,3 +120,21 @@ def test_wrong_architecture_is_refused(tmp_path):
     obj.write_bytes(b"")
     assert cli("link", EXAMPLE, "-o", obj).returncode == 0  # an x86-64 ELF, not eBPF
     assert_refused(cli("run", obj), "not an eBPF object")
+
+
+def test_disasm_names_maps_and_reassembles_to_the_object_bytes():
+    from elftools.elf.elffile import ELFFile as Elf
+
+    from inliner.asm import assemble_bytes
+    obj = ROOT / "tests" / "fixtures" / "btf" / "maps.o"
+    done = cli("disasm", obj)
+    assert done.returncode == 0, done.stderr
+    assert "lddw %r1, 0 # map counters" in done.stdout
+    assert "call 1 # map_lookup_elem" in done.stdout
+    # The listing of the xdp section is the section's bytes, instruction for instruction.
+    body = done.stdout.split("section xdp):\n", 1)[1]
+    asm = "\n".join(line.split(": ", 1)[1] for line in body.splitlines()
+                    if ": " in line and not line.endswith(":"))
+    with open(obj, "rb") as fh:
+        code = Elf(fh).get_section_by_name("xdp").data()
+    assert assemble_bytes(asm) == code
