@@ -23,7 +23,11 @@ HELPER_SYMBOL = re.compile(r"^_bpf_helper_ext_(\d{4})$")
 
 # Named sets: the helper_bitcode/ files they consist of, and the ids after
 # which r0 == 0 ends the program (uBPF's unwind extension).
+# `default` is the Linux helper library (docs/helpers.md), one file per
+# family; `conformance` reuses ids 0-5 with uBPF's meanings, so the two sets
+# do not mix.
 NAMED_SETS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
+    "default": (("checksum", "time", "identity", "memory", "output", "loop"), frozenset()),
     "conformance": (("conformance",), frozenset({5})),
 }
 
