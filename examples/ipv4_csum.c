@@ -16,7 +16,7 @@ static __attribute__((noinline)) unsigned int fold(unsigned long sum)
     return (unsigned int)sum;
 }
 
-SEC("socket")
+SEC("raw")
 unsigned long ipv4_csum(const struct packet *pkt)
 {
     unsigned int ihl = (pkt->bytes[0] & 0x0f) * 4;

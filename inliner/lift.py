@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from . import isa, verifier
+from . import contexts, isa, verifier
 from .errors import EbpfLtoError
 from .loader import EbpfObject, FuncKey, Program
 
@@ -84,8 +84,12 @@ class _ModuleLifter:
             name = _unique(f"bpf.{func.name}", names)
             func.ir_func = ir.Function(self.module, fnty, name)
             func.ir_func.linkage = "internal"
-        for func in self.funcs.values():
-            _FunctionLifter(self, func).run()
+        lifters = {key: _FunctionLifter(self, func) for key, func in self.funcs.items()}
+        for fl in lifters.values():
+            fl.check()
+        self._analyze(lifters, programs)
+        for fl in lifters.values():
+            fl.emit()
         for i, prog in enumerate(programs):
             self._entry(prog.name, prog)
             if i == 0:
@@ -119,6 +123,34 @@ class _ModuleLifter:
                       and insn.src == isa.CALL_HELPER and insn.imm in self.options.unwind_helpers):
                     func.may_stop = True
             self.funcs[key] = func
+
+    def _analyze(self, lifters: dict, programs: list[Program]) -> None:
+        """Data flow over every function, argument tags flowing from call sites to callees.
+
+        A program's entry gets the context tag in r1 when its type has a
+        context layout; a function whose address is taken (a callback) gets
+        no tags, since its callers are not known.
+        """
+        unknown = (None,) * 5
+        args: dict[FuncKey, tuple | None] = {key: None for key in lifters}
+        for ref in self.obj.refs.values():
+            if ref.kind == "func" and ref.function in args:
+                args[ref.function] = unknown
+        for prog in programs:
+            layout = contexts.for_program_type(prog.prog_type)
+            tags = (("ctx", 0, layout),) + (None,) * 4 if layout else unknown
+            args[prog.entry] = _meet_args(args[prog.entry], tags)
+        work = deque(key for key, tags in args.items() if tags is not None)
+        while work:
+            key = work.popleft()
+            for callee, tags in lifters[key].analyze(args[key]).items():
+                new = _meet_args(args[callee], tags)
+                if new != args[callee]:
+                    args[callee] = new
+                    work.append(callee)
+        for key, fl in lifters.items():
+            if args[key] is None:  # reached by no analysed path: analyse as it is
+                fl.analyze(unknown)
 
     def _mark_stopping(self) -> None:
         """A function that calls one that may stop the program may stop it too."""
@@ -188,9 +220,30 @@ def _unique(name: str, taken) -> str:
     return candidate
 
 
+# The abstract state at a point of a function, as a tuple:
+#   [0..10] each register's pointer tag: None, ("fp", off) for r10 + off, or
+#           ("ctx", off, layout) for the context pointer + off;
+#   [MASK]  bit r set when register r is written on every path to here;
+#   [SPILLS] frozenset of (r10 offset, tag) for 8-byte stack slots holding a tag.
+MASK, SPILLS = 11, 12
+ARGS_WRITTEN = 0b10000111110  # r1-r5 (arguments) and r10
+
+
 def _join(a: tuple, b: tuple) -> tuple:
-    """Where paths meet: offsets that agree, registers written on both."""
-    return tuple(x if x == y else None for x, y in zip(a[:11], b[:11])) + (a[11] & b[11],)
+    """Where paths meet: tags that agree, registers written on both, spills on both."""
+    return (tuple(x if x == y else None for x, y in zip(a[:11], b[:11]))
+            + (a[MASK] & b[MASK], a[SPILLS] & b[SPILLS]))
+
+
+def _meet_args(old: tuple | None, new: tuple) -> tuple:
+    """A function's argument tags: those every call site agrees on."""
+    if old is None:
+        return new
+    return tuple(x if x == y else None for x, y in zip(old, new))
+
+
+def _moved(tag: tuple | None, delta: int) -> tuple | None:
+    return None if tag is None else (tag[0], tag[1] + delta) + tag[2:]
 
 
 class _FunctionLifter:
@@ -274,34 +327,41 @@ class _FunctionLifter:
             blocks[leader] = out
         return ordered, blocks
 
-    def _stack_offsets(self, order: list[int], succs: dict[int, list[int]]) -> dict[int, tuple]:
-        """Per leader, which registers hold r10 plus a known constant.
+    def analyze(self, arg_tags: tuple) -> dict[FuncKey, tuple]:
+        """Forward data flow to a fixpoint from the given argument tags.
 
-        A forward data-flow pass: a register is an int offset from the frame
-        end or None (unknown). Only moves and constant adds are tracked; that
-        covers how clang addresses the stack.
+        Records the state at each block leader, and returns, per callee, the
+        argument tags its call sites here agree on.
         """
-        # r1-r5 hold arguments, r10 the frame; r0 and r6-r9 start unwritten.
-        entry = tuple([None] * 10 + [0, 0b10000111110])
+        self.order, self.succs = self._blocks()
+        self.leaders = set(self.order)
+        fp = ("fp", 0)
+        entry = (None,) + tuple(arg_tags) + (None,) * 4 + (fp, ARGS_WRITTEN, frozenset())
         state_in: dict[int, tuple] = {self.key.start: entry}
+        calls: dict[FuncKey, tuple] = {}
         work = deque([self.key.start])
         while work:
             leader = work.popleft()
             state = list(state_in[leader])
             for idx in self._block_insns(leader):
-                self._track(self.slots[idx], state)
+                insn = self.slots[idx]
+                if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
+                    callee = self.ml.obj.refs[(self.section, idx)].function
+                    calls[callee] = _meet_args(calls.get(callee), tuple(state[1:6]))
+                self._track(insn, state)
             out = tuple(state)
-            for s in succs[leader]:
+            for s in self.succs[leader]:
                 old = state_in.get(s)
                 new = out if old is None else _join(old, out)
                 if new != old:
                     state_in[s] = new
                     work.append(s)
-        return state_in
+        self.state_in = state_in
+        return calls
 
     def _check_reads(self, idx: int, insn: isa.Insn, state: list) -> None:
         for r in isa.regs_read(insn):
-            if not state[11] >> r & 1:
+            if not state[MASK] >> r & 1:
                 raise self.error(idx, f"reads r{r}, which is not written on every path to here")
 
     def _block_insns(self, leader: int):
@@ -318,33 +378,47 @@ class _FunctionLifter:
 
     @staticmethod
     def _track(insn: isa.Insn, state: list) -> None:
-        """Transfer function: state[0..10] offsets from r10, state[11] the written-register mask."""
+        """The transfer function of `analyze` (state layout above `_join`)."""
         c, op = insn.cls, isa.op(insn.opcode)
-        offset = None
+        tag = None
         if c == isa.ALU64 and op == isa.MOV and insn.opcode & isa.X and insn.off == 0:
-            offset = state[insn.src]
-        elif c == isa.ALU64 and op in (isa.ADD, isa.SUB) and not insn.opcode & isa.X \
-                and state[insn.dst] is not None:
-            offset = state[insn.dst] + (insn.imm if op == isa.ADD else -insn.imm)
+            tag = state[insn.src]
+        elif c == isa.ALU64 and op in (isa.ADD, isa.SUB) and not insn.opcode & isa.X:
+            tag = _moved(state[insn.dst], insn.imm if op == isa.ADD else -insn.imm)
+        elif c == isa.LDX and insn.opcode == isa.LDX | isa.MEM | isa.DW:
+            base = state[insn.src]
+            if base is not None and base[0] == "fp":
+                tag = dict(state[SPILLS]).get(base[1] + insn.off)
+        elif c in (isa.ST, isa.STX):
+            base = state[insn.dst]
+            if base is not None and base[0] == "fp":
+                lo = base[1] + insn.off
+                hi = lo + isa.SIZE_BYTES[isa.size(insn.opcode)]
+                spills = {s for s in state[SPILLS] if s[0] + 8 <= lo or s[0] >= hi}
+                value = state[insn.src]
+                if insn.opcode == isa.STX | isa.MEM | isa.DW and value is not None:
+                    spills.add((lo, value))
+                state[SPILLS] = frozenset(spills)
         if c == isa.JMP and op == isa.CALL:
             for r in range(6):
                 state[r] = None
-            state[11] &= ~0b111110
+            state[MASK] &= ~0b111110
         for r in isa.regs_written(insn):
-            state[r] = offset
-            state[11] |= 1 << r
+            state[r] = tag
+            state[MASK] |= 1 << r
 
     # -- emission ---------------------------------------------------------
 
-    def run(self) -> None:
+    def check(self) -> None:
+        """Every slot of the function, reachable or not, is a valid instruction."""
         for idx in range(self.key.start, self.func.end):
             insn = self.slots[idx]
             reason = insn is not None and verifier.check(insn)
             if reason:
                 raise self.error(idx, reason)
-        order, succs = self._blocks()
-        self.leaders = set(order)
-        stack_in = self._stack_offsets(order, succs)
+
+    def emit(self) -> None:
+        order = self.order
         entry = self.fn.append_basic_block("entry")
         self.blocks = {leader: self.fn.append_basic_block(f"L{leader}") for leader in order}
         b = self.b = ir.IRBuilder(entry)
@@ -358,7 +432,7 @@ class _FunctionLifter:
         b.branch(self.blocks[self.key.start])
         for leader in order:
             b.position_at_end(self.blocks[leader])
-            state = list(stack_in[leader])
+            state = list(self.state_in[leader])
             for idx in self._block_insns(leader):
                 insn = self.slots[idx]
                 self._check_reads(idx, insn, state)
@@ -607,38 +681,73 @@ class _FunctionLifter:
 
     # memory
 
-    def _address(self, idx: int, base: int, off: int, size: int) -> tuple[ir.Value, int]:
+    def _address(self, idx: int, base: int, off: int, size: int,
+                 store: bool = False) -> tuple[ir.Value, int]:
         """Pointer and alignment for an access of `size` bytes at base+off.
 
         The pointer is typed to the access width because llvmlite's builder
         checks load/store types against it; LLVM itself sees an opaque ptr.
         """
         ptr_ty = SIZE_TYPES[size].as_pointer()
-        known = self.state[base]
-        if known is not None:
-            pos = isa.STACK_SIZE + known + off
+        tag = self.state[base]
+        if tag is not None and tag[0] == "fp":
+            pos = isa.STACK_SIZE + tag[1] + off
             if pos < 0 or pos + size > isa.STACK_SIZE:
-                raise self.error(idx, f"stack access at r10{known + off:+d} of {size} bytes is "
+                raise self.error(idx, f"stack access at r10{tag[1] + off:+d} of {size} bytes is "
                                       f"outside the {isa.STACK_SIZE}-byte frame")
             align = min(16, pos & -pos) if pos else 16
             ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), ptr_ty)
             return ptr, min(align, size)
+        if tag is not None:
+            field = self._ctx_field(idx, tag, off, size, store)
+            user = field.user_off + (tag[1] + off - field.kernel_off)
+            return self.b.inttoptr(self._ctx_base(base, tag, user), ptr_ty), 1
         addr = self.rd(base)
         if off:
             addr = self.b.add(addr, ir.Constant(I64, off & 0xFFFFFFFFFFFFFFFF))
         return self.b.inttoptr(addr, ptr_ty), 1
 
+    def _ctx_field(self, idx: int, tag: tuple, off: int, size: int, store: bool):
+        layout = tag[2]
+        kernel_off = tag[1] + off
+        field = layout.field_at(kernel_off, size)
+        if field is None:
+            raise self.error(idx, f"context access at offset {kernel_off} of {size} bytes is not a "
+                                  f"field of struct {layout.name} that userspace provides")
+        if store and not field.writable:
+            raise self.error(idx, f"write to {layout.name}.{field.name}, which is read-only")
+        return field
+
+    def _ctx_base(self, base: int, tag: tuple, user_off: int) -> ir.Value:
+        """The address of userspace context offset `user_off`, from a register at ctx + tag[1]."""
+        return self.b.add(self.rd(base), ir.Constant(I64, (user_off - tag[1]) & 0xFFFFFFFFFFFFFFFF))
+
     def _ldx(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
         mode = isa.mode(insn.opcode)
         if mode not in (isa.MEM, isa.MEMSX):
             raise self.error(idx, f"unknown load mode (opcode {insn.opcode:#04x})")
         nbytes = isa.SIZE_BYTES[isa.size(insn.opcode)]
         if mode == isa.MEMSX and nbytes == 8:
             raise self.error(idx, "sign-extending load of 8 bytes")
+        tag = self.state[insn.src]
+        if tag is not None and tag[0] == "ctx":
+            field = self._ctx_field(idx, tag, insn.off, nbytes, store=False)
+            if field.kind != contexts.SCALAR:
+                # The kernel's verifier turns this 32-bit load into a pointer load.
+                ptr = b.inttoptr(self._ctx_base(insn.src, tag, field.user_off), I64.as_pointer())
+                value = b.load(ptr, typ=I64, align=1)
+                if field.kind == contexts.META_POINTER:
+                    data_ptr = b.inttoptr(self._ctx_base(insn.src, tag, contexts.XDP_DATA),
+                                          I64.as_pointer())
+                    meta_len = b.load(ptr, typ=I32, align=1)
+                    value = b.sub(b.load(data_ptr, typ=I64, align=1), b.zext(meta_len, I64))
+                self.wr(idx, insn.dst, value)
+                return
         ptr, align = self._address(idx, insn.src, insn.off, nbytes)
-        v = self.b.load(ptr, typ=SIZE_TYPES[nbytes], align=align)
+        v = b.load(ptr, typ=SIZE_TYPES[nbytes], align=align)
         if nbytes < 8:
-            v = self.b.sext(v, I64) if mode == isa.MEMSX else self.b.zext(v, I64)
+            v = b.sext(v, I64) if mode == isa.MEMSX else b.zext(v, I64)
         self.wr(idx, insn.dst, v)
 
     def _store(self, idx: int, insn: isa.Insn) -> None:
@@ -651,7 +760,7 @@ class _FunctionLifter:
             return
         if mode != isa.MEM:
             raise self.error(idx, f"unknown store mode (opcode {insn.opcode:#04x})")
-        ptr, align = self._address(idx, insn.dst, insn.off, nbytes)
+        ptr, align = self._address(idx, insn.dst, insn.off, nbytes, store=True)
         if insn.cls == isa.ST:
             value = ir.Constant(ty, insn.imm & ((1 << (8 * nbytes)) - 1))
         else:
@@ -665,6 +774,9 @@ class _FunctionLifter:
         if nbytes not in (4, 8):
             raise self.error(idx, f"atomic operation on {nbytes} bytes")
         ty = SIZE_TYPES[nbytes]
+        tag = self.state[insn.dst]
+        if tag is not None and tag[0] == "ctx":
+            raise self.error(idx, "atomic operation on the context")
         ptr, _ = self._address(idx, insn.dst, insn.off, nbytes)
         src = self.rd(insn.src)
         val = src if nbytes == 8 else b.trunc(src, ty)

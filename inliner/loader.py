@@ -25,6 +25,7 @@ SHF_WRITE = 0x1
 # Section-name prefixes to (program type, context kind). The context kind
 # says what r1 points at; see docs/abi.md.
 PROGRAM_TYPES: tuple[tuple[str, str], ...] = (
+    ("raw", "raw"),  # userspace only: r1 = a memory buffer, r2 = its length
     ("xdp", "xdp"), ("tc", "sched_cls"), ("classifier", "sched_cls"),
     ("action", "sched_act"), ("tcx/", "sched_cls"), ("socket", "socket_filter"),
     ("sk_skb", "sk_skb"), ("sk_msg", "sk_msg"), ("uprobe", "kprobe"),

@@ -12,7 +12,7 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from . import codegen, helpers, lift as lifter
+from . import codegen, contexts, helpers, lift as lifter
 from .errors import EbpfLtoError
 from .helpers import HelperSet
 from .loader import EbpfObject
@@ -102,3 +102,11 @@ def run(obj: EbpfObject, memory: bytes | bytearray | None, options: LinkOptions,
     loaded, _ = load(obj, options)
     buf = bytearray(memory or b"")
     return loaded.call(entry, buf if memory else None), buf
+
+
+def run_packets(obj: EbpfObject, packets, options: LinkOptions):
+    """Run one program over each packet in turn; yields (r0, packet after)."""
+    loaded, _ = load(obj, options)
+    layout = contexts.for_program_type(obj.program(options.program).prog_type)
+    for packet in packets:
+        yield loaded.call_packet(lifter.ENTRY_SYMBOL, layout, packet)

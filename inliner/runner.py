@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import struct
 
 import llvmlite.binding as llvm
 
-from . import codegen
+from . import codegen, contexts
 from .errors import EbpfLtoError
 
 ENTRY = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64)
@@ -58,3 +59,26 @@ class LoadedObjects:
             return fn(None, 0)
         buf = (ctypes.c_char * len(memory)).from_buffer(memory)
         return fn(ctypes.addressof(buf), len(memory))
+
+    def call_packet(self, symbol: str, layout: contexts.Layout | None,
+                    packet: bytes) -> tuple[int, bytes]:
+        """Run on one packet; returns r0 and the packet as data..data_end say after the run.
+
+        With a context layout r1 points at the userspace context (docs/abi.md);
+        without one, r1 is the packet itself and r2 its length.
+        """
+        if layout is None:
+            memory = bytearray(packet)
+            return self.call(symbol, memory), bytes(memory)
+        buf = bytearray(contexts.HEADROOM + len(packet) + contexts.TAILROOM)
+        buf[contexts.HEADROOM:contexts.HEADROOM + len(packet)] = packet
+        cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
+        base = ctypes.addressof(cbuf)
+        ctx = bytearray(contexts.build(layout, base, len(packet), contexts.ethertype_be(packet)))
+        cctx = (ctypes.c_char * len(ctx)).from_buffer(ctx)
+        r0 = self.entry(symbol)(ctypes.addressof(cctx), len(ctx))
+        data_off = contexts.XDP_DATA if layout is contexts.XDP else contexts.SKB_DATA
+        data, data_end = struct.unpack_from("<QQ", ctx, data_off)
+        if not base <= data <= data_end <= base + len(buf):
+            raise EbpfLtoError("the program left the packet bounds outside its buffer")
+        return r0, bytes(buf[data - base:data_end - base])

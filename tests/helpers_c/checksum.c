@@ -15,7 +15,7 @@ struct csum_io {
 	u8 to[MAX_BUF];
 };
 
-SEC("socket") long csum_diff(void *ctx)
+SEC("raw") long csum_diff(void *ctx)
 {
 	struct csum_io *io = ctx;
 	long r = bpf_csum_diff((void *)io->from, io->from_size, (void *)io->to, io->to_size,
@@ -25,7 +25,7 @@ SEC("socket") long csum_diff(void *ctx)
 }
 
 /* Pushing data: a NULL from with size 0. */
-SEC("socket") long csum_push(void *ctx)
+SEC("raw") long csum_push(void *ctx)
 {
 	struct csum_io *io = ctx;
 	long r = bpf_csum_diff(0, 0, (void *)io->to, io->to_size, io->seed);
@@ -35,7 +35,7 @@ SEC("socket") long csum_push(void *ctx)
 
 /* The usual IPv4 use: zero the header checksum, sum the 20-byte header,
  * fold and complement, store. The memory is the header. */
-SEC("socket") long ipv4_checksum(void *ctx)
+SEC("raw") long ipv4_checksum(void *ctx)
 {
 	u8 *hdr = ctx;
 	*(u16 *)(hdr + 10) = 0;

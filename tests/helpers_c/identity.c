@@ -17,7 +17,7 @@ struct identity {
 	u32 rand[NRAND];
 };
 
-SEC("socket") long identity(void *ctx)
+SEC("raw") long identity(void *ctx)
 {
 	struct identity *id = ctx;
 	id->pid_tgid = bpf_get_current_pid_tgid();

@@ -29,7 +29,7 @@ static long step(u64 index, void *data)
 	return index == st->io->stop_at ? 1 : 0;
 }
 
-SEC("socket") long loop(void *ctx)
+SEC("raw") long loop(void *ctx)
 {
 	struct loop_io *io = ctx;
 	struct loop_state st = { io, 0, 0, 1 };

@@ -13,7 +13,7 @@ struct reads {
 	u8 dst[3][64];
 };
 
-SEC("socket") long probe_reads(void *ctx)
+SEC("raw") long probe_reads(void *ctx)
 {
 	struct reads *r = ctx;
 	u32 n = r->size & 63;
@@ -23,7 +23,7 @@ SEC("socket") long probe_reads(void *ctx)
 	return 0;
 }
 
-SEC("socket") long probe_read_strs(void *ctx)
+SEC("raw") long probe_read_strs(void *ctx)
 {
 	struct reads *r = ctx;
 	u32 n = r->size & 63;
@@ -42,7 +42,7 @@ struct cmp {
 	char s2[32];
 };
 
-SEC("socket") long strncmp_prog(void *ctx)
+SEC("raw") long strncmp_prog(void *ctx)
 {
 	struct cmp *c = ctx;
 	c->result = bpf_strncmp(c->s1, c->s1_sz & 31, c->s2);
@@ -50,7 +50,7 @@ SEC("socket") long strncmp_prog(void *ctx)
 }
 
 /* A constant second string, as the kernel requires it. */
-SEC("socket") long strncmp_const(void *ctx)
+SEC("raw") long strncmp_const(void *ctx)
 {
 	struct cmp *c = ctx;
 	c->result = bpf_strncmp(c->s1, c->s1_sz & 31, "hello");

@@ -15,14 +15,14 @@ struct fmt_io {
 	char out[128];
 };
 
-SEC("socket") long snprintf_prog(void *ctx)
+SEC("raw") long snprintf_prog(void *ctx)
 {
 	struct fmt_io *io = ctx;
 	io->result = bpf_snprintf(io->out, io->str_size & 127, io->fmt, io->args, io->data_len);
 	return io->result;
 }
 
-SEC("socket") long trace_printk_prog(void *ctx)
+SEC("raw") long trace_printk_prog(void *ctx)
 {
 	struct fmt_io *io = ctx;
 	io->result = bpf_trace_printk(io->fmt, io->fmt_size, io->args[0], io->args[1],
@@ -30,7 +30,7 @@ SEC("socket") long trace_printk_prog(void *ctx)
 	return io->result;
 }
 
-SEC("socket") long trace_vprintk_prog(void *ctx)
+SEC("raw") long trace_vprintk_prog(void *ctx)
 {
 	struct fmt_io *io = ctx;
 	io->result = bpf_trace_vprintk(io->fmt, io->fmt_size, io->args, io->data_len);
@@ -38,7 +38,7 @@ SEC("socket") long trace_vprintk_prog(void *ctx)
 }
 
 /* The libbpf macros as programs use them: constant formats in .rodata. */
-SEC("socket") long macros(void *ctx)
+SEC("raw") long macros(void *ctx)
 {
 	struct fmt_io *io = ctx;
 	/* bpf_printk with at most 3 arguments calls bpf_trace_printk, with more

@@ -11,7 +11,7 @@ struct clocks {
 	u64 mono2;
 };
 
-SEC("socket") long clocks(void *ctx)
+SEC("raw") long clocks(void *ctx)
 {
 	struct clocks *c = ctx;
 	c->mono1 = bpf_ktime_get_ns();
