@@ -118,3 +118,9 @@ def test_layouts_match_the_kernel_structs():
     skb = {f.name: f.kernel_off for f in contexts.SKB.fields}
     assert (skb["len"], skb["mark"], skb["protocol"], skb["cb"], skb["hash"], skb["data"],
             skb["data_end"], skb["data_meta"]) == (0, 8, 16, 48, 68, 76, 80, 140)
+
+
+def test_generated_c_header_is_current():
+    """helper_bitcode/src/abi.h is what `python -m inliner.cabi` writes from the Python facts."""
+    from inliner import cabi
+    assert (ROOT / "helper_bitcode" / "src" / "abi.h").read_text() == cabi.header()

@@ -1,0 +1,48 @@
+"""Maps: the kernel's map types and the descriptor the link step emits per map. Defined once.
+
+Every map of an object becomes, in the linked code, a constant descriptor
+`struct bpf_map` (its geometry, known at link time, so that code inlined from
+the map runtime folds it) pointing at a zeroed, mutable `struct
+bpf_map_state` of STATE_SIZE bytes that the map runtime (helper_bitcode/src/
+maps*.c) owns. The C declarations are generated from this module
+(`python -m inliner.cabi`), so both sides agree by construction.
+"""
+from __future__ import annotations
+
+import os
+
+# enum bpf_map_type (include/uapi/linux/bpf.h), the types the runtime implements.
+MAP_TYPES: dict[int, str] = {
+    1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
+    6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash", 11: "lpm_trie",
+    12: "array_of_maps", 13: "hash_of_maps", 22: "queue", 23: "stack", 27: "ringbuf",
+}
+MAP_TYPE_IDS: dict[str, int] = {name: tid for tid, name in MAP_TYPES.items()}
+
+# Map update flags (BPF_ANY, BPF_NOEXIST, BPF_EXIST) and map_flags bits used.
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+
+# struct bpf_map: the descriptor. (C type, field name); pointers are 64-bit.
+DESCRIPTOR_FIELDS: tuple[tuple[str, str], ...] = (
+    ("uint32_t", "type"),
+    ("uint32_t", "key_size"),
+    ("uint32_t", "value_size"),
+    ("uint32_t", "max_entries"),
+    ("uint32_t", "map_flags"),
+    ("uint32_t", "ncpus"),        # copies of each value in a per-cpu map
+    ("uint32_t", "index"),        # position in the object's map table
+    ("uint32_t", "inner_index"),  # map-in-map: the inner map's template, or NO_INNER
+    ("void *", "state"),          # struct bpf_map_state *: the runtime's mutable part
+    ("const char *", "name"),
+)
+NO_INNER = 0xFFFFFFFF
+STATE_SIZE = 128  # bytes of struct bpf_map_state; the runtime asserts its struct fits
+
+
+def default_ncpus() -> int:
+    """Copies per value for per-cpu maps: the host's processor count."""
+    return os.cpu_count() or 1
+
+
+def type_name(map_type: int) -> str:
+    return MAP_TYPES.get(map_type, f"type {map_type}")
