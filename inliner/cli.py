@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, codegen, isa, loader, pipeline
+from . import __version__, codegen, isa, loader, maps, pipeline
 from .errors import EbpfLtoError
 
 EXIT_BAD_INPUT = 2
@@ -33,13 +33,22 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                    help="LLVM cpu name, 'native' or 'generic' (default generic)")
     p.add_argument("--program", metavar="NAME", help="only this program (default: all; "
                    "the first is bpf_main)")
+    p.add_argument("--ncpus", type=int, default=maps.default_ncpus(), metavar="N",
+                   help="copies of each value in per-cpu maps (default: this host's cpus)")
+    p.add_argument("--maps", choices=("own", "extern"), default="own",
+                   help="own: the object holds its maps' state; extern: the host defines "
+                        "ebpf_lto_state_NAME for each map (docs/maps.md)")
     p.add_argument("--helpers", metavar="SETS", help="helper sets: a comma list of set "
-                   "names (conformance) and .bc/.ll files; later ones override earlier ones")
+                   "names (default, conformance) and .bc/.ll files; later ones override "
+                   "earlier ones")
 
 
 def _options(args) -> pipeline.LinkOptions:
+    if args.ncpus < 1:
+        raise EbpfLtoError(f"--ncpus must be at least 1, not {args.ncpus}")
     return pipeline.LinkOptions(opt_level=args.opt_level, arch=args.target, cpu=args.cpu,
-                                program=args.program, helpers=args.helpers)
+                                program=args.program, helpers=args.helpers, ncpus=args.ncpus,
+                                maps_extern=args.maps == "extern")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="eBPF ELF object")
     p.add_argument("--mem", metavar="HEX|@FILE",
                    help="memory for r1 (r2 = its length): hex bytes, or @file of raw bytes")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--packet", metavar="HEX|@FILE", action="append",
+                   help="run on this packet, in the program type's context (repeatable)")
+    p.add_argument("--pcap", metavar="FILE", help="run on every packet of a pcap/pcapng file")
+    p.add_argument("--json", action="store_true", help="print JSON")
     _add_link_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -83,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plugin_options", nargs="?", default="",
                    help="options in one argument, as the runner passes them (e.g. '-O 0')")
     p.set_defaults(func=cmd_conformance_plugin)
+
+    p = sub.add_parser("corpus", help="link every program of every object under a folder "
+                       "and report what was linked, refused, or hit an internal error")
+    p.add_argument("directory", help="folder of eBPF objects (searched recursively)")
+    p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
+                   metavar="N", help="optimization level 0-3 (default 2)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: one a core)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="time one program may take before it counts as hung (default 300)")
+    p.set_defaults(func=cmd_corpus)
     return parser
 
 
@@ -135,18 +158,49 @@ def cmd_link(args) -> int:
     return 0
 
 
+def read_pcap(path: str) -> list[bytes]:
+    import logging
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # no libpcap warnings
+    from scapy.error import Scapy_Exception
+    from scapy.utils import PcapReader
+    try:
+        with PcapReader(path) as reader:
+            return [bytes(pkt) for pkt in reader]
+    except FileNotFoundError:
+        raise EbpfLtoError("cannot read: no such file", file=path) from None
+    except (Scapy_Exception, OSError, EOFError, ValueError) as err:
+        raise EbpfLtoError(f"not a readable pcap file: {err}", file=path) from None
+
+
 def cmd_run(args) -> int:
+    from .contexts import action_name
     obj = loader.load(args.input)
-    memory = parse_memory(args.mem)
-    r0, after = pipeline.run(obj, memory, _options(args))
-    program = obj.program(args.program).name
+    program = obj.program(args.program)
+    packets = [parse_memory(p) for p in args.packet or ()]
+    if args.pcap:
+        packets += read_pcap(args.pcap)
+    if packets and args.mem is not None:
+        raise EbpfLtoError("--mem and --packet/--pcap do not go together")
+    if not packets and not args.packet and not args.pcap:
+        memory = parse_memory(args.mem)
+        r0, after = pipeline.run(obj, memory, _options(args))
+        if args.json:
+            out = {"program": program.name, "r0": r0}
+            if memory:
+                out["mem"] = after.hex()
+            print(json.dumps(out))
+        else:
+            print(f"{program.name}: r0 = {r0} ({r0:#x})")
+        return 0
+    results = []
+    for n, (r0, after) in enumerate(pipeline.run_packets(obj, packets, _options(args)), 1):
+        action = action_name(program.prog_type, r0)
+        results.append({"packet": n, "r0": r0, "action": action, "data": after.hex()})
+        if not args.json:
+            shown = f"{action} (r0 = {r0})" if action else f"r0 = {r0} ({r0:#x})"
+            print(f"packet {n}: {shown}")
     if args.json:
-        out = {"program": program, "r0": r0}
-        if memory:
-            out["mem"] = after.hex()
-        print(json.dumps(out))
-    else:
-        print(f"{program}: r0 = {r0} ({r0:#x})")
+        print(json.dumps({"program": program.name, "results": results}))
     return 0
 
 
@@ -222,6 +276,18 @@ def cmd_conformance_plugin(args) -> int:
     r0 = conformance.run_program(code, memory or None, options)
     print(f"{r0:x}")
     return 0
+
+
+def cmd_corpus(args) -> int:
+    from . import corpus
+    report = corpus.survey(args.directory, opt_level=args.opt_level, jobs=args.jobs,
+                           timeout=args.timeout, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        corpus.print_report(report)
+    # Refusals are answers; an internal error is a bug of ours.
+    return EXIT_INTERNAL if report["internal_errors"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:

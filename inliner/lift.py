@@ -12,20 +12,28 @@ Entry points take `(ptr ctx, i64 ctx_len)` as bpftime's AOT contract says
 """
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from . import contexts, isa, verifier
+from . import contexts, isa, maps, verifier
 from .errors import EbpfLtoError
 from .loader import EbpfObject, FuncKey, Program
 
 I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
 PTR = ir.PointerType()
+I8P = I8.as_pointer()
 FRAME = ir.ArrayType(I8, isa.STACK_SIZE)
 SIZE_TYPES = {1: I8, 2: I16, 4: I32, 8: I64}
 ENTRY_SYMBOL = "bpf_main"
+MAP_TABLE, MAP_COUNT = "ebpf_lto_maps", "ebpf_lto_maps_count"
+PROG_NAMES, PROG_COUNT = "ebpf_lto_program_names", "ebpf_lto_programs_count"
+PROG_ARRAY_GET = "ebpf_lto_prog_array_get"  # the map runtime: prog_array slot -> program number
+TAIL_CALL = 12
+MAX_TAIL_CALL_CNT = 33
+ENOENT = 2
 STOPPED_R0 = 0xFFFFFFFFFFFFFFFF  # r0 when a callx names nothing callable
 
 
@@ -44,6 +52,8 @@ class LiftOptions:
     """
     unwind_helpers: frozenset[int] = frozenset()
     callx_helpers: tuple[int, ...] = ()
+    ncpus: int = 1                # copies of each value in per-cpu maps
+    maps_extern: bool = False     # map state is an undefined symbol the host defines
 
 
 @dataclass
@@ -52,6 +62,7 @@ class _Func:
     name: str
     end: int
     may_stop: bool = False
+    has_tcc: bool = False  # takes the tail-call depth as a sixth argument
     ir_func: ir.Function | None = None
     callees: set[FuncKey] = field(default_factory=set)
 
@@ -75,26 +86,48 @@ class _ModuleLifter:
         self.globals: dict[str, ir.GlobalVariable] = {}
 
     def run(self, programs: list[Program]) -> ir.Module:
+        self.tail_calls = False
         self._collect([p.entry for p in programs])
+        entries = list(programs)
+        if self.tail_calls:
+            # Any program of the object may be the target of a tail call.
+            self._collect([p.entry for p in self.obj.programs])
+            entries += [p for p in self.obj.programs if p not in programs]
         self._mark_stopping()
+        taken = {r.function for r in self.obj.refs.values() if r.kind == "func"}
         names = set()
         for func in self.funcs.values():
+            # Callbacks are called from C with five arguments, so they count from 0.
+            func.has_tcc = self.tail_calls and func.key not in taken
             ret = ir.LiteralStructType([I64, I1]) if func.may_stop else I64
-            fnty = ir.FunctionType(ret, [I64] * 5)
+            fnty = ir.FunctionType(ret, [I64] * (6 if func.has_tcc else 5))
             name = _unique(f"bpf.{func.name}", names)
             func.ir_func = ir.Function(self.module, fnty, name)
             func.ir_func.linkage = "internal"
+        self._maps()
         lifters = {key: _FunctionLifter(self, func) for key, func in self.funcs.items()}
         for fl in lifters.values():
             fl.check()
-        self._analyze(lifters, programs)
+        self._analyze(lifters, entries)
         for fl in lifters.values():
             fl.emit()
         for i, prog in enumerate(programs):
             self._entry(prog.name, prog)
             if i == 0:
                 self._entry(ENTRY_SYMBOL, prog)
+        self._program_table()
         return self.module
+
+    def _program_table(self) -> None:
+        """Program numbers, as prog_array values name them: the object's program order."""
+        names = [_cstring(self.module, f"bpf.prog.{p.name}.name", p.name) for p in self.obj.programs]
+        ty = ir.ArrayType(I8P, len(names))
+        table = ir.GlobalVariable(self.module, ty, PROG_NAMES)
+        table.initializer = ir.Constant(ty, names)
+        table.global_constant = True
+        count = ir.GlobalVariable(self.module, I32, PROG_COUNT)
+        count.initializer = ir.Constant(I32, len(names))
+        count.global_constant = True
 
     def error(self, reason: str, key: FuncKey | None = None, insn: int | None = None):
         return EbpfLtoError(reason, file=self.obj.path,
@@ -120,8 +153,11 @@ class _ModuleLifter:
                 if insn is not None and insn.opcode == isa.CALLX:
                     func.may_stop = True
                 elif (insn is not None and insn.opcode == isa.JMP | isa.CALL
-                      and insn.src == isa.CALL_HELPER and insn.imm in self.options.unwind_helpers):
-                    func.may_stop = True
+                      and insn.src == isa.CALL_HELPER):
+                    if insn.imm == TAIL_CALL:
+                        self.tail_calls = func.may_stop = True
+                    elif insn.imm in self.options.unwind_helpers:
+                        func.may_stop = True
             self.funcs[key] = func
 
     def _analyze(self, lifters: dict, programs: list[Program]) -> None:
@@ -170,8 +206,15 @@ class _ModuleLifter:
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         target = self.funcs[prog.entry]
         zero = ir.Constant(I64, 0)
-        result = b.call(target.ir_func, [b.ptrtoint(ctx, I64), ctx_len, zero, zero, zero])
+        args = [b.ptrtoint(ctx, I64), ctx_len, zero, zero, zero] + [zero] * target.has_tcc
+        result = b.call(target.ir_func, args)
         b.ret(b.extract_value(result, 0) if target.may_stop else result)
+
+    def prog_array_get(self) -> ir.Function:
+        fn = self.module.globals.get(PROG_ARRAY_GET)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I32, [I8P, I32]), PROG_ARRAY_GET)
+        return fn
 
     def helper(self, helper_id: int) -> ir.Function:
         fn = self.helpers.get(helper_id)
@@ -194,20 +237,66 @@ class _ModuleLifter:
         return gv
 
     def map_global(self, name: str) -> ir.GlobalVariable:
-        """The map's definition record; the map runtime gives it storage."""
-        key = "map:" + name
-        gv = self.globals.get(key)
-        if gv is None:
-            m = self.obj.maps[name]
-            ty = ir.LiteralStructType([I32] * 5)
-            gv = ir.GlobalVariable(self.module, ty, _unique("bpf.map." + name, self.module.globals))
-            gv.initializer = ir.Constant(ty, [ir.Constant(I32, v) for v in
-                                              (m.type, m.key_size, m.value_size,
-                                               m.max_entries, m.map_flags)])
-            gv.linkage = "internal"
-            gv.align = 8
-            self.globals[key] = gv
-        return gv
+        return self.globals["map:" + name]
+
+    def _maps(self) -> None:
+        """Every map's constant descriptor and mutable state, and the exported map table.
+
+        The descriptor is `struct bpf_map` (inliner/maps.py): geometry as
+        constants, so code inlined from the map runtime folds it.
+        """
+        opts = self.options
+        fields = [ty for ty, _ in maps.DESCRIPTOR_FIELDS]
+        desc_ty = ir.LiteralStructType([I8P if ty.endswith("*") else I32 for ty in fields])
+        state_ty = ir.ArrayType(I8, maps.STATE_SIZE)
+        descriptors = []
+        for index, m in enumerate(self.obj.maps.values()):
+            if opts.maps_extern:
+                symbol = "ebpf_lto_state_" + re.sub(r"\W", "_", m.name)
+                state = ir.GlobalVariable(self.module, state_ty, symbol)
+            else:
+                state = ir.GlobalVariable(self.module, state_ty,
+                                          _unique(f"bpf.map.{m.name}.state", self.module.globals))
+                state.initializer = ir.Constant(state_ty, None)
+                state.linkage = "internal"
+            state.align = 64
+            label = _cstring(self.module, f"bpf.map.{m.name}.name", m.name)
+            inner = self._inner_index(m)
+            ncpus = opts.ncpus if maps.MAP_TYPES.get(m.type, "").startswith(
+                ("percpu", "lru_percpu")) else 1
+            values = [m.type, m.key_size, m.value_size, m.max_entries, m.map_flags, ncpus,
+                      index, inner]
+            desc = ir.GlobalVariable(self.module, desc_ty,
+                                     _unique(f"bpf.map.{m.name}", self.module.globals))
+            desc.initializer = ir.Constant(desc_ty, [ir.Constant(I32, v) for v in values]
+                                           + [state.bitcast(I8P), label])
+            desc.global_constant = True
+            desc.linkage = "internal"
+            desc.align = 8
+            self.globals["map:" + m.name] = desc
+            descriptors.append(desc.bitcast(I8P))
+        table_ty = ir.ArrayType(I8P, len(descriptors))
+        table = ir.GlobalVariable(self.module, table_ty, MAP_TABLE)
+        table.initializer = ir.Constant(table_ty, descriptors)
+        table.global_constant = True
+        count = ir.GlobalVariable(self.module, I32, MAP_COUNT)
+        count.initializer = ir.Constant(I32, len(descriptors))
+        count.global_constant = True
+
+    def _inner_index(self, m) -> int:
+        if m.inner is None:
+            return maps.NO_INNER
+        return list(self.obj.maps).index(m.inner)
+
+
+def _cstring(module: ir.Module, name: str, text: str) -> ir.Constant:
+    data = bytearray(text.encode() + b"\0")
+    ty = ir.ArrayType(I8, len(data))
+    gv = ir.GlobalVariable(module, ty, _unique(name, module.globals))
+    gv.initializer = ir.Constant(ty, data)
+    gv.global_constant = True
+    gv.linkage = "internal"
+    return gv.bitcast(I8P)
 
 
 def _unique(name: str, taken) -> str:
@@ -625,6 +714,8 @@ class _FunctionLifter:
             if ref is None or ref.function is None:
                 raise self.error(idx, "local call without a resolved target")
             self._call_local(self.ml.funcs[ref.function])
+        elif insn.src == isa.CALL_HELPER and insn.imm == TAIL_CALL:
+            self._tail_call(idx)
         elif insn.src == isa.CALL_HELPER:
             r0 = b.call(self.ml.helper(insn.imm), self._args())
             self.wr(idx, 0, r0)
@@ -636,15 +727,52 @@ class _FunctionLifter:
         else:
             raise self.error(idx, f"call with unknown source {insn.src}")
 
-    def _call_local(self, callee: _Func) -> None:
+    def _tcc(self) -> ir.Value:
+        return self.fn.args[5] if self.func.has_tcc else ir.Constant(I64, 0)
+
+    def _call_local(self, callee: _Func, args: list[ir.Value] | None = None) -> None:
         b = self.b
-        result = b.call(callee.ir_func, self._args())
+        args = self._args() if args is None else args
+        result = b.call(callee.ir_func, args + [self._tcc()] * callee.has_tcc)
         if callee.may_stop:
             r0 = b.extract_value(result, 0)
             self.b.store(r0, self.regs[0])
             self._stop_if(b.extract_value(result, 1), r0)
         else:
             self.b.store(result, self.regs[0])
+
+    def _tail_call(self, idx: int) -> None:
+        """bpf_tail_call(ctx, prog_array, index): run that program in place of this one.
+
+        On success the target's r0 ends this program (through the stop path);
+        otherwise r0 = -ENOENT and this program goes on, as in the kernel.
+        The depth is counted so that a chain stops after MAX_TAIL_CALL_CNT.
+        """
+        b = self.b
+        ml = self.ml
+        tcc = self._tcc()
+        fail = self.fn.append_basic_block(f"tail{idx}.fail")
+        lookup = self.fn.append_basic_block(f"tail{idx}.lookup")
+        b.cbranch(b.icmp_unsigned("<", tcc, ir.Constant(I64, MAX_TAIL_CALL_CNT)), lookup, fail)
+        b.position_at_end(lookup)
+        number = b.call(ml.prog_array_get(), [b.inttoptr(self.rd(2), I8P), b.trunc(self.rd(3), I32)])
+        ctx = self.rd(1)
+        switch = b.switch(number, fail)
+        zero = ir.Constant(I64, 0)
+        for n, prog in enumerate(ml.obj.programs):
+            target = ml.funcs.get(prog.entry)
+            if target is None:
+                continue
+            blk = self.fn.append_basic_block(f"tail{idx}.p{n}")
+            switch.add_case(ir.Constant(I32, n), blk)
+            b.position_at_end(blk)
+            args = [ctx, zero, zero, zero, zero]
+            if target.has_tcc:
+                args.append(b.add(tcc, ir.Constant(I64, 1)))
+            result = b.call(target.ir_func, args)
+            self._ret(b.extract_value(result, 0) if target.may_stop else result, stopped=True)
+        b.position_at_end(fail)
+        self.wr(idx, 0, ir.Constant(I64, -ENOENT & 0xFFFFFFFFFFFFFFFF))
 
     def _callx(self, idx: int, insn: isa.Insn) -> None:
         """Call through a register: a helper id of the set, or a function address."""

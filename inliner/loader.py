@@ -51,6 +51,7 @@ class MapDef:
     value_size: int
     max_entries: int
     map_flags: int = 0
+    inner: str | None = None  # map-in-map: the name of the inner map's template
 
 
 @dataclass(frozen=True)
@@ -328,8 +329,12 @@ class _Loader:
             except BtfError as err:
                 raise EbpfLtoError(f"bad BTF: {err}", section=".BTF") from None
             for d in defs:
-                maps[d.name] = MapDef(d.name, d.type, d.key_size, d.value_size,
-                                      d.max_entries, d.map_flags)
+                if d.inner is not None:
+                    i = d.inner
+                    maps[i.name] = MapDef(i.name, i.type, i.key_size, i.value_size,
+                                          i.max_entries, i.map_flags)
+                maps[d.name] = MapDef(d.name, d.type, d.key_size, d.value_size, d.max_entries,
+                                      d.map_flags, d.inner.name if d.inner is not None else None)
                 at[(".maps", d.offset)] = d.name
         return maps, at
 

@@ -6,13 +6,14 @@ alone; the command line and the conformance plugin go through `link` and
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from . import codegen, contexts, helpers, lift as lifter
+from . import codegen, contexts, helpers, lift as lifter, maps
 from .errors import EbpfLtoError
 from .helpers import HelperSet
 from .loader import EbpfObject
@@ -25,6 +26,8 @@ class LinkOptions:
     cpu: str = "generic"
     program: str | None = None   # None: every program; the first is bpf_main
     helpers: str | None = None   # helper set spec; None: every helper stays external
+    ncpus: int = field(default_factory=maps.default_ncpus)  # per-cpu map copies
+    maps_extern: bool = False    # map state left to the host (docs/maps.md)
 
 
 @dataclass
@@ -33,7 +36,7 @@ class Linked:
     module: llvm.ModuleRef
     helper_set: HelperSet | None
     external_helpers: list[int] = field(default_factory=list)
-    entries: list[str] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)  # exported symbols: entries and tables
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
@@ -43,6 +46,8 @@ def helper_set(options: LinkOptions) -> HelperSet | None:
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> ir.Module:
     progs = [obj.program(options.program)] if options.program else obj.programs
     lift_options = hset.lift_options() if hset else lifter.LiftOptions()
+    lift_options = dataclasses.replace(lift_options, ncpus=options.ncpus,
+                                       maps_extern=options.maps_extern)
     return lifter.lift(obj, progs, lift_options)
 
 
@@ -55,8 +60,8 @@ def compile_module(module: ir.Module | str, obj_path: str, options: LinkOptions,
                     and (hid := helpers.helper_id(fn.name)) is not None)
     tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
     codegen.optimize(mod, tm, options.opt_level)
-    entries = [fn.name for fn in mod.functions
-               if not fn.is_declaration and fn.linkage == llvm.Linkage.external]
+    entries = [sym.name for sym in (*mod.functions, *mod.global_variables)
+               if not sym.is_declaration and sym.linkage == llvm.Linkage.external]
     return Linked(mod, hset, called, entries)
 
 
