@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__, codegen, isa, loader, maps, pipeline
 from .errors import EbpfLtoError
+from .lift import ENTRY_SYMBOL
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--packet", metavar="HEX|@FILE", action="append",
                    help="run on this packet, in the program type's context (repeatable)")
     p.add_argument("--pcap", metavar="FILE", help="run on every packet of a pcap/pcapng file")
+    p.add_argument("--map", metavar="NAME=@FILE", action="append",
+                   help="fill a map before the run from a JSON list of [key, value] pairs "
+                        "(hex bytes or integers); --json prints every map after the run")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_link_options(p)
     p.set_defaults(func=cmd_run)
@@ -174,33 +178,44 @@ def read_pcap(path: str) -> list[bytes]:
 
 def cmd_run(args) -> int:
     from .contexts import action_name
+    from .hostmaps import MapAccess
     obj = loader.load(args.input)
     program = obj.program(args.program)
     packets = [parse_memory(p) for p in args.packet or ()]
     if args.pcap:
         packets += read_pcap(args.pcap)
-    if packets and args.mem is not None:
+    by_packet = bool(args.packet or args.pcap)
+    if by_packet and args.mem is not None:
         raise EbpfLtoError("--mem and --packet/--pcap do not go together")
-    if not packets and not args.packet and not args.pcap:
+    options = _options(args)
+    loaded, _ = pipeline.load(obj, options)
+    maps = MapAccess(loaded)
+    for spec in args.map or ():
+        name, sep, path = spec.partition("=@")
+        if not sep:
+            raise EbpfLtoError(f"--map wants NAME=@FILE.json, not {spec!r}")
+        maps.fill(name, path)
+    out: dict = {"program": program.name}
+    if by_packet:
+        out["results"] = []
+        runs = pipeline.run_packets(obj, packets, options, loaded)
+        for n, (r0, after) in enumerate(runs, 1):
+            action = action_name(program.prog_type, r0)
+            out["results"].append({"packet": n, "r0": r0, "action": action, "data": after.hex()})
+            if not args.json:
+                shown = f"{action} (r0 = {r0})" if action else f"r0 = {r0} ({r0:#x})"
+                print(f"packet {n}: {shown}")
+    else:
         memory = parse_memory(args.mem)
-        r0, after = pipeline.run(obj, memory, _options(args))
-        if args.json:
-            out = {"program": program.name, "r0": r0}
-            if memory:
-                out["mem"] = after.hex()
-            print(json.dumps(out))
-        else:
-            print(f"{program.name}: r0 = {r0} ({r0:#x})")
-        return 0
-    results = []
-    for n, (r0, after) in enumerate(pipeline.run_packets(obj, packets, _options(args)), 1):
-        action = action_name(program.prog_type, r0)
-        results.append({"packet": n, "r0": r0, "action": action, "data": after.hex()})
+        buf = bytearray(memory or b"")
+        out["r0"] = r0 = loaded.call(ENTRY_SYMBOL, buf if memory else None)
+        if memory:
+            out["mem"] = buf.hex()
         if not args.json:
-            shown = f"{action} (r0 = {r0})" if action else f"r0 = {r0} ({r0:#x})"
-            print(f"packet {n}: {shown}")
+            print(f"{program.name}: r0 = {r0} ({r0:#x})")
     if args.json:
-        print(json.dumps({"program": program.name, "results": results}))
+        out["maps"] = maps.dump()
+        print(json.dumps(out))
     return 0
 
 

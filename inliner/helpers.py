@@ -20,6 +20,7 @@ from .helper_table import KERNEL_HELPERS
 from .lift import LiftOptions
 
 HELPER_SYMBOL = re.compile(r"^_bpf_helper_ext_(\d{4})$")
+HOST_API_PREFIX = "ebpf_lto_"  # functions of the helper library that hosts call
 
 # Named sets: the helper_bitcode/ files they consist of, and the ids after
 # which r0 == 0 ends the program (uBPF's unwind extension).
@@ -45,6 +46,7 @@ class HelperSource:
 class HelperSet:
     sources: tuple[HelperSource, ...]
     provides: tuple[tuple[int, str], ...]  # (helper id, source that defines it), last wins
+    host_api: tuple[str, ...] = ()         # ebpf_lto_* functions the sets define for hosts
 
     @property
     def ids(self) -> frozenset[int]:
@@ -104,16 +106,21 @@ def resolve(spec: str, arch: str) -> HelperSet:
             raise EbpfLtoError(f"unknown helper set {item!r} (named sets: {known}; "
                                "or a .bc/.ll file)")
     provides: dict[int, str] = {}
+    host_api: set[str] = set()
     for src in sources:
-        for hid in _defined_ids(src):
-            provides[hid] = src.name
-    return HelperSet(tuple(sources), tuple(sorted(provides.items())))
+        ids, api = _definitions(src)
+        provides.update((hid, src.name) for hid in ids)
+        host_api.update(api)
+    return HelperSet(tuple(sources), tuple(sorted(provides.items())), tuple(sorted(host_api)))
 
 
 @lru_cache(maxsize=64)
-def _defined_ids(src: HelperSource) -> tuple[int, ...]:
-    return tuple(hid for fn in _parse(src).functions
-                 if not fn.is_declaration and (hid := helper_id(fn.name)) is not None)
+def _definitions(src: HelperSource) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The helper ids a source defines, and its host API functions."""
+    defined = [fn.name for fn in _parse(src).functions
+               if not fn.is_declaration and fn.linkage == llvm.Linkage.external]
+    return (tuple(hid for name in defined if (hid := helper_id(name)) is not None),
+            tuple(name for name in defined if name.startswith(HOST_API_PREFIX)))
 
 
 def _parse(src: HelperSource) -> llvm.ModuleRef:

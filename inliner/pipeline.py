@@ -94,11 +94,12 @@ def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
     if missing:
         names = ", ".join(f"{h} ({helpers.helper_name(h)})" for h in missing)
         raise EbpfLtoError(f"program calls helpers no helper set provides: {names}", file=obj.path)
-    images = [image]
-    if hset is not None and linked.external_helpers:
+    images, exports = [image], list(linked.entries)
+    if hset is not None and (linked.external_helpers or hset.host_api):
         target = codegen.make_target(options.arch, options.cpu)
         images.append(_helper_object(hset, target, options.opt_level))
-    return LoadedObjects(images, linked.entries), linked
+        exports += hset.host_api
+    return LoadedObjects(images, exports), linked
 
 
 def run(obj: EbpfObject, memory: bytes | bytearray | None, options: LinkOptions,
@@ -109,9 +110,11 @@ def run(obj: EbpfObject, memory: bytes | bytearray | None, options: LinkOptions,
     return loaded.call(entry, buf if memory else None), buf
 
 
-def run_packets(obj: EbpfObject, packets, options: LinkOptions):
+def run_packets(obj: EbpfObject, packets, options: LinkOptions,
+                loaded: LoadedObjects | None = None):
     """Run one program over each packet in turn; yields (r0, packet after)."""
-    loaded, _ = load(obj, options)
+    if loaded is None:
+        loaded, _ = load(obj, options)
     layout = contexts.for_program_type(obj.program(options.program).prog_type)
     for packet in packets:
         yield loaded.call_packet(lifter.ENTRY_SYMBOL, layout, packet)
