@@ -120,6 +120,14 @@ def write_atomically(path: str, data: bytes) -> None:
         sys.stdout.flush()
         return
     target = Path(path)
+    if target.exists() and not target.is_file():
+        # A device or pipe (/dev/null): write through it, never replace it.
+        try:
+            with open(target, "wb") as fh:
+                fh.write(data)
+            return
+        except OSError as err:
+            raise EbpfLtoError(f"cannot write: {err.strerror}", file=path) from None
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)

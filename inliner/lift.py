@@ -16,6 +16,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+import networkx as nx
 from llvmlite import ir
 
 from . import contexts, isa, maps, verifier
@@ -56,6 +57,24 @@ class LiftOptions:
     maps_extern: bool = False     # map state is an undefined symbol the host defines
 
 
+@dataclass(frozen=True)
+class Site:
+    """A call the plan decides on: to a helper, or to a bpf-to-bpf subprogram."""
+    function: str          # the eBPF function it is in
+    insn: int              # its instruction index in the section
+    callee: str            # the LLVM function called
+    helper_id: int | None  # None for a subprogram
+    in_loop: bool          # static frequency estimate: inside a loop of the CFG
+    call: ir.CallInstr = field(compare=False, repr=False)
+
+
+@dataclass
+class Lifted:
+    module: ir.Module
+    sites: list[Site]
+    sizes: dict[str, int]  # eBPF instructions of each lifted function, by LLVM name
+
+
 @dataclass
 class _Func:
     key: FuncKey
@@ -68,7 +87,7 @@ class _Func:
 
 
 def lift(obj: EbpfObject, programs: list[Program] | None = None,
-         options: LiftOptions = LiftOptions(), module_name: str = "") -> ir.Module:
+         options: LiftOptions = LiftOptions(), module_name: str = "") -> Lifted:
     """Lift the given programs (default: all) and everything they call."""
     programs = list(obj.programs if programs is None else programs)
     if not programs:
@@ -84,6 +103,7 @@ class _ModuleLifter:
         self.funcs: dict[FuncKey, _Func] = {}
         self.helpers: dict[int, ir.Function] = {}
         self.globals: dict[str, ir.GlobalVariable] = {}
+        self.sites: list[Site] = []
 
     def run(self, programs: list[Program]) -> ir.Module:
         self.tail_calls = False
@@ -116,7 +136,8 @@ class _ModuleLifter:
             if i == 0:
                 self._entry(ENTRY_SYMBOL, prog)
         self._program_table()
-        return self.module
+        sizes = {f.ir_func.name: f.end - f.key.start for f in self.funcs.values()}
+        return Lifted(self.module, self.sites, sizes)
 
     def _program_table(self) -> None:
         """Program numbers, as prog_array values name them: the object's program order."""
@@ -508,6 +529,11 @@ class _FunctionLifter:
 
     def emit(self) -> None:
         order = self.order
+        graph = nx.DiGraph((a, b) for a, succ in self.succs.items() for b in succ)
+        graph.add_nodes_from(order)
+        self.loop_blocks = {n for comp in nx.strongly_connected_components(graph)
+                            for n in comp if len(comp) > 1 or graph.has_edge(n, n)}
+        self.block_of = {idx: leader for leader in order for idx in self._block_insns(leader)}
         entry = self.fn.append_basic_block("entry")
         self.blocks = {leader: self.fn.append_basic_block(f"L{leader}") for leader in order}
         b = self.b = ir.IRBuilder(entry)
@@ -713,11 +739,12 @@ class _FunctionLifter:
             ref = self.ml.obj.refs.get((self.section, idx))
             if ref is None or ref.function is None:
                 raise self.error(idx, "local call without a resolved target")
-            self._call_local(self.ml.funcs[ref.function])
+            self._site(idx, self._call_local(self.ml.funcs[ref.function]), None)
         elif insn.src == isa.CALL_HELPER and insn.imm == TAIL_CALL:
             self._tail_call(idx)
         elif insn.src == isa.CALL_HELPER:
             r0 = b.call(self.ml.helper(insn.imm), self._args())
+            self._site(idx, r0, insn.imm)
             self.wr(idx, 0, r0)
             if insn.imm in self.ml.options.unwind_helpers:
                 self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
@@ -730,16 +757,21 @@ class _FunctionLifter:
     def _tcc(self) -> ir.Value:
         return self.fn.args[5] if self.func.has_tcc else ir.Constant(I64, 0)
 
-    def _call_local(self, callee: _Func, args: list[ir.Value] | None = None) -> None:
+    def _call_local(self, callee: _Func, args: list[ir.Value] | None = None) -> ir.CallInstr:
         b = self.b
         args = self._args() if args is None else args
-        result = b.call(callee.ir_func, args + [self._tcc()] * callee.has_tcc)
+        result = call = b.call(callee.ir_func, args + [self._tcc()] * callee.has_tcc)
         if callee.may_stop:
             r0 = b.extract_value(result, 0)
             self.b.store(r0, self.regs[0])
             self._stop_if(b.extract_value(result, 1), r0)
         else:
             self.b.store(result, self.regs[0])
+        return call
+
+    def _site(self, idx: int, call: ir.CallInstr, helper_id: int | None) -> None:
+        in_loop = self.block_of[idx] in self.loop_blocks
+        self.ml.sites.append(Site(self.func.name, idx, call.callee.name, helper_id, in_loop, call))
 
     def _tail_call(self, idx: int) -> None:
         """bpf_tail_call(ctx, prog_array, index): run that program in place of this one.

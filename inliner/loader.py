@@ -190,6 +190,28 @@ class _Loader:
         if self.symtab is None:
             raise EbpfLtoError("object has no symbol table")
         self.symbols = list(self.symtab.iter_symbols())
+        self._check_names_and_indices()
+
+    def _check_names_and_indices(self) -> None:
+        """pyelftools reads past a table silently; a damaged file must be refused instead."""
+        shstrndx = self.elf["e_shstrndx"]
+        if not isinstance(shstrndx, int) or not 0 < shstrndx < len(self.sections):
+            raise EbpfLtoError("the section name table does not exist")
+        names = self.sections[shstrndx]["sh_size"]
+        for i, sec in enumerate(self.sections):
+            if sec["sh_name"] >= max(names, 1) and i:
+                raise EbpfLtoError(f"the name of section {i} lies outside the section name table")
+        link = self.symtab["sh_link"]
+        if not 0 < link < len(self.sections):
+            raise EbpfLtoError("the symbol table's string table does not exist")
+        strings = self.sections[link]["sh_size"]
+        for i, sym in enumerate(self.symbols):
+            if sym["st_name"] >= max(strings, 1) and i:
+                raise EbpfLtoError(f"the name of symbol {i} lies outside the string table")
+            shndx = sym["st_shndx"]
+            if isinstance(shndx, int) and shndx >= len(self.sections):
+                raise EbpfLtoError(f"symbol {sym.name or i!r} is in section {shndx}, "
+                                   "which does not exist")
 
     def run(self) -> EbpfObject:
         code = {}

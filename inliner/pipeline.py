@@ -13,7 +13,7 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from . import codegen, contexts, helpers, lift as lifter, maps
+from . import codegen, contexts, helpers, lift as lifter, link as linker, maps, plan
 from .errors import EbpfLtoError
 from .helpers import HelperSet
 from .loader import EbpfObject
@@ -28,6 +28,14 @@ class LinkOptions:
     helpers: str | None = None   # helper set spec; None: every helper stays external
     ncpus: int = field(default_factory=maps.default_ncpus)  # per-cpu map copies
     maps_extern: bool = False    # map state left to the host (docs/maps.md)
+    inline: str = "auto"         # auto | all | none (none: helpers stay external calls)
+    inline_threshold: int = plan.DEFAULT_THRESHOLD
+    no_inline: tuple[str, ...] = ()
+    force_inline: tuple[str, ...] = ()
+
+    def plan_options(self) -> plan.PlanOptions:
+        return plan.PlanOptions(self.inline, self.inline_threshold, frozenset(self.no_inline),
+                                frozenset(self.force_inline))
 
 
 @dataclass
@@ -37,13 +45,16 @@ class Linked:
     helper_set: HelperSet | None
     external_helpers: list[int] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)  # exported symbols: entries and tables
+    decisions: list[plan.Decision] = field(default_factory=list)
+    graph: object = None          # the plan's networkx call graph
+    linked_in: bool = False       # the helper sets' code is in the module
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
     return helpers.resolve(options.helpers, options.arch) if options.helpers else None
 
 
-def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> ir.Module:
+def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
     progs = [obj.program(options.program)] if options.program else obj.programs
     lift_options = hset.lift_options() if hset else lifter.LiftOptions()
     lift_options = dataclasses.replace(lift_options, ncpus=options.ncpus,
@@ -51,18 +62,35 @@ def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -
     return lifter.lift(obj, progs, lift_options)
 
 
-def compile_module(module: ir.Module | str, obj_path: str, options: LinkOptions,
+def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOptions,
                    hset: HelperSet | None) -> Linked:
-    """Verify the lifted IR, then optimize it for the target."""
-    text = str(module)
+    """Plan the call sites, verify the IR, link the helpers in, optimize for the target.
+
+    `lifted` may also be LLVM IR text from another lifter that follows the
+    same `_bpf_helper_ext_NNNN` convention; it is linked without a plan.
+    """
+    target = codegen.make_target(options.arch, options.cpu)
+    tm = codegen.target_machine(target, options.opt_level)
+    decisions, graph = [], None
+    if isinstance(lifted, lifter.Lifted):
+        decisions, graph = plan.plan(lifted.sites, hset, target, options.plan_options(),
+                                     lifted.sizes)
+        plan.apply(decisions)
+        text = str(lifted.module)
+    else:
+        text = lifted
     mod = codegen.parse_ir(text, obj_path)
-    called = sorted(hid for fn in mod.functions if fn.is_declaration
-                    and (hid := helpers.helper_id(fn.name)) is not None)
-    tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
-    codegen.optimize(mod, tm, options.opt_level)
     entries = [sym.name for sym in (*mod.functions, *mod.global_variables)
                if not sym.is_declaration and sym.linkage == llvm.Linkage.external]
-    return Linked(mod, hset, called, entries)
+    linked_in = hset is not None and options.inline != "none"
+    if linked_in:
+        linker.link_helpers(mod, hset, tm)
+        entries += [name for name in hset.host_api if name not in entries]
+        linker.internalize(mod, set(entries), tm)
+    called = sorted(hid for fn in mod.functions if fn.is_declaration
+                    and (hid := helpers.helper_id(fn.name)) is not None)
+    codegen.optimize(mod, tm, options.opt_level)
+    return Linked(mod, hset, called, entries, decisions, graph, linked_in)
 
 
 def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
@@ -95,7 +123,7 @@ def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
         names = ", ".join(f"{h} ({helpers.helper_name(h)})" for h in missing)
         raise EbpfLtoError(f"program calls helpers no helper set provides: {names}", file=obj.path)
     images, exports = [image], list(linked.entries)
-    if hset is not None and (linked.external_helpers or hset.host_api):
+    if hset is not None and not linked.linked_in and (linked.external_helpers or hset.host_api):
         target = codegen.make_target(options.arch, options.cpu)
         images.append(_helper_object(hset, target, options.opt_level))
         exports += hset.host_api

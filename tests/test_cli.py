@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 from conftest import ROOT
@@ -139,3 +140,9 @@ def test_disasm_names_maps_and_reassembles_to_the_object_bytes():
     with open(obj, "rb") as fh:
         code = Elf(fh).get_section_by_name("xdp").data()
     assert assemble_bytes(asm) == code
+
+
+def test_output_to_a_device_writes_through_it():
+    # As root, an atomic rename would replace /dev/null with a regular file.
+    assert cli("link", EXAMPLE, "-o", "/dev/null").returncode == 0
+    assert not Path("/dev/null").is_file()

@@ -1,0 +1,438 @@
+"""`ebpf-lto corpus DIR`: link every program of every object under DIR.
+
+Each object is handled in a child process, one program at a time, so that
+an LLVM abort or a hang costs one program and is reported as an internal
+error rather than ending the run. Refusals (EbpfLtoError) are expected
+outcomes; they are grouped by their reason with names and numbers masked,
+so that one cause is one row however many places it shows up in.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import shlex
+import signal
+import tempfile
+import time
+import traceback
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from . import loader, pipeline
+from .errors import EbpfLtoError
+from .helpers import helper_name
+
+ELF_MAGIC = b"\x7fELF"
+EXAMPLES = 2           # examples kept per refusal reason
+STDERR_TAIL = 2000     # characters of a dead worker's stderr kept in its report
+
+
+def find_objects(root: Path) -> list[Path]:
+    """ELF files under `root`, and `*.o` files that are not ELF (refused as such).
+
+    The extension alone is not enough: corpora keep malformed objects under
+    hash names, and keep notes (`.json`, `.md`) next to the objects.
+    """
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        try:
+            with path.open("rb") as fh:
+                magic = fh.read(len(ELF_MAGIC))
+        except OSError:
+            magic = b""
+        if magic == ELF_MAGIC or path.suffix == ".o":
+            found.append(path)
+    return found
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"\b(?:0x[0-9a-fA-F]+|\d+)\b")
+
+
+def normalise(reason: str) -> str:
+    """The reason with names and numbers masked: one cause, one group."""
+    return _NUMBER.sub("N", _QUOTED.sub("'…'", reason))
+
+
+def _message(err: EbpfLtoError) -> str:
+    """The located message without the file, which the report shows apart."""
+    parts = [f"section {err.section}"] if err.section else []
+    if err.insn is not None:
+        parts.append(f"insn {err.insn}")
+    return ": ".join(parts + [err.reason])
+
+
+def _internal(err: Exception) -> dict:
+    """A bug of ours: the exception and the innermost frame of this package."""
+    frames = traceback.extract_tb(err.__traceback__)
+    ours = [f for f in frames if f"{os.sep}inliner{os.sep}" in f.filename] or frames
+    where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
+    return {"error": f"{type(err).__name__}: {err}", "where": where}
+
+
+# --- the child process --------------------------------------------------------
+
+def _object_events(path: str, opt_level: int, start: int):
+    """What happens to each program of one object, from the `start`-th on."""
+    try:
+        obj = loader.load(path)
+        obj.program(None)  # an object with no program is refused as a whole
+    except EbpfLtoError as err:
+        yield ("refused", None, err.reason, _message(err))
+        return
+    except Exception as err:  # any other exception is a bug of ours, to report
+        yield ("internal", None, _internal(err))
+        return
+    names = [p.name for p in obj.programs]
+    yield ("programs", names)
+    for name in names[start:]:
+        options = pipeline.LinkOptions(opt_level=opt_level, program=name)
+        try:
+            _, linked = pipeline.link(obj, options, emit="obj")
+        except EbpfLtoError as err:
+            yield ("refused", name, err.reason, _message(err))
+        except Exception as err:  # as above
+            yield ("internal", name, _internal(err))
+        else:
+            yield ("linked", name, list(linked.external_helpers))
+
+
+def _worker_main(conn, stderr_path: str) -> None:
+    # The parent handles ^C and ends its workers; LLVM's own messages (an
+    # abort's reason) go to a file the parent reads when a worker dies.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_TRUNC)
+    os.dup2(fd, 2)
+    os.close(fd)
+    conn.send(("ready",))
+    while (job := conn.recv()) is not None:
+        os.ftruncate(2, 0)
+        os.lseek(2, 0, os.SEEK_SET)
+        for event in _object_events(*job):
+            conn.send(event)
+        conn.send(("done",))
+
+
+# --- the parent ----------------------------------------------------------------
+
+@dataclass
+class _Job:
+    path: Path
+    start: int = 0  # the first program to link: past 0 when a worker died on an earlier one
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.Process
+    conn: object
+    stderr_path: str
+    ready: bool = False
+    job: _Job | None = None
+    names: list[str] | None = None
+    next: int = 0          # index of the program being linked
+    deadline: float = 0.0
+
+    def stderr_tail(self) -> str:
+        try:
+            text = Path(self.stderr_path).read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[-STDERR_TAIL:].strip()
+
+
+@dataclass
+class _ObjectResult:
+    file: str
+    programs: int = 0
+    linked: int = 0
+    refused: int = 0
+    internal: int = 0
+    load_refused: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.internal:
+            return "internal"
+        if self.load_refused or self.linked == 0:
+            return "refused"
+        return "partial" if self.refused else "linked"
+
+
+@dataclass
+class _Refusals:
+    stage: str
+    reason: str
+    count: int = 0
+    examples: list[dict] = field(default_factory=list)
+
+
+class Survey:
+    """Runs the objects through a small pool of workers and gathers the outcome."""
+
+    def __init__(self, root: Path, opt_level: int, jobs: int, timeout: float):
+        self.root = root
+        self.opt_level = opt_level
+        self.jobs = max(1, jobs)
+        self.timeout = timeout
+        self.objects: dict[Path, _ObjectResult] = {}
+        self.refusals: dict[tuple[str, str], _Refusals] = {}
+        self.helpers: Counter[int] = Counter()
+        self.internal_errors: list[dict] = []
+        self.ctx = multiprocessing.get_context("spawn")
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="ebpf-lto-corpus.")
+
+    def run(self, paths: list[Path], on_object_done=lambda: None) -> dict:
+        began = time.monotonic()
+        for path in paths:
+            self.objects[path] = _ObjectResult(path.relative_to(self.root).as_posix())
+        pending = deque(_Job(p) for p in paths)
+        workers = [self._spawn(i) for i in range(min(self.jobs, len(paths)))]
+        try:
+            while pending or any(w.job for w in workers):
+                for w in workers:
+                    if w.ready and w.job is None and pending:
+                        self._assign(w, pending.popleft())
+                # Wake at the first deadline, so that a step counts as hung when
+                # nothing came from it by then, however busy the other workers are.
+                nap = min([0.5] + [w.deadline - time.monotonic() for w in workers if w.job])
+                wait([w.conn for w in workers] + [w.process.sentinel for w in workers],
+                     timeout=max(0.0, nap))
+                now = time.monotonic()
+                for i, w in enumerate(workers):
+                    if self._drain(w):
+                        on_object_done()
+                    hung = w.job is not None and now > w.deadline
+                    if w.process.is_alive() and not hung:
+                        continue
+                    if not w.ready:  # not a bad object: this machine cannot run workers
+                        raise RuntimeError(f"corpus worker failed to start: "
+                                           f"{_death(w.process.exitcode)}: {w.stderr_tail()}")
+                    why = f"timed out after {self.timeout:g} s" if hung else None
+                    self._stop(w)
+                    if w.job is not None and self._lost(w, why or _death(w.process.exitcode),
+                                                        pending):
+                        on_object_done()
+                    workers[i] = self._spawn(i)
+        finally:
+            for w in workers:
+                self._stop(w)
+            self.tmpdir.cleanup()
+        return self._report(time.monotonic() - began)
+
+    # workers
+
+    def _spawn(self, slot: int) -> _Worker:
+        stderr_path = os.path.join(self.tmpdir.name, f"worker{slot}.stderr")
+        Path(stderr_path).touch()
+        parent, child = self.ctx.Pipe()
+        process = self.ctx.Process(target=_worker_main, args=(child, stderr_path), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent, stderr_path)
+
+    def _assign(self, w: _Worker, job: _Job) -> None:
+        w.job, w.names, w.next = job, None, job.start
+        w.deadline = time.monotonic() + self.timeout
+        w.conn.send((str(job.path), self.opt_level, job.start))
+
+    @staticmethod
+    def _stop(w: _Worker) -> None:
+        """End a worker: an idle one when it has read its last job, a busy one now."""
+        if w.process.is_alive() and w.job is None:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+            w.process.join(timeout=2)
+        if w.process.is_alive():
+            w.process.kill()
+        w.process.join()
+        w.conn.close()
+
+    def _drain(self, w: _Worker) -> bool:
+        """Take every message the worker has sent; True when it finished an object."""
+        finished = False
+        while True:
+            try:
+                if not w.conn.poll():
+                    return finished
+                event = w.conn.recv()
+            except (EOFError, OSError):
+                return finished
+            w.deadline = time.monotonic() + self.timeout  # the timeout is per step
+            kind = event[0]
+            if kind == "ready":
+                w.ready = True
+            elif kind == "done":
+                w.job = None
+                finished = True
+            elif kind == "programs":
+                w.names = event[1]
+                self.objects[w.job.path].programs = len(event[1])
+            else:
+                self._record(w.job.path, event)
+                if event[1] is not None:
+                    w.next += 1
+
+    def _lost(self, w: _Worker, why: str, pending: deque) -> bool:
+        """Record the step a dead or hung worker was on; requeue the rest of its object.
+
+        Returns True when nothing of the object is left to do.
+        """
+        tail = w.stderr_tail()
+        job = w.job
+        if w.names is None or w.next >= len(w.names):
+            program = None
+        else:
+            program = w.names[w.next]
+        self._record(job.path, ("internal", program, {"error": why, "where": "", "stderr": tail}))
+        w.job = None
+        if w.names is not None and w.next + 1 < len(w.names):
+            pending.appendleft(_Job(job.path, w.next + 1))
+            return False
+        return True
+
+    # results
+
+    def _record(self, path: Path, event: tuple) -> None:
+        kind, program = event[0], event[1]
+        result = self.objects[path]
+        if kind == "linked":
+            result.linked += 1
+            self.helpers.update(set(event[2]))
+        elif kind == "refused":
+            stage = "link" if program is not None else "load"
+            if program is None:
+                result.load_refused = True
+            else:
+                result.refused += 1
+            group = self.refusals.setdefault((stage, normalise(event[2])),
+                                             _Refusals(stage, normalise(event[2])))
+            group.count += 1
+            if len(group.examples) < EXAMPLES:
+                group.examples.append({"file": result.file, "program": program,
+                                       "message": event[3]})
+        elif kind == "internal":
+            result.internal += 1
+            info = event[2]
+            self.internal_errors.append({
+                "file": result.file, "program": program, "error": info["error"],
+                "where": info.get("where", ""), "stderr": info.get("stderr", ""),
+                "reproducer": self._reproducer(path, program)})
+
+    def _reproducer(self, path: Path, program: str | None) -> str:
+        cmd = ["ebpf-lto", "link", str(path)]
+        if program is not None:
+            cmd += ["--program", program]
+        cmd += ["-O", str(self.opt_level), "-o", "-"]
+        return f"EBPF_LTO_DEBUG=1 {shlex.join(cmd)} > /dev/null"
+
+    def _report(self, seconds: float) -> dict:
+        results = list(self.objects.values())
+        statuses = Counter(r.status for r in results)
+        return {
+            "dir": str(self.root),
+            "opt_level": self.opt_level,
+            "seconds": round(seconds, 1),
+            "objects": {"total": len(results),
+                        **{s: statuses[s] for s in ("linked", "partial", "refused", "internal")}},
+            "programs": {"total": sum(r.programs for r in results),
+                         "linked": sum(r.linked for r in results),
+                         "refused": sum(r.refused for r in results),
+                         "internal": sum(r.internal for r in results if r.programs)},
+            "refusals": [
+                {"stage": g.stage, "reason": g.reason, "count": g.count, "examples": g.examples}
+                for g in sorted(self.refusals.values(), key=lambda g: (-g.count, g.stage, g.reason))
+            ],
+            "external_helpers": [
+                {"id": hid, "name": helper_name(hid), "programs": n}
+                for hid, n in sorted(self.helpers.items(), key=lambda kv: (-kv[1], kv[0]))
+            ],
+            "internal_errors": self.internal_errors,
+            "files": [{"file": r.file, "status": r.status, "programs": r.programs,
+                       "linked": r.linked, "refused": r.refused, "internal": r.internal}
+                      for r in results],
+        }
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"worker killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"worker killed by signal {-exitcode}"
+    return f"worker exited with status {exitcode}"
+
+
+def survey(root: str | Path, opt_level: int = 2, jobs: int | None = None,
+           timeout: float = 300.0, progress: bool = False) -> dict:
+    """Link every program of every object under `root`; the report as plain data."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EbpfLtoError("not a directory", file=str(root))
+    paths = find_objects(root)
+    runner = Survey(root, opt_level, jobs or len(os.sched_getaffinity(0)), timeout)
+    if not progress:
+        return runner.run(paths)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("linking", total=len(paths))
+        return runner.run(paths, lambda: bar.advance(task))
+
+
+def print_report(report: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text  # cells as Text: messages hold '[' that markup would eat
+    console = console or Console()
+    objects, programs = report["objects"], report["programs"]
+
+    summary = Table(title=f"ebpf-lto corpus {report['dir']} (-O{report['opt_level']}, "
+                          f"{report['seconds']} s)")
+    summary.add_column("")
+    for col in ("total", "linked", "partly linked", "refused", "internal errors"):
+        summary.add_column(col, justify="right")
+    summary.add_row("objects", *(str(objects[k]) for k in
+                                 ("total", "linked", "partial", "refused", "internal")))
+    summary.add_row("programs", str(programs["total"]), str(programs["linked"]), "",
+                    str(programs["refused"]), str(programs["internal"]))
+    console.print(summary)
+
+    if report["refusals"]:
+        table = Table(title="refused (expected: input the tool cannot honour)")
+        table.add_column("stage")
+        table.add_column("reason", overflow="fold")
+        table.add_column("count", justify="right")
+        table.add_column("examples", overflow="fold")
+        for g in report["refusals"]:
+            examples = "\n".join(
+                e["file"] + (f" {e['program']}" if e["program"] else "") + f": {e['message']}"
+                for e in g["examples"])
+            table.add_row(g["stage"], Text(g["reason"]), str(g["count"]), Text(examples))
+        console.print(table)
+
+    if report["external_helpers"]:
+        table = Table(title="helpers left external")
+        table.add_column("id", justify="right")
+        table.add_column("name")
+        table.add_column("programs", justify="right")
+        for h in report["external_helpers"]:
+            table.add_row(str(h["id"]), h["name"], str(h["programs"]))
+        console.print(table)
+
+    if report["internal_errors"]:
+        # Not a table: each reproducer must stay one line to copy.
+        console.print(Text(f"internal errors ({len(report['internal_errors'])}): "
+                           "bugs of ebpf-lto, please report", style="bold red"))
+        for e in report["internal_errors"]:
+            where = f" ({e['where']})" if e["where"] else ""
+            lines = [f"{e['file']} {e['program'] or '(loading)'}: {e['error']}{where}",
+                     f"  {e['reproducer']}"]
+            lines += [f"  | {line}" for line in e["stderr"].splitlines()]
+            console.print(Text("\n".join(lines)), soft_wrap=True)

@@ -1,0 +1,31 @@
+"""Stage 3, link helpers: the helper sets' bitcode linked into the program's module.
+
+After linking, everything but the symbols a host needs (program entries, the
+exported tables, the map runtime's host API) is internalized, so that the
+optimizer may specialise, inline and delete freely, and nothing the program
+does not reach stays in the object.
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+
+from . import codegen
+from .helpers import HelperSet
+
+
+def link_helpers(mod: llvm.ModuleRef, hset: HelperSet, tm: llvm.TargetMachine) -> None:
+    for helper_mod in hset.modules():
+        codegen.set_target(helper_mod, tm)
+        mod.link_in(helper_mod)
+
+
+def internalize(mod: llvm.ModuleRef, keep: set[str], tm: llvm.TargetMachine) -> None:
+    """Give internal linkage to every definition not in `keep`, then drop what is unused."""
+    for sym in (*mod.functions, *mod.global_variables):
+        if not sym.is_declaration and sym.name not in keep \
+                and sym.linkage != llvm.Linkage.internal:
+            sym.linkage = llvm.Linkage.internal
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
+    mpm = llvm.create_new_module_pass_manager()
+    mpm.add_global_dead_code_eliminate_pass()
+    mpm.run(mod, pb)

@@ -1,0 +1,174 @@
+"""Stage 4, plan: which call sites to splice in, decided over the call graph.
+
+The graph (networkx) holds the programs, their bpf-to-bpf subprograms, the
+helpers and whatever the helpers call, with one edge per call site. The
+policy decides each site of the program: splice the callee in, keep one
+shared out-of-line copy in the object, or leave it an external call. The
+decision is applied as call-site attributes that LLVM's inliner obeys
+(`alwaysinline`, `noinline`), so no call remains to a helper decided inline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import llvmlite.binding as llvm
+import networkx as nx
+
+from . import codegen
+from .helpers import HelperSet, helper_id, helper_name
+from .helper_table import HELPER_IDS
+from .lift import Site
+
+MODES = ("auto", "all", "none")
+DEFAULT_THRESHOLD = 100   # instructions of the callee optimized alone
+LOOP_FACTOR = 4           # a site inside a loop may cost this many times more
+CALL_COST = 6             # what an out-of-line call costs: setup, call, spills
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    mode: str = "auto"
+    threshold: int = DEFAULT_THRESHOLD
+    no_inline: frozenset[str] = frozenset()     # helper names (map_lookup_elem), ids or functions
+    force_inline: frozenset[str] = frozenset()
+    counts: dict | None = field(default=None, compare=False)  # (function, insn) -> profile count
+
+
+@dataclass(frozen=True)
+class Decision:
+    site: Site
+    action: str   # "inline", "outline" or "external"
+    reason: str
+    cost: int | None = None
+    growth: int | None = None
+    count: int | None = None
+
+
+def _matches(site: Site, names: frozenset[str]) -> bool:
+    if site.helper_id is None:
+        return site.callee in names or site.callee.removeprefix("bpf.") in names
+    hid = site.helper_id
+    return any(n == str(hid) or n == helper_name(hid) or n == f"bpf_{helper_name(hid)}"
+               or HELPER_IDS.get(n.removeprefix("bpf_")) == hid for n in names)
+
+
+@lru_cache(maxsize=16)
+def helper_costs(hset: HelperSet, target: codegen.Target) -> dict[str, int]:
+    """Each helper-library function's size in IR instructions once optimized alone."""
+    mods = hset.modules()
+    main = mods[0]
+    for other in mods[1:]:
+        main.link_in(other)
+    tm = codegen.target_machine(target, 2)
+    codegen.optimize(main, tm, 2)
+    return {fn.name: sum(1 for block in fn.blocks for _ in block.instructions)
+            for fn in main.functions if not fn.is_declaration}
+
+
+def callee_edges(hset: HelperSet) -> list[tuple[str, str]]:
+    """Calls made inside the helper library, for the graph."""
+    edges = []
+    for mod in hset.modules():
+        for fn in mod.functions:
+            for block in fn.blocks:
+                for ins in block.instructions:
+                    if ins.opcode == "call":
+                        callee = list(ins.operands)[-1].name
+                        if callee and not callee.startswith("llvm."):
+                            edges.append((fn.name, callee))
+    return edges
+
+
+def build_graph(sites: list[Site], costs: dict[str, int], library_edges,
+                subprogram_sizes: dict[str, int]) -> nx.MultiDiGraph:
+    g = nx.MultiDiGraph()
+    for site in sites:
+        caller = f"bpf.{site.function}"
+        cost = costs.get(site.callee) if site.helper_id is not None \
+            else subprogram_sizes.get(site.callee)
+        g.add_edge(caller, site.callee, site=site, cost=cost,
+                   growth=None if cost is None else max(cost - CALL_COST, 0))
+        g.nodes[site.callee]["kind"] = "helper" if site.helper_id is not None else "subprogram"
+    for caller, callee in library_edges:
+        g.add_edge(caller, callee)
+    return g
+
+
+def decide(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[str],
+           options: PlanOptions) -> list[Decision]:
+    recursive = {n for comp in nx.strongly_connected_components(graph)
+                 for n in comp if len(comp) > 1 or graph.has_edge(n, n)}
+    out = []
+    for site in sites:
+        data = next(d for _, _, d in graph.in_edges(site.callee, data=True) if d.get("site") is site)
+        cost, growth = data["cost"], data["growth"]
+        count = (options.counts or {}).get((site.function, site.insn))
+
+        def d(action, reason):
+            return Decision(site, action, reason, cost, growth, count)
+
+        if site.helper_id is not None and site.callee not in provided:
+            out.append(d("external", "no helper set provides it"))
+        elif options.mode == "none":
+            out.append(d("external" if site.helper_id is not None else "outline", "--inline none"))
+        elif _matches(site, options.no_inline):
+            out.append(d("outline", "--no-inline"))
+        elif _matches(site, options.force_inline):
+            out.append(d("inline", "--force-inline"))
+        elif site.callee in recursive:
+            out.append(d("outline", "recursive"))
+        elif options.mode == "all":
+            out.append(d("inline", "--inline all"))
+        elif count is not None and count == 0:
+            out.append(d("outline", "never run in the profile"))
+        elif count is not None and cost is not None and cost <= LOOP_FACTOR * options.threshold:
+            out.append(d("inline", f"hot in the profile ({count} calls)"))
+        elif cost is not None and cost <= options.threshold:
+            out.append(d("inline", f"small ({cost} <= {options.threshold})"))
+        elif site.in_loop and cost is not None and cost <= LOOP_FACTOR * options.threshold:
+            out.append(d("inline", f"in a loop ({cost} <= {LOOP_FACTOR}x{options.threshold})"))
+        else:
+            out.append(d("outline", f"large ({cost} > {options.threshold})"))
+    return out
+
+
+def apply(decisions: list[Decision]) -> None:
+    """Set the call-site attributes that make LLVM's inliner carry out the plan."""
+    for dec in decisions:
+        if dec.action == "inline":
+            dec.site.call.attributes.add("alwaysinline")
+        elif dec.action == "outline":
+            dec.site.call.attributes.add("noinline")
+
+
+def plan(sites: list[Site], hset: HelperSet | None, target: codegen.Target,
+         options: PlanOptions, subprogram_sizes: dict[str, int]) -> tuple[list[Decision], nx.MultiDiGraph]:
+    if hset is None:
+        costs, edges, provided = {}, [], frozenset()
+    else:
+        costs = helper_costs(hset, target)
+        edges = callee_edges(hset)
+        provided = frozenset(f"_bpf_helper_ext_{h:04d}" for h in hset.ids)
+    graph = build_graph(sites, costs, edges, subprogram_sizes)
+    return decide(sites, graph, provided, options), graph
+
+
+def to_dot(graph: nx.MultiDiGraph, decisions: list[Decision]) -> str:
+    """The call graph in Graphviz's DOT language, sites coloured by decision."""
+    colour = {"inline": "forestgreen", "outline": "darkorange", "external": "gray50"}
+    by_site = {id(d.site): d for d in decisions}
+    lines = ["digraph plan {", "  rankdir=LR; node [shape=box, fontname=monospace];"]
+    for node in graph.nodes:
+        hid = helper_id(node)
+        label = f"{node}\\n{helper_name(hid)}" if hid is not None else node
+        lines.append(f'  "{node}" [label="{label}"];')
+    for a, b, data in graph.edges(data=True):
+        dec = by_site.get(id(data.get("site")))
+        if dec is None:
+            lines.append(f'  "{a}" -> "{b}" [style=dotted];')
+        else:
+            lines.append(f'  "{a}" -> "{b}" [label="insn {dec.site.insn}: {dec.action}", '
+                         f'color={colour[dec.action]}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

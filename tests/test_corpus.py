@@ -1,0 +1,120 @@
+"""Tests for `ebpf-lto corpus`: outcomes of objects whose fate is known
+(tests/fixtures/corpus/two_programs.c says which program links and which is
+refused, and why), and the shared real-world corpus when it is there."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from inliner import cli
+from inliner.corpus import find_objects, normalise
+
+FIXTURE = Path(__file__).parent / "fixtures" / "corpus" / "two_programs.o"
+SHARED = Path(os.environ.get("EBPF_LTO_SHARED")
+              or Path(__file__).resolve().parents[1].parent / "shared")
+SAMPLES = SHARED / "ebpf-samples"
+
+# Objects under invalid/ that are invalid for the PREVAIL verifier only: what
+# this tool reads of them is well formed, so linking them is right.
+WELL_FORMED_INVALID = {
+    "timeout-29db93548c671165313b314d4f83a3eefa24df37",  # made PREVAIL time out
+    "dac31099c3bb5b6395908c82cc8540e77a6a1849",  # only .debug_line is truncated
+    "ef2e42c0bfcf4dab6b9c3926759365b6dfa73634",  # only a debug section's name differs
+}
+
+
+def corpus(capsys, *args: str) -> tuple[int, dict]:
+    status = cli.main(["corpus", *map(str, args), "--json"])
+    return status, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    elf = FIXTURE.read_bytes()
+    (tmp_path / "nested" / "deeper").mkdir(parents=True)
+    shutil.copy(FIXTURE, tmp_path / "nested" / "deeper" / "two_programs.o")
+    (tmp_path / "notes.json").write_text('{"not": "an object"}\n')
+    (tmp_path / "text.o").write_text("not an object either\n")
+    (tmp_path / "nested" / "truncated").write_bytes(elf[:100])  # ELF by its magic alone
+    return tmp_path
+
+
+def test_normalise_masks_names_and_numbers():
+    assert (normalise("lddw refers to 'map_a' in section .maps at 0x18")
+            == normalise('lddw refers to "b" in section .maps at 7')
+            == "lddw refers to '…' in section .maps at N")
+    assert normalise("R_BPF_64_64 is fine") == "R_BPF_64_64 is fine"
+
+
+def test_find_objects_by_magic_or_extension(small_corpus: Path):
+    found = [p.relative_to(small_corpus).as_posix() for p in find_objects(small_corpus)]
+    assert found == ["nested/deeper/two_programs.o", "nested/truncated", "text.o"]
+
+
+def test_counts(small_corpus: Path, capsys):
+    status, report = corpus(capsys, small_corpus, "--jobs", "2")
+    assert status == 0
+    assert report["objects"] == {"total": 3, "linked": 0, "partial": 1, "refused": 2,
+                                 "internal": 0}
+    assert report["programs"] == {"total": 2, "linked": 1, "refused": 1, "internal": 0}
+    refusals = {(g["stage"], g["reason"]): g for g in report["refusals"]}
+    assert set(refusals) == {
+        ("load", "not an ELF file"),
+        ("load", "malformed ELF file: Reading section N at offset N past EOF N"),
+        ("link", "legacy packet load (opcode N) needs a kernel socket buffer"),
+    }
+    legacy = refusals[("link", "legacy packet load (opcode N) needs a kernel socket buffer")]
+    assert legacy["count"] == 1
+    assert legacy["examples"] == [{
+        "file": "nested/deeper/two_programs.o", "program": "legacy",
+        "message": "section socket: insn 1: legacy packet load (opcode 0x30) "
+                   "needs a kernel socket buffer"}]
+    assert report["external_helpers"] == [{"id": 5, "name": "ktime_get_ns", "programs": 1}]
+    assert report["internal_errors"] == []
+    assert {f["file"]: f["status"] for f in report["files"]} == {
+        "nested/deeper/two_programs.o": "partial", "nested/truncated": "refused",
+        "text.o": "refused"}
+
+
+def test_table_output(small_corpus: Path, capsys):
+    assert cli.main(["corpus", str(small_corpus), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "ktime_get_ns" in out
+    assert "not an ELF file" in out
+    assert "internal errors" in out  # the summary column, with no error listed below
+    assert "please report" not in out
+
+
+def test_a_hung_step_is_an_internal_error(tmp_path: Path, capsys):
+    """A step that outlives --timeout costs its program, not the run."""
+    shutil.copy(FIXTURE, tmp_path / "two_programs.o")
+    status, report = corpus(capsys, tmp_path, "--timeout", "0.001")
+    assert status == cli.EXIT_INTERNAL
+    assert report["internal_errors"]
+    for err in report["internal_errors"]:
+        assert err["file"] == "two_programs.o"
+        assert err["error"] == "timed out after 0.001 s"
+        assert "ebpf-lto link" in err["reproducer"]
+        assert str(tmp_path / "two_programs.o") in err["reproducer"]
+
+
+def test_not_a_directory(tmp_path: Path, capsys):
+    assert cli.main(["corpus", str(tmp_path / "missing")]) == cli.EXIT_BAD_INPUT
+    assert "not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"no shared corpus at {SAMPLES}")
+def test_shared_corpus(capsys):
+    status, report = corpus(capsys, SAMPLES)
+    assert report["internal_errors"] == []
+    assert status == 0
+    files = {f["file"]: f for f in report["files"]}
+    invalid = [name for name in files if name.startswith("invalid/")]
+    assert invalid
+    accepted = [name for name in invalid if files[name]["status"] != "refused"
+                and name.removeprefix("invalid/") not in WELL_FORMED_INVALID]
+    assert accepted == []
