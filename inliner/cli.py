@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, codegen, isa, loader, maps, pipeline
+from . import __version__, codegen, isa, loader, maps, pipeline, plan
 from .errors import EbpfLtoError
 from .lift import ENTRY_SYMBOL
 
@@ -39,17 +39,32 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maps", choices=("own", "extern"), default="own",
                    help="own: the object holds its maps' state; extern: the host defines "
                         "ebpf_lto_state_NAME for each map (docs/maps.md)")
-    p.add_argument("--helpers", metavar="SETS", help="helper sets: a comma list of set "
-                   "names (default, conformance) and .bc/.ll files; later ones override "
-                   "earlier ones")
+    p.add_argument("--helpers", metavar="SETS", default="default",
+                   help="helper sets: a comma list of set names (default, conformance, none) "
+                        "and .bc/.ll files; later ones override earlier ones (default: default)")
+    p.add_argument("--inline", choices=plan.MODES, default="auto",
+                   help="auto: the plan decides each call site; all: splice every helper in; "
+                        "none: helpers stay external calls, as bpftime's AOT has them")
+    p.add_argument("--inline-threshold", type=int, default=plan.DEFAULT_THRESHOLD, metavar="N",
+                   help=f"largest helper (IR instructions) spliced in everywhere "
+                        f"(default {plan.DEFAULT_THRESHOLD})")
+    p.add_argument("--no-inline", metavar="HELPER", action="append", default=[],
+                   help="keep this helper (name or id) out of line (repeatable)")
+    p.add_argument("--force-inline", metavar="HELPER", action="append", default=[],
+                   help="splice this helper (name or id) in everywhere (repeatable)")
 
 
 def _options(args) -> pipeline.LinkOptions:
     if args.ncpus < 1:
         raise EbpfLtoError(f"--ncpus must be at least 1, not {args.ncpus}")
+    if args.inline_threshold < 0:
+        raise EbpfLtoError(f"--inline-threshold must not be negative, not {args.inline_threshold}")
     return pipeline.LinkOptions(opt_level=args.opt_level, arch=args.target, cpu=args.cpu,
                                 program=args.program, helpers=args.helpers, ncpus=args.ncpus,
-                                maps_extern=args.maps == "extern")
+                                maps_extern=args.maps == "extern", inline=args.inline,
+                                inline_threshold=args.inline_threshold,
+                                no_inline=tuple(args.no_inline),
+                                force_inline=tuple(args.force_inline))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_link_options(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("explain", help="show which call sites the plan splices in, and why")
+    p.add_argument("input", help="eBPF ELF object")
+    p.add_argument("--dot", metavar="FILE", help="also write the call graph in Graphviz DOT")
+    _add_link_options(p)
+    p.set_defaults(func=cmd_explain)
+
     p = sub.add_parser("disasm", help="print the programs of an eBPF object as assembly")
     p.add_argument("input", help="eBPF ELF object")
     p.add_argument("--raw", action="store_true", help="show each instruction's bytes")
@@ -109,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: one a core)")
     p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                    help="time one program may take before it counts as hung (default 300)")
+    p.add_argument("--helpers", metavar="SETS", default="default",
+                   help="helper sets to link in, as for link (default: default)")
     p.set_defaults(func=cmd_corpus)
     return parser
 
@@ -227,6 +250,36 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .helpers import helper_name
+    obj = loader.load(args.input)
+    _, linked = pipeline.link(obj, _options(args), emit="llvm")
+    table = Table(title=f"call sites of {args.input}")
+    for column in ("function", "insn", "callee", "in loop", "count", "cost", "growth",
+                   "decision", "reason"):
+        table.add_column(column, justify="right" if column in ("insn", "count", "cost",
+                                                                "growth") else "left")
+    colour = {"inline": "green", "outline": "yellow", "external": "dim"}
+    for d in linked.decisions:
+        site = d.site
+        callee = (f"{helper_name(site.helper_id)} ({site.helper_id})"
+                  if site.helper_id is not None else site.callee.removeprefix("bpf."))
+        table.add_row(site.function, str(site.insn), callee, "yes" if site.in_loop else "",
+                      "" if d.count is None else str(d.count),
+                      "" if d.cost is None else str(d.cost),
+                      "" if d.growth is None else str(d.growth),
+                      f"[{colour[d.action]}]{d.action}[/]", d.reason)
+    # Not a terminal: wide enough that the reasons stay on one line.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    if args.dot:
+        from .plan import to_dot
+        write_atomically(args.dot, to_dot(linked.graph, linked.decisions).encode())
+    return 0
+
+
 def cmd_disasm(args) -> int:
     from .asm import format_insn
     from .helpers import helper_name
@@ -303,8 +356,11 @@ def cmd_conformance_plugin(args) -> int:
 
 def cmd_corpus(args) -> int:
     from . import corpus
+    from .helpers import resolve
+    resolve(args.helpers, codegen.host_arch())  # a bad --helpers is the user's, said once
     report = corpus.survey(args.directory, opt_level=args.opt_level, jobs=args.jobs,
-                           timeout=args.timeout, progress=sys.stderr.isatty())
+                           timeout=args.timeout, progress=sys.stderr.isatty(),
+                           helpers=args.helpers)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -75,7 +75,7 @@ def _internal(err: Exception) -> dict:
 
 # --- the child process --------------------------------------------------------
 
-def _object_events(path: str, opt_level: int, start: int):
+def _object_events(path: str, opt_level: int, helpers: str, start: int):
     """What happens to each program of one object, from the `start`-th on."""
     try:
         obj = loader.load(path)
@@ -89,7 +89,7 @@ def _object_events(path: str, opt_level: int, start: int):
     names = [p.name for p in obj.programs]
     yield ("programs", names)
     for name in names[start:]:
-        options = pipeline.LinkOptions(opt_level=opt_level, program=name)
+        options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers)
         try:
             _, linked = pipeline.link(obj, options, emit="obj")
         except EbpfLtoError as err:
@@ -172,9 +172,10 @@ class _Refusals:
 class Survey:
     """Runs the objects through a small pool of workers and gathers the outcome."""
 
-    def __init__(self, root: Path, opt_level: int, jobs: int, timeout: float):
+    def __init__(self, root: Path, opt_level: int, jobs: int, timeout: float, helpers: str):
         self.root = root
         self.opt_level = opt_level
+        self.helpers_spec = helpers
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self.objects: dict[Path, _ObjectResult] = {}
@@ -236,7 +237,7 @@ class Survey:
     def _assign(self, w: _Worker, job: _Job) -> None:
         w.job, w.names, w.next = job, None, job.start
         w.deadline = time.monotonic() + self.timeout
-        w.conn.send((str(job.path), self.opt_level, job.start))
+        w.conn.send((str(job.path), self.opt_level, self.helpers_spec, job.start))
 
     @staticmethod
     def _stop(w: _Worker) -> None:
@@ -327,7 +328,7 @@ class Survey:
         cmd = ["ebpf-lto", "link", str(path)]
         if program is not None:
             cmd += ["--program", program]
-        cmd += ["-O", str(self.opt_level), "-o", "-"]
+        cmd += ["-O", str(self.opt_level), "--helpers", self.helpers_spec, "-o", "-"]
         return f"EBPF_LTO_DEBUG=1 {shlex.join(cmd)} > /dev/null"
 
     def _report(self, seconds: float) -> dict:
@@ -336,6 +337,7 @@ class Survey:
         return {
             "dir": str(self.root),
             "opt_level": self.opt_level,
+            "helpers": self.helpers_spec,
             "seconds": round(seconds, 1),
             "objects": {"total": len(results),
                         **{s: statuses[s] for s in ("linked", "partial", "refused", "internal")}},
@@ -368,13 +370,13 @@ def _death(exitcode: int | None) -> str:
 
 
 def survey(root: str | Path, opt_level: int = 2, jobs: int | None = None,
-           timeout: float = 300.0, progress: bool = False) -> dict:
+           timeout: float = 300.0, progress: bool = False, helpers: str = "default") -> dict:
     """Link every program of every object under `root`; the report as plain data."""
     root = Path(root)
     if not root.is_dir():
         raise EbpfLtoError("not a directory", file=str(root))
     paths = find_objects(root)
-    runner = Survey(root, opt_level, jobs or len(os.sched_getaffinity(0)), timeout)
+    runner = Survey(root, opt_level, jobs or len(os.sched_getaffinity(0)), timeout, helpers)
     if not progress:
         return runner.run(paths)
     from rich.console import Console

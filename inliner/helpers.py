@@ -30,6 +30,7 @@ HOST_API_PREFIX = "ebpf_lto_"  # functions of the helper library that hosts call
 NAMED_SETS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
     "default": (("checksum", "time", "identity", "memory", "output", "loop"), frozenset()),
     "conformance": (("conformance",), frozenset({5})),
+    "none": ((), frozenset()),
 }
 
 

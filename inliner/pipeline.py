@@ -25,7 +25,7 @@ class LinkOptions:
     arch: str = "x86_64"
     cpu: str = "generic"
     program: str | None = None   # None: every program; the first is bpf_main
-    helpers: str | None = None   # helper set spec; None: every helper stays external
+    helpers: str | None = "default"  # helper set spec; None or "none": every helper external
     ncpus: int = field(default_factory=maps.default_ncpus)  # per-cpu map copies
     maps_extern: bool = False    # map state left to the host (docs/maps.md)
     inline: str = "auto"         # auto | all | none (none: helpers stay external calls)
@@ -63,7 +63,7 @@ def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -
 
 
 def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOptions,
-                   hset: HelperSet | None) -> Linked:
+                   hset: HelperSet | None, has_maps: bool = True) -> Linked:
     """Plan the call sites, verify the IR, link the helpers in, optimize for the target.
 
     `lifted` may also be LLVM IR text from another lifter that follows the
@@ -73,8 +73,7 @@ def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOpti
     tm = codegen.target_machine(target, options.opt_level)
     decisions, graph = [], None
     if isinstance(lifted, lifter.Lifted):
-        decisions, graph = plan.plan(lifted.sites, hset, target, options.plan_options(),
-                                     lifted.sizes)
+        decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(), lifted.sizes)
         plan.apply(decisions)
         text = str(lifted.module)
     else:
@@ -85,7 +84,8 @@ def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOpti
     linked_in = hset is not None and options.inline != "none"
     if linked_in:
         linker.link_helpers(mod, hset, tm)
-        entries += [name for name in hset.host_api if name not in entries]
+        if has_maps:  # the map runtime's host API, for hosts to reach the maps
+            entries += [name for name in hset.host_api if name not in entries]
         linker.internalize(mod, set(entries), tm)
     called = sorted(hid for fn in mod.functions if fn.is_declaration
                     and (hid := helpers.helper_id(fn.name)) is not None)
@@ -95,7 +95,7 @@ def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOpti
 
 def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
     hset = helper_set(options)
-    linked = compile_module(lift(obj, options, hset), obj.path, options, hset)
+    linked = compile_module(lift(obj, options, hset), obj.path, options, hset, bool(obj.maps))
     tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
     return codegen.emit(linked.module, tm, emit), linked
 

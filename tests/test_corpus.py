@@ -56,7 +56,7 @@ def test_find_objects_by_magic_or_extension(small_corpus: Path):
 
 
 def test_counts(small_corpus: Path, capsys):
-    status, report = corpus(capsys, small_corpus, "--jobs", "2")
+    status, report = corpus(capsys, small_corpus, "--jobs", "2", "--helpers", "none")
     assert status == 0
     assert report["objects"] == {"total": 3, "linked": 0, "partial": 1, "refused": 2,
                                  "internal": 0}
@@ -75,13 +75,16 @@ def test_counts(small_corpus: Path, capsys):
                    "needs a kernel socket buffer"}]
     assert report["external_helpers"] == [{"id": 5, "name": "ktime_get_ns", "programs": 1}]
     assert report["internal_errors"] == []
+    # With the default helper library linked in, nothing is left external.
+    _, linked_in = corpus(capsys, small_corpus, "--jobs", "2")
+    assert linked_in["external_helpers"] == [] and linked_in["programs"]["linked"] == 1
     assert {f["file"]: f["status"] for f in report["files"]} == {
         "nested/deeper/two_programs.o": "partial", "nested/truncated": "refused",
         "text.o": "refused"}
 
 
 def test_table_output(small_corpus: Path, capsys):
-    assert cli.main(["corpus", str(small_corpus), "--jobs", "1"]) == 0
+    assert cli.main(["corpus", str(small_corpus), "--jobs", "1", "--helpers", "none"]) == 0
     out = capsys.readouterr().out
     assert "ktime_get_ns" in out
     assert "not an ELF file" in out
