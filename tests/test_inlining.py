@@ -1,0 +1,110 @@
+"""The plan and its application: what is spliced in, what stays out of line, and that the
+program computes the same thing either way (checked against RFC 1071 in Python)."""
+import re
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from inliner import loader, pipeline
+
+CSUM = ROOT / "tests" / "helpers_c" / "checksum.o"
+HEADER = bytes.fromhex("45000073000040004011 0000 c0a80001c0a800c7".replace(" ", ""))
+
+
+def ir_of(path, **options) -> str:
+    text, _ = pipeline.link(loader.load(str(path)), pipeline.LinkOptions(**options), emit="llvm")
+    return text.decode()
+
+
+def defined(ir: str, symbol: str) -> int:
+    return len(re.findall(rf"^define [^@]*@\"?{symbol}\"?\(", ir, re.M))
+
+
+def called(ir: str, symbol: str) -> int:
+    return len(re.findall(rf"call [^@]*@\"?{symbol}\"?\(", ir))
+
+
+def rfc1071(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def test_inlined_helper_leaves_no_call_and_no_copy():
+    ir = ir_of(CSUM, program="ipv4_checksum")
+    assert called(ir, "_bpf_helper_ext_0028") == 0
+    # Nothing of the library the program does not use stays in the object.
+    assert not re.search(r"^define [^@]*@\"?_bpf_helper_ext_", ir, re.M)
+
+
+def test_no_inline_keeps_one_internal_out_of_line_copy():
+    ir = ir_of(CSUM, no_inline=("csum_diff",))
+    assert defined(ir, "_bpf_helper_ext_0028") == 1
+    assert re.search(r"^define internal [^@]*@\"?_bpf_helper_ext_0028", ir, re.M)
+    assert called(ir, "_bpf_helper_ext_0028") >= 3  # one per program
+
+
+def test_inline_none_leaves_the_aot_contract_external_call():
+    ir = ir_of(CSUM, inline="none")
+    assert defined(ir, "_bpf_helper_ext_0028") == 0
+    assert re.search(r"^declare [^@]*@\"?_bpf_helper_ext_0028", ir, re.M)
+
+
+def test_threshold_and_force_inline():
+    sites = {d.action for d in pipeline.link(
+        loader.load(str(CSUM)), pipeline.LinkOptions(inline_threshold=10))[1].decisions}
+    assert sites == {"outline"}
+    forced = pipeline.link(loader.load(str(CSUM)), pipeline.LinkOptions(
+        inline_threshold=10, force_inline=("28",)))[1].decisions
+    assert {d.action for d in forced} == {"inline"}
+    assert {d.reason for d in forced} == {"--force-inline"}
+
+
+@pytest.mark.parametrize("mode", ["auto", "all", "none"])
+@pytest.mark.parametrize("level", [0, 2])
+def test_every_mode_computes_the_same_checksum(mode, level):
+    obj = loader.load(str(CSUM))
+    options = pipeline.LinkOptions(opt_level=level, program="ipv4_checksum", inline=mode)
+    _, after = pipeline.run(obj, HEADER, options)
+    assert int.from_bytes(after[10:12], "big") == rfc1071(HEADER) == 0xB861
+
+
+def test_a_recursive_helper_stays_out_of_line(tmp_path):
+    # A vendor helper set whose no_op (2) recurses: the plan must not try to splice it in.
+    rec = tmp_path / "rec.ll"
+    rec.write_text("""
+define i64 @_bpf_helper_ext_0002(i64 %a, i64 %b, i64 %c, i64 %d, i64 %e) {
+  %z = icmp eq i64 %a, 0
+  br i1 %z, label %done, label %more
+more:
+  %n = sub i64 %a, 1
+  %r = call i64 @_bpf_helper_ext_0002(i64 %n, i64 0, i64 0, i64 0, i64 0)
+  %s = add i64 %r, 2
+  ret i64 %s
+done:
+  ret i64 0
+}
+""")
+    from inliner import conformance
+    code = conformance.program_bytes(conformance.parse_test("-- asm\nmov %r1, 21\ncall 2\nexit"))
+    obj = loader.from_raw(code)
+    options = pipeline.LinkOptions(helpers=f"conformance,{rec}", inline="all")
+    _, linked = pipeline.link(obj, options)
+    [decision] = linked.decisions
+    assert (decision.action, decision.reason) == ("outline", "recursive")
+    assert pipeline.run(obj, None, options)[0] == 42
+
+
+def test_explain_table_and_dot(tmp_path):
+    dot = tmp_path / "plan.dot"
+    done = subprocess.run([sys.executable, "-m", "inliner.cli", "explain", str(CSUM),
+                           "--no-inline", "bpf_csum_diff", "--dot", str(dot)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("--no-inline") == 3 and "csum_diff (28)" in done.stdout
+    graph = dot.read_text()
+    assert graph.startswith("digraph plan {") and graph.count("outline") == 3
