@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("link", help="compile an eBPF object to a native object")
-    p.add_argument("input", help="eBPF ELF object (clang -target bpf)")
+    p.add_argument("input", help="eBPF ELF object (clang -target bpf), or LLVM IR or bitcode "
+                   "from another lifter using _bpf_helper_ext_NNNN helper names")
     p.add_argument("-o", dest="output", required=True, help="output file")
     p.add_argument("--emit", choices=codegen.EMIT_KINDS, default="obj",
                    help="obj (default), asm, llvm (IR text) or bc (bitcode)")
@@ -181,8 +182,16 @@ def parse_memory(spec: str | None) -> bytes | None:
 
 
 def cmd_link(args) -> int:
-    obj = loader.load(args.input)
-    data, linked = pipeline.link(obj, _options(args), emit=args.emit)
+    try:
+        with open(args.input, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise EbpfLtoError(f"cannot read: {err.strerror}", file=args.input) from None
+    if head == b"\x7fELF":
+        data, linked = pipeline.link(loader.load(args.input), _options(args), emit=args.emit)
+    else:  # LLVM IR or bitcode from another lifter
+        data, linked = pipeline.link_ir(Path(args.input).read_bytes(), args.input, _options(args),
+                                        emit=args.emit)
     write_atomically(args.output, data)
     if linked.external_helpers:
         from .helpers import helper_name

@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import llvmlite.binding as llvm
-from llvmlite import ir
 
 from . import codegen, contexts, helpers, lift as lifter, link as linker, maps, plan
 from .errors import EbpfLtoError
 from .helpers import HelperSet
 from .loader import EbpfObject
 from .runner import LoadedObjects
+
+BITCODE_MAGIC = b"BC\xc0\xde"
+
 
 @dataclass(frozen=True)
 class LinkOptions:
@@ -62,12 +64,13 @@ def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -
     return lifter.lift(obj, progs, lift_options)
 
 
-def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOptions,
+def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOptions,
                    hset: HelperSet | None, has_maps: bool = True) -> Linked:
     """Plan the call sites, verify the IR, link the helpers in, optimize for the target.
 
-    `lifted` may also be LLVM IR text from another lifter that follows the
-    same `_bpf_helper_ext_NNNN` convention; it is linked without a plan.
+    `lifted` may also be LLVM IR (text or bitcode bytes) from another lifter
+    that follows the same `_bpf_helper_ext_NNNN` convention (llvmbpf's, say);
+    it is linked without a plan, LLVM's inliner deciding alone.
     """
     target = codegen.make_target(options.arch, options.cpu)
     tm = codegen.target_machine(target, options.opt_level)
@@ -75,10 +78,15 @@ def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOpti
     if isinstance(lifted, lifter.Lifted):
         decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(), lifted.sizes)
         plan.apply(decisions)
-        text = str(lifted.module)
+        mod = codegen.parse_ir(str(lifted.module), obj_path)
+    elif lifted[:4] == BITCODE_MAGIC:
+        mod = codegen.parse_bitcode(lifted, obj_path)
     else:
-        text = lifted
-    mod = codegen.parse_ir(text, obj_path)
+        try:
+            mod = codegen.parse_ir(lifted.decode(), obj_path)
+        except UnicodeDecodeError:
+            raise EbpfLtoError("neither an eBPF object, LLVM bitcode nor LLVM IR text",
+                               file=obj_path) from None
     entries = [sym.name for sym in (*mod.functions, *mod.global_variables)
                if not sym.is_declaration and sym.linkage == llvm.Linkage.external]
     linked_in = hset is not None and options.inline != "none"
@@ -91,6 +99,15 @@ def compile_module(lifted: lifter.Lifted | str, obj_path: str, options: LinkOpti
                     and (hid := helpers.helper_id(fn.name)) is not None)
     codegen.optimize(mod, tm, options.opt_level)
     return Linked(mod, hset, called, entries, decisions, graph, linked_in)
+
+
+def link_ir(data: bytes, name: str, options: LinkOptions,
+            emit: str = "obj") -> tuple[bytes, Linked]:
+    """The link stage for another lifter's LLVM IR or bitcode."""
+    hset = helper_set(options)
+    linked = compile_module(data, name, options, hset, has_maps=False)
+    tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
+    return codegen.emit(linked.module, tm, emit), linked
 
 
 def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
