@@ -6,6 +6,7 @@ are written whole or not at all.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -52,6 +53,11 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                    help="keep this helper (name or id) out of line (repeatable)")
     p.add_argument("--force-inline", metavar="HELPER", action="append", default=[],
                    help="splice this helper (name or id) in everywhere (repeatable)")
+    p.add_argument("--instrument", action="store_true",
+                   help="count basic blocks and taken branches, for run --profile-out")
+    p.add_argument("--profile", metavar="FILE",
+                   help="an LLVM instrumentation profile (text or indexed .profdata) to "
+                        "weigh branches and call sites with (docs/pgo.md)")
 
 
 def _options(args) -> pipeline.LinkOptions:
@@ -64,7 +70,8 @@ def _options(args) -> pipeline.LinkOptions:
                                 maps_extern=args.maps == "extern", inline=args.inline,
                                 inline_threshold=args.inline_threshold,
                                 no_inline=tuple(args.no_inline),
-                                force_inline=tuple(args.force_inline))
+                                force_inline=tuple(args.force_inline),
+                                instrument=args.instrument, profile=args.profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fill a map before the run from a JSON list of [key, value] pairs "
                         "(hex bytes or integers); --json prints every map after the run")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--profile-out", metavar="FILE", help="instrument, run, and write the "
+                   "profile (.profdata: LLVM's indexed format; otherwise its text format)")
     _add_link_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -181,6 +190,12 @@ def parse_memory(spec: str | None) -> bytes | None:
         raise EbpfLtoError(f"--mem is neither hex bytes nor @file: {spec[:40]!r}") from None
 
 
+def _report_stale(linked) -> None:
+    for name in linked.stale:
+        print(f"ebpf-lto: warning: the profile of {name} does not match it (the program "
+              "changed); ignored for that function", file=sys.stderr)
+
+
 def cmd_link(args) -> int:
     try:
         with open(args.input, "rb") as fh:
@@ -189,6 +204,7 @@ def cmd_link(args) -> int:
         raise EbpfLtoError(f"cannot read: {err.strerror}", file=args.input) from None
     if head == b"\x7fELF":
         data, linked = pipeline.link(loader.load(args.input), _options(args), emit=args.emit)
+        _report_stale(linked)
     else:  # LLVM IR or bitcode from another lifter
         data, linked = pipeline.link_ir(Path(args.input).read_bytes(), args.input, _options(args),
                                         emit=args.emit)
@@ -228,7 +244,10 @@ def cmd_run(args) -> int:
     if by_packet and args.mem is not None:
         raise EbpfLtoError("--mem and --packet/--pcap do not go together")
     options = _options(args)
-    loaded, _ = pipeline.load(obj, options)
+    if args.profile_out:
+        options = dataclasses.replace(options, instrument=True)
+    loaded, linked = pipeline.load(obj, options)
+    _report_stale(linked)
     maps = MapAccess(loaded)
     for spec in args.map or ():
         name, sep, path = spec.partition("=@")
@@ -253,6 +272,10 @@ def cmd_run(args) -> int:
             out["mem"] = buf.hex()
         if not args.json:
             print(f"{program.name}: r0 = {r0} ({r0:#x})")
+    if args.profile_out:
+        from . import profile
+        write_atomically(args.profile_out, profile.save(profile.read_counters(loaded),
+                                                        args.profile_out))
     if args.json:
         out["maps"] = maps.dump()
         print(json.dumps(out))

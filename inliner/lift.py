@@ -12,8 +12,10 @@ Entry points take `(ptr ctx, i64 ctx_len)` as bpftime's AOT contract says
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -31,6 +33,8 @@ SIZE_TYPES = {1: I8, 2: I16, 4: I32, 8: I64}
 ENTRY_SYMBOL = "bpf_main"
 MAP_TABLE, MAP_COUNT = "ebpf_lto_maps", "ebpf_lto_maps_count"
 PROG_NAMES, PROG_COUNT = "ebpf_lto_program_names", "ebpf_lto_programs_count"
+COUNTERS, PROFILE_TABLE, PROFILE_COUNT = ("ebpf_lto_counters", "ebpf_lto_profile",
+                                          "ebpf_lto_profile_count")
 PROG_ARRAY_GET = "ebpf_lto_prog_array_get"  # the map runtime: prog_array slot -> program number
 TAIL_CALL = 12
 MAX_TAIL_CALL_CNT = 33
@@ -55,6 +59,8 @@ class LiftOptions:
     callx_helpers: tuple[int, ...] = ()
     ncpus: int = 1                # copies of each value in per-cpu maps
     maps_extern: bool = False     # map state is an undefined symbol the host defines
+    instrument: bool = False      # count block executions and taken branches (docs/abi.md)
+    profile: Mapping | None = field(default=None, compare=False)  # name -> (hash, counters)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,8 @@ class Lifted:
     module: ir.Module
     sites: list[Site]
     sizes: dict[str, int]  # eBPF instructions of each lifted function, by LLVM name
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # profile: site -> calls
+    stale: list[str] = field(default_factory=list)  # functions whose profile hash differs
 
 
 @dataclass
@@ -104,6 +112,8 @@ class _ModuleLifter:
         self.helpers: dict[int, ir.Function] = {}
         self.globals: dict[str, ir.GlobalVariable] = {}
         self.sites: list[Site] = []
+        self.counts: dict[tuple[str, int], int] = {}
+        self.stale: list[str] = []
 
     def run(self, programs: list[Program]) -> ir.Module:
         self.tail_calls = False
@@ -129,7 +139,10 @@ class _ModuleLifter:
         for fl in lifters.values():
             fl.check()
         self._analyze(lifters, entries)
+        if self.options.instrument:
+            self._counters(list(lifters.values()))
         for fl in lifters.values():
+            fl.apply_profile()
             fl.emit()
         for i, prog in enumerate(programs):
             self._entry(prog.name, prog)
@@ -137,7 +150,31 @@ class _ModuleLifter:
                 self._entry(ENTRY_SYMBOL, prog)
         self._program_table()
         sizes = {f.ir_func.name: f.end - f.key.start for f in self.funcs.values()}
-        return Lifted(self.module, self.sites, sizes)
+        return Lifted(self.module, self.sites, sizes, self.counts, self.stale)
+
+    def _counters(self, lifters: list) -> None:
+        """The counter array and the table that says whose counters are where (docs/abi.md)."""
+        first = 0
+        rows = []
+        for fl in lifters:
+            fl.counter_base = first
+            rows.append((fl.func.name, fl.cfg_hash(), fl.ncounters(), first))
+            first += fl.ncounters()
+        ty = ir.ArrayType(I64, first)
+        self.counters = ir.GlobalVariable(self.module, ty, COUNTERS)
+        self.counters.initializer = ir.Constant(ty, None)
+        self.counters.align = 64
+        row_ty = ir.LiteralStructType([I8P, I64, I32, I32])
+        table_ty = ir.ArrayType(row_ty, len(rows))
+        table = ir.GlobalVariable(self.module, table_ty, PROFILE_TABLE)
+        table.initializer = ir.Constant(table_ty, [
+            ir.Constant(row_ty, [_cstring(self.module, f"bpf.prof.{name}", name),
+                                 ir.Constant(I64, h), ir.Constant(I32, n), ir.Constant(I32, at)])
+            for name, h, n, at in rows])
+        table.global_constant = True
+        count = ir.GlobalVariable(self.module, I32, PROFILE_COUNT)
+        count.initializer = ir.Constant(I32, len(rows))
+        count.global_constant = True
 
     def _program_table(self) -> None:
         """Program numbers, as prog_array values name them: the object's program order."""
@@ -527,6 +564,57 @@ class _FunctionLifter:
             if reason:
                 raise self.error(idx, reason)
 
+    def branches(self) -> list[int]:
+        """The conditional jumps, in instruction order: each has a taken-edge counter."""
+        out = []
+        for leader in self.order:
+            for idx in self._block_insns(leader):
+                insn = self.slots[idx]
+                if insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) in isa.COND_JMP_OPS:
+                    out.append(idx)
+        return out
+
+    def ncounters(self) -> int:
+        return len(self.order) + len(self.branches())
+
+    def cfg_hash(self) -> int:
+        """A checksum of the control-flow graph the counters describe (blocks and edges)."""
+        start = self.key.start
+        shape = [(leader - start, tuple(s - start for s in self.succs[leader]))
+                 for leader in self.order]
+        shape.append(tuple(i - start for i in self.branches()))
+        return int.from_bytes(hashlib.md5(repr(shape).encode()).digest()[:8], "little")
+
+    def apply_profile(self) -> None:
+        """Read this function's counts from the profile, if it has them and they still fit."""
+        self.block_counts = self.taken_counts = None
+        record = (self.ml.options.profile or {}).get(self.func.name)
+        if record is None:
+            return
+        hash_, counters = record
+        if hash_ != self.cfg_hash() or len(counters) != self.ncounters():
+            self.ml.stale.append(self.func.name)
+            return
+        n = len(self.order)
+        self.block_counts = dict(zip(self.order, counters[:n]))
+        self.taken_counts = dict(zip(self.branches(), counters[n:]))
+        for idx in range(self.key.start, self.func.end):
+            leader = None
+            insn = self.slots[idx]
+            if insn is not None and insn.opcode == isa.JMP | isa.CALL:
+                leader = max((l for l in self.order if l <= idx), default=None)
+            if leader is not None:
+                self.ml.counts[(self.func.name, idx)] = self.block_counts[leader]
+        self.fn.set_metadata("prof", self.ml.module.add_metadata(
+            [ir.MetaDataString(self.ml.module, "function_entry_count"),
+             ir.Constant(I64, self.block_counts[self.key.start])]))
+
+    def _count(self, index: int) -> None:
+        """counters[base + index] += 1 (plain, not atomic: a profile tolerates races)."""
+        b = self.b
+        slot = b.gep(self.ml.counters, [I32(0), I32(self.counter_base + index)])
+        b.store(b.add(b.load(slot), ir.Constant(I64, 1)), slot)
+
     def emit(self) -> None:
         order = self.order
         graph = nx.DiGraph((a, b) for a, succ in self.succs.items() for b in succ)
@@ -545,8 +633,12 @@ class _FunctionLifter:
             b.store(value, self.regs[r])
         self.fp = b.ptrtoint(b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE)]), I64, name="fp")
         b.branch(self.blocks[self.key.start])
-        for leader in order:
+        instrument = self.ml.options.instrument
+        self.branch_index = {idx: n for n, idx in enumerate(self.branches())}
+        for n, leader in enumerate(order):
             b.position_at_end(self.blocks[leader])
+            if instrument:
+                self._count(n)
             state = list(self.state_in[leader])
             for idx in self._block_insns(leader):
                 insn = self.slots[idx]
@@ -708,7 +800,22 @@ class _FunctionLifter:
                     "jsgt": ">", "jsge": ">=", "jslt": "<", "jsle": "<="}[name]
             cond = (b.icmp_signed if name.startswith("js") else b.icmp_unsigned)(pred, a, v)
         taken, fall = self._successors(idx, insn)
-        b.cbranch(cond, self.blocks[taken], self.blocks[fall])
+        target = self.blocks[taken]
+        if self.ml.options.instrument:
+            target = self.fn.append_basic_block(f"L{idx}.taken")
+        br = b.cbranch(cond, target, self.blocks[fall])
+        if self.ml.options.instrument:
+            b.position_at_end(target)
+            self._count(len(self.order) + self.branch_index[idx])
+            b.branch(self.blocks[taken])
+        if self.taken_counts is not None:
+            hits = self.taken_counts[idx]
+            total = self.block_counts[self.block_of[idx]]
+            # LLVM's branch weights are 32-bit; scale large counts down together.
+            scale = max(1, max(hits, total) >> 31)
+            br.set_metadata("prof", self.ml.module.add_metadata(
+                [ir.MetaDataString(self.ml.module, "branch_weights"),
+                 ir.Constant(I32, hits // scale), ir.Constant(I32, max(total - hits, 0) // scale)]))
 
     def _ret(self, r0: ir.Value, stopped: bool) -> None:
         if self.func.may_stop:

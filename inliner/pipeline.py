@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from . import codegen, contexts, helpers, lift as lifter, link as linker, maps, plan
+from . import codegen, contexts, helpers, lift as lifter, link as linker, maps, plan, profile
 from .errors import EbpfLtoError
 from .helpers import HelperSet
 from .loader import EbpfObject
@@ -34,10 +34,12 @@ class LinkOptions:
     inline_threshold: int = plan.DEFAULT_THRESHOLD
     no_inline: tuple[str, ...] = ()
     force_inline: tuple[str, ...] = ()
+    instrument: bool = False     # count blocks and branches for a profile (docs/pgo.md)
+    profile: str | None = None   # an LLVM instrumentation profile to optimize with
 
-    def plan_options(self) -> plan.PlanOptions:
+    def plan_options(self, counts: dict | None = None) -> plan.PlanOptions:
         return plan.PlanOptions(self.inline, self.inline_threshold, frozenset(self.no_inline),
-                                frozenset(self.force_inline))
+                                frozenset(self.force_inline), counts)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Linked:
     decisions: list[plan.Decision] = field(default_factory=list)
     graph: object = None          # the plan's networkx call graph
     linked_in: bool = False       # the helper sets' code is in the module
+    stale: list[str] = field(default_factory=list)  # functions the profile no longer fits
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
@@ -59,8 +62,10 @@ def helper_set(options: LinkOptions) -> HelperSet | None:
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
     progs = [obj.program(options.program)] if options.program else obj.programs
     lift_options = hset.lift_options() if hset else lifter.LiftOptions()
+    counts = profile.load(options.profile) if options.profile else None
     lift_options = dataclasses.replace(lift_options, ncpus=options.ncpus,
-                                       maps_extern=options.maps_extern)
+                                       maps_extern=options.maps_extern,
+                                       instrument=options.instrument, profile=counts)
     return lifter.lift(obj, progs, lift_options)
 
 
@@ -76,7 +81,9 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     tm = codegen.target_machine(target, options.opt_level)
     decisions, graph = [], None
     if isinstance(lifted, lifter.Lifted):
-        decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(), lifted.sizes)
+        counts = lifted.counts if options.profile else None
+        decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(counts),
+                                     lifted.sizes)
         plan.apply(decisions)
         mod = codegen.parse_ir(str(lifted.module), obj_path)
     elif lifted[:4] == BITCODE_MAGIC:
@@ -98,7 +105,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     called = sorted(hid for fn in mod.functions if fn.is_declaration
                     and (hid := helpers.helper_id(fn.name)) is not None)
     codegen.optimize(mod, tm, options.opt_level)
-    return Linked(mod, hset, called, entries, decisions, graph, linked_in)
+    stale = lifted.stale if isinstance(lifted, lifter.Lifted) else []
+    return Linked(mod, hset, called, entries, decisions, graph, linked_in, stale)
 
 
 def link_ir(data: bytes, name: str, options: LinkOptions,
