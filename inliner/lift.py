@@ -117,14 +117,20 @@ class _ModuleLifter:
 
     def run(self, programs: list[Program]) -> ir.Module:
         self.tail_calls = False
-        self._collect([p.entry for p in programs])
+        # Functions whose address the code loads or the data holds: callbacks and tables.
+        self.address_taken = {r.function for r in (*self.obj.refs.values(),
+                                                   *self.obj.data_refs.values())
+                              if r.kind == "func"}
+        self._collect([p.entry for p in programs] + sorted(
+            {r.function for r in self.obj.data_refs.values() if r.kind == "func"},
+            key=lambda k: (k.section, k.start)))
         entries = list(programs)
         if self.tail_calls:
             # Any program of the object may be the target of a tail call.
             self._collect([p.entry for p in self.obj.programs])
             entries += [p for p in self.obj.programs if p not in programs]
         self._mark_stopping()
-        taken = {r.function for r in self.obj.refs.values() if r.kind == "func"}
+        taken = self.address_taken
         names = set()
         for func in self.funcs.values():
             # Callbacks are called from C with five arguments, so they count from 0.
@@ -228,7 +234,7 @@ class _ModuleLifter:
         unknown = (None,) * 5
         args: dict[FuncKey, tuple | None] = {key: None for key in lifters}
         for ref in self.obj.refs.values():
-            if ref.kind == "func" and ref.function in args:
+            if ref.function in self.address_taken and ref.function in args:
                 args[ref.function] = unknown
         for prog in programs:
             layout = contexts.for_program_type(prog.prog_type)
@@ -283,16 +289,39 @@ class _ModuleLifter:
 
     def data_global(self, name: str) -> ir.GlobalVariable:
         gv = self.globals.get(name)
-        if gv is None:
-            sec = self.obj.data[name]
-            ty = ir.ArrayType(I8, len(sec.data))
-            gv = ir.GlobalVariable(self.module, ty, _unique("bpf.data" + name, self.module.globals))
-            gv.initializer = ir.Constant(ty, bytearray(sec.data))
-            gv.global_constant = not sec.writable
-            gv.linkage = "internal"
-            gv.align = 16
-            self.globals[name] = gv
+        if gv is not None:
+            return gv
+        sec = self.obj.data[name]
+        pointers = sorted((off, ref) for (section, off), ref in self.obj.data_refs.items()
+                          if section == name)
+        chunks, pos = [], 0
+        for off, _ in pointers:
+            chunks += [ir.ArrayType(I8, off - pos), I64]
+            pos = off + 8
+        chunks.append(ir.ArrayType(I8, len(sec.data) - pos))
+        ty = ir.LiteralStructType(chunks, packed=True)
+        gv = ir.GlobalVariable(self.module, ty, _unique("bpf.data" + name, self.module.globals))
+        gv.global_constant = not sec.writable
+        gv.linkage = "internal"
+        gv.align = 16
+        # Registered before its initializer: data may point at itself or in a cycle.
+        self.globals[name] = gv
+        values, pos = [], 0
+        for off, ref in pointers:
+            values += [ir.Constant(chunks[len(values)], bytearray(sec.data[pos:off])),
+                       self._address_of(ref).ptrtoint(I64)]
+            pos = off + 8
+        values.append(ir.Constant(chunks[-1], bytearray(sec.data[pos:])))
+        gv.initializer = ir.Constant(ty, values)
         return gv
+
+    def _address_of(self, ref) -> ir.Constant:
+        """What a relocation names, as a constant pointer."""
+        if ref.kind == "data":
+            return self.data_global(ref.target).bitcast(I8P).gep([ir.Constant(I64, ref.offset)])
+        if ref.kind == "map":
+            return self.map_global(ref.target).bitcast(I8P)
+        return self.funcs[ref.function].ir_func.bitcast(I8P)
 
     def map_global(self, name: str) -> ir.GlobalVariable:
         return self.globals["map:" + name]
@@ -932,7 +961,7 @@ class _FunctionLifter:
         b.position_at_end(fail)
         # Functions whose address the program takes are the other legal targets.
         for key in sorted(self.ml.funcs, key=lambda k: (k.section, k.start)):
-            if not any(r.kind == "func" and r.function == key for r in self.ml.obj.refs.values()):
+            if key not in self.ml.address_taken:
                 continue
             callee = self.ml.funcs[key]
             hit = self.fn.append_basic_block(f"callx{idx}.f{key.start}")
@@ -1073,13 +1102,7 @@ class _FunctionLifter:
                                       "has no relocation")
             self.wr(idx, insn.dst, ir.Constant(I64, insn.imm64))
             return
-        if ref.kind == "data":
-            gv = self.ml.data_global(ref.target)
-            value = b.ptrtoint(b.gep(gv, [I32(0), I64(ref.offset)]), I64)
-        elif ref.kind == "map":
-            value = b.ptrtoint(self.ml.map_global(ref.target), I64)
-        elif ref.kind == "func":
-            value = b.ptrtoint(self.ml.funcs[ref.function].ir_func, I64)
-        else:
+        if ref.kind not in ("data", "map", "func"):
             raise self.error(idx, f"lddw with a {ref.kind} relocation")
+        value = self.ml._address_of(ref).ptrtoint(I64)
         self.wr(idx, insn.dst, value)

@@ -18,14 +18,16 @@ from .errors import EbpfLtoError
 
 EM_BPF = 247
 R_BPF_64_64 = 1       # ld_imm64: map, global data or function address
+R_BPF_64_ABS64 = 2    # a 64-bit address in data (a pointer in an initialized global)
+R_BPF_64_ABS32 = 3
 R_BPF_64_32 = 10      # call imm: bpf-to-bpf call
 SHF_EXECINSTR = 0x4
 SHF_WRITE = 0x1
 
-# Section-name prefixes to (program type, context kind). The context kind
-# says what r1 points at; see docs/abi.md.
+# Section-name prefixes to program types; the type says what r1 points at
+# (docs/abi.md). Section `raw` (or `raw/...`), userspace only: r1 is a memory
+# buffer and r2 its length.
 PROGRAM_TYPES: tuple[tuple[str, str], ...] = (
-    ("raw", "raw"),  # userspace only: r1 = a memory buffer, r2 = its length
     ("xdp", "xdp"), ("tc", "sched_cls"), ("classifier", "sched_cls"),
     ("action", "sched_act"), ("tcx/", "sched_cls"), ("socket", "socket_filter"),
     ("sk_skb", "sk_skb"), ("sk_msg", "sk_msg"), ("uprobe", "kprobe"),
@@ -110,6 +112,7 @@ class EbpfObject:
     maps: dict[str, MapDef] = field(default_factory=dict)
     data: dict[str, DataSection] = field(default_factory=dict)
     license: str = ""
+    data_refs: dict[tuple[str, int], Ref] = field(default_factory=dict)  # pointers in data
 
     def program(self, name: str | None) -> Program:
         if not self.programs:
@@ -124,6 +127,8 @@ class EbpfObject:
 
 
 def program_type(section: str) -> str:
+    if section == "raw" or section.startswith("raw/"):
+        return "raw"
     for prefix, kind in PROGRAM_TYPES:
         if section.startswith(prefix):
             return kind
@@ -224,6 +229,7 @@ class _Loader:
         data = self._data_sections()
         maps, map_at = self._maps()
         refs = self._relocations(code, data, map_at)
+        data_refs = self._data_relocations(code, data, map_at)
         starts: dict[str, dict[int, str]] = {name: {} for name in code}
         programs = []
         for sym in self.symbols:
@@ -251,7 +257,7 @@ class _Loader:
                 starts[name][0] = label
                 programs.append(Program(label, name, program_type(name), FuncKey(name, 0)))
         # bpf-to-bpf call targets with no symbol of their own (static functions).
-        for (sec_name, _), ref in refs.items():
+        for ref in (*refs.values(), *data_refs.values()):
             if ref.function is not None:
                 fk = ref.function
                 starts[fk.section].setdefault(fk.start, f"{fk.section.strip('.')}_{fk.start}")
@@ -272,7 +278,8 @@ class _Loader:
         programs.sort(key=lambda p: (self._section_index(p.section), p.entry.start))
         lic = self.elf.get_section_by_name("license")
         license_text = lic.data().split(b"\0")[0].decode("latin-1") if lic is not None else ""
-        return EbpfObject(self.path, code, refs, functions, programs, maps, data, license_text)
+        return EbpfObject(self.path, code, refs, functions, programs, maps, data, license_text,
+                          data_refs)
 
     def _section_index(self, name: str) -> int:
         for i, sec in enumerate(self.sections):
@@ -359,6 +366,50 @@ class _Loader:
                                       d.map_flags, d.inner.name if d.inner is not None else None)
                 at[(".maps", d.offset)] = d.name
         return maps, at
+
+    def _data_relocations(self, code, data, map_at) -> dict[tuple[str, int], Ref]:
+        """Pointers in initialized data: string tables, function tables, &global.
+
+        REL relocations keep the addend in the 8 bytes they patch.
+        """
+        refs: dict[tuple[str, int], Ref] = {}
+        for rel in self.sections:
+            info = rel["sh_info"]
+            if rel["sh_type"] != "SHT_REL" or not 0 < info < len(self.sections):
+                continue
+            target_sec = self.sections[info].name
+            if target_sec not in data:
+                continue
+            content = data[target_sec].data
+            for r in rel.iter_relocations():
+                off, rtype = r["r_offset"], r["r_info_type"]
+                where = {"section": target_sec}
+                if rtype != R_BPF_64_ABS64:
+                    raise EbpfLtoError(f"relocation type {rtype} at offset {off} of data: only "
+                                       "64-bit addresses can hold a pointer", **where)
+                if off + 8 > len(content):
+                    raise EbpfLtoError(f"relocation at offset {off} is outside the data", **where)
+                if not 0 <= r["r_info_sym"] < len(self.symbols):
+                    raise EbpfLtoError(f"relocation names symbol {r['r_info_sym']}, which does "
+                                       "not exist", **where)
+                sym = self.symbols[r["r_info_sym"]]
+                addend = struct.unpack_from("<q", content, off)[0]
+                sec = self._symbol_section(sym)
+                if sec is None:
+                    raise EbpfLtoError(f"data points at external symbol {sym.name!r}", **where)
+                target = sym["st_value"] + addend
+                if sec.name in code:
+                    fk = FuncKey(sec.name, self._slot(target, sec.name))
+                    _check_target(code[sec.name], fk.start, self.path, target_sec, off)
+                    refs[(target_sec, off)] = Ref("func", function=fk)
+                elif sec.name in data and 0 <= target <= len(data[sec.name].data):
+                    refs[(target_sec, off)] = Ref("data", sec.name, target)
+                elif (sec.name, target) in map_at:
+                    refs[(target_sec, off)] = Ref("map", map_at[(sec.name, target)])
+                else:
+                    raise EbpfLtoError(f"data at offset {off} points into {sec.name}, which is "
+                                       "neither code, data nor a map", **where)
+        return refs
 
     def _relocations(self, code, data, map_at) -> dict[tuple[str, int], Ref]:
         refs: dict[tuple[str, int], Ref] = {}
