@@ -28,7 +28,10 @@ HOST_API_PREFIX = "ebpf_lto_"  # functions of the helper library that hosts call
 # family; `conformance` reuses ids 0-5 with uBPF's meanings, so the two sets
 # do not mix.
 NAMED_SETS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
-    "default": (("checksum", "time", "identity", "memory", "output", "loop"), frozenset()),
+    "default": (("checksum", "time", "identity", "memory", "output", "loop", "packet",
+                 "maps", "map_array", "map_hash", "map_queue", "map_ringbuf", "map_perf",
+                 "map_lpm", "map_prog", "map_of_maps"),
+                frozenset()),
     "conformance": (("conformance",), frozenset({5})),
     "none": ((), frozenset()),
 }

@@ -612,7 +612,8 @@ class _FunctionLifter:
         shape = [(leader - start, tuple(s - start for s in self.succs[leader]))
                  for leader in self.order]
         shape.append(tuple(i - start for i in self.branches()))
-        return int.from_bytes(hashlib.md5(repr(shape).encode()).digest()[:8], "little")
+        digest = int.from_bytes(hashlib.md5(repr(shape).encode()).digest()[:8], "little")
+        return digest & 0x0FFF_FFFF_FFFF_FFFF  # LLVM reserves bits 60-63 (context-sensitive)
 
     def apply_profile(self) -> None:
         """Read this function's counts from the profile, if it has them and they still fit."""

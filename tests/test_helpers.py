@@ -102,13 +102,20 @@ def captured_stderr():
 
 def test_every_default_helper_is_called_by_a_test_program():
     called: set[int] = set()
-    for path in sorted(PROGS.glob("*.o")):
+    # The packet helpers' programs are in tests/packet_c (test_packet_helpers.py).
+    for path in sorted(PROGS.glob("*.o")) + sorted((PROGS.parent / "packet_c").glob("*.o")):
         lifted = pipeline.lift(loader.load(str(path)), pipeline.LinkOptions())
         called |= {site.helper_id for site in lifted.sites if site.helper_id is not None}
     provided = helpers.resolve("default", pipeline.codegen.host_arch()).ids
-    assert provided == {4, 5, 6, 7, 8, 14, 15, 16, 28, 42, 45, 112, 113, 114, 115, 118, 125,
-                        160, 165, 177, 181, 182, 208}
-    assert provided - called == set(), "helpers without a test program"
+    # The map runtime's helpers (docs/maps.md) are tested natively, through
+    # ctypes, by tests/test_maps_core.py and tests/test_maps_more.py (perf
+    # event output 25, ringbuf 130-134) until programs can use maps.
+    map_helpers = {1, 2, 3, 25, 87, 88, 89, 130, 131, 132, 133, 134, 164, 195}
+    assert provided - map_helpers == {4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 16, 26, 28, 42, 44, 45,
+                                      54, 65, 112, 113, 114, 115, 118, 125, 160, 165, 177, 181,
+                                      182, 208}
+    assert map_helpers <= provided
+    assert provided - map_helpers - called == set(), "helpers without a test program"
 
 
 def test_default_set_builds_for_both_arches():

@@ -18,10 +18,17 @@
 
 /* errno values: asm-generic, the same on x86_64 and aarch64. Helpers return
  * them negated, as the kernel does; r0 holds the 64-bit two's complement. */
+#define ENOENT 2
 #define E2BIG 7
+#define EAGAIN 11
+#define ENOMEM 12
+#define EACCES 13
 #define EFAULT 14
+#define EBUSY 16
+#define EEXIST 17
 #define EINVAL 22
 #define ENOSPC 28
+#define EOPNOTSUPP 95
 #define NEG_ERRNO(e) ((u64)(int64_t)-(e))
 
 /* struct timespec on LP64 Linux (both arches). */
@@ -54,8 +61,20 @@ int getpid(void);
 unsigned int getuid(void);
 unsigned int getgid(void);
 int sched_getcpu(void);
+int sched_yield(void);
 int prctl(int option, ...);
 long write(int fd, const void *buf, unsigned long count);
+
+/* mmap(2): the constants are the same on x86_64 and aarch64. */
+#define PROT_READ 0x1
+#define PROT_WRITE 0x2
+#define MAP_SHARED 0x01
+#define MAP_PRIVATE 0x02
+#define MAP_ANONYMOUS 0x20
+#define MAP_NORESERVE 0x4000
+#define MAP_FAILED ((void *)-1)
+void *mmap(void *addr, unsigned long length, int prot, int flags, int fd, long offset);
+int munmap(void *addr, unsigned long length);
 
 /* Addresses in the first page are never mapped on Linux (mmap_min_addr is at
  * least 4096): the one class of bad pointer a helper can reject without a

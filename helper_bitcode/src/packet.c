@@ -1,0 +1,309 @@
+/* Packet helpers: xdp_adjust_head (44), xdp_adjust_meta (54),
+ * xdp_adjust_tail (65) on struct xdp_md_userspace; skb_store_bytes (9),
+ * l3_csum_replace (10), l4_csum_replace (11), skb_load_bytes (26) on
+ * struct sk_buff_userspace (abi.h, docs/abi.md). r1 is the userspace context
+ * the program was given.
+ *
+ * The semantics are net/core/filter.c's, with the userspace buffer standing
+ * in for the kernel's:
+ *
+ * - XDP: the packet lives in [buffer_start, buffer_end) (the runner gives it
+ *   XDP_PACKET_HEADROOM bytes in front and 256 behind). The kernel keeps
+ *   sizeof(struct xdp_frame) at data_hard_start for XDP_REDIRECT and the
+ *   skb_shared_info at the end of the frame; userspace has neither, so the
+ *   whole buffer is usable: data may move down to buffer_start + metalen
+ *   (the kernel: data_hard_start + sizeof(struct xdp_frame) + metalen) and
+ *   data_end up to buffer_end. The metadata area is data - data_meta .. data
+ *   (xdp_md_userspace.data_meta holds its LENGTH), so moving data moves the
+ *   metadata with it, as the kernel's memmove does.
+ * - skb: the packet is data .. data_end, linear, as a socket buffer after
+ *   skb_ensure_writable(); a range past data_end is what pskb_may_pull()
+ *   refuses, so -EFAULT. There is no skb->csum (CHECKSUM_COMPLETE) or
+ *   CHECKSUM_PARTIAL state in userspace: every checksum in the packet is a
+ *   full one (CHECKSUM_NONE), which decides the csum flags below.
+ */
+#include "host.h"
+#include "abi.h"
+
+#define ETH_HLEN 14
+#define INT_MAX 0x7fffffffu
+
+/* xdp_metalen_invalid() since Linux 6.6 ("net, xdp: allow metadata > 32"):
+ * a multiple of 4 and at most type_max(skb_shared_info.meta_len), a u8, so
+ * 255 (252 in practice). Before 6.6 the limit was 32. */
+#define XDP_META_MAX 255u
+
+/* include/uapi/linux/bpf.h */
+#define BPF_F_RECOMPUTE_CSUM (1ull << 0)
+#define BPF_F_INVALIDATE_HASH (1ull << 1)
+#define BPF_F_HDR_FIELD_MASK 0xfull
+#define BPF_F_PSEUDO_HDR (1ull << 4)
+#define BPF_F_MARK_MANGLED_0 (1ull << 5)
+#define BPF_F_MARK_ENFORCE (1ull << 6)
+#define BPF_F_IPV6 (1ull << 7) /* Linux 6.16+ */
+#define CSUM_MANGLED_0 0xffffu
+
+/* Pointers as signed 64-bit numbers: user addresses are below 2^63, so a
+ * negative delta never wraps a comparison. */
+typedef int64_t addr_t;
+
+/* -- XDP ------------------------------------------------------------------ */
+
+static struct xdp_md_userspace *xdp_ctx(u64 r1)
+{
+    return (struct xdp_md_userspace *)(uintptr_t)r1;
+}
+
+BPF_HELPER(0044) /* xdp_adjust_head(xdp_md, int delta) */
+{
+    struct xdp_md_userspace *xdp = xdp_ctx(r1);
+    int64_t offset = (int32_t)r2;
+    addr_t metalen = xdp->data_meta;
+    addr_t data = (addr_t)xdp->data + offset;
+    (void)r3, (void)r4, (void)r5;
+
+    /* No sizeof(struct xdp_frame) reserved: see the top of the file. */
+    if (data < (addr_t)xdp->buffer_start + metalen || data > (addr_t)xdp->data_end - ETH_HLEN)
+        return NEG_ERRNO(EINVAL);
+    if (metalen)
+        __builtin_memmove((u8 *)(uintptr_t)(data - metalen),
+                          (const u8 *)(uintptr_t)((addr_t)xdp->data - metalen), (u64)metalen);
+    xdp->data = (u64)data;
+    return 0;
+}
+
+BPF_HELPER(0054) /* xdp_adjust_meta(xdp_md, int delta) */
+{
+    struct xdp_md_userspace *xdp = xdp_ctx(r1);
+    int64_t offset = (int32_t)r2;
+    addr_t data = (addr_t)xdp->data;
+    addr_t meta = data - (addr_t)xdp->data_meta + offset;
+    (void)r3, (void)r4, (void)r5;
+
+    if (meta < (addr_t)xdp->buffer_start || meta > data)
+        return NEG_ERRNO(EINVAL);
+    u64 metalen = (u64)(data - meta);
+    if ((metalen & 3) || metalen > XDP_META_MAX)
+        return NEG_ERRNO(EACCES);
+    xdp->data_meta = (u32)metalen;
+    return 0;
+}
+
+BPF_HELPER(0065) /* xdp_adjust_tail(xdp_md, int delta) */
+{
+    struct xdp_md_userspace *xdp = xdp_ctx(r1);
+    int64_t offset = (int32_t)r2;
+    addr_t data_end = (addr_t)xdp->data_end + offset;
+    (void)r3, (void)r4, (void)r5;
+
+    if (data_end > (addr_t)xdp->buffer_end || data_end < (addr_t)xdp->data + ETH_HLEN)
+        return NEG_ERRNO(EINVAL);
+    /* The kernel clears the grown part ("can contain uninit kernel memory"). */
+    if (offset > 0)
+        __builtin_memset((u8 *)(uintptr_t)xdp->data_end, 0, (u64)offset);
+    xdp->data_end = (u64)data_end;
+    return 0;
+}
+
+/* -- skb: bytes ----------------------------------------------------------- */
+
+static struct sk_buff_userspace *skb_ctx(u64 r1)
+{
+    return (struct sk_buff_userspace *)(uintptr_t)r1;
+}
+
+/* The packet bytes [offset, offset + len), or NULL when they are not all in
+ * data .. data_end. */
+static u8 *skb_range(const struct sk_buff_userspace *skb, u64 offset, u64 len)
+{
+    u64 size = skb->data_end - skb->data;
+    if (offset > size || len > size - offset)
+        return 0;
+    return (u8 *)(uintptr_t)(skb->data + offset);
+}
+
+BPF_HELPER(0026) /* skb_load_bytes(skb, u32 offset, void *to, u32 len) */
+{
+    u32 offset = (u32)r2, len = (u32)r4;
+    u8 *to = (u8 *)(uintptr_t)r3;
+    const u8 *from = offset > INT_MAX ? 0 : skb_range(skb_ctx(r1), offset, len);
+    (void)r5;
+
+    if (!from) {
+        __builtin_memset(to, 0, len);
+        return NEG_ERRNO(EFAULT);
+    }
+    __builtin_memmove(to, from, len);
+    return 0;
+}
+
+/* BPF_F_RECOMPUTE_CSUM keeps skb->csum right for CHECKSUM_COMPLETE; there is
+ * no skb->csum here, so the flag is accepted and has nothing to update. */
+BPF_HELPER(0009) /* skb_store_bytes(skb, u32 offset, const void *from, u32 len, u64 flags) */
+{
+    struct sk_buff_userspace *skb = skb_ctx(r1);
+    u32 offset = (u32)r2, len = (u32)r4;
+    u64 flags = r5;
+
+    if (flags & ~(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH))
+        return NEG_ERRNO(EINVAL);
+    if (offset > INT_MAX)
+        return NEG_ERRNO(EFAULT);
+    u8 *to = skb_range(skb, offset, len);
+    if (!to)
+        return NEG_ERRNO(EFAULT);
+    __builtin_memmove(to, (const u8 *)(uintptr_t)r3, len);
+    if (flags & BPF_F_INVALIDATE_HASH)
+        skb->hash = 0;
+    return 0;
+}
+
+/* -- skb: checksums ------------------------------------------------------- */
+
+/* include/net/checksum.h, on values as loaded from memory (native byte
+ * order): ones'-complement sums do not depend on the byte order, so the
+ * program's from/to, loaded from the packet as they are, combine with the
+ * checksum field loaded the same way. */
+static u32 csum_add(u32 a, u32 b)
+{
+    u32 s = a + b;
+    return s + (s < b);
+}
+
+static u32 csum_sub(u32 a, u32 b)
+{
+    return csum_add(a, ~b);
+}
+
+static u16 csum_fold(u32 s)
+{
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return (u16)~s;
+}
+
+static u16 csum16_add(u16 c, u16 a)
+{
+    u16 r = (u16)(c + a);
+    return (u16)(r + (r < a));
+}
+
+static u16 csum16_sub(u16 c, u16 a)
+{
+    return csum16_add(c, (u16)~a);
+}
+
+/* csum_replace2(): RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), in 16 bits. */
+static u16 csum_replace2(u16 sum, u16 from, u16 to)
+{
+    return (u16)~csum16_add(csum16_sub((u16)~sum, from), to);
+}
+
+/* csum_replace4(): the same in 32 bits, folded. */
+static u16 csum_replace4(u16 sum, u32 from, u32 to)
+{
+    return csum_fold(csum_add(csum_sub(~(u32)sum, from), to));
+}
+
+static u16 csum_replace_by_diff(u16 sum, u32 diff)
+{
+    return csum_fold(csum_add(diff, ~(u32)sum));
+}
+
+/* The 16-bit checksum field at offset, or NULL: -EFAULT for an odd offset,
+ * one past 0xffff, or one whose 2 bytes are not in the packet. */
+static u8 *csum_field(const struct sk_buff_userspace *skb, u32 offset)
+{
+    if (offset > 0xffff || (offset & 1))
+        return 0;
+    return skb_range(skb, offset, 2);
+}
+
+static u16 load16(const u8 *p)
+{
+    u16 v;
+    __builtin_memcpy(&v, p, 2);
+    return v;
+}
+
+static void store16(u8 *p, u16 v)
+{
+    __builtin_memcpy(p, &v, 2);
+}
+
+BPF_HELPER(0010) /* l3_csum_replace(skb, u32 offset, u64 from, u64 to, u64 size) */
+{
+    u64 from = r3, to = r4, flags = r5;
+    u8 *field;
+    u16 sum;
+
+    if (flags & ~BPF_F_HDR_FIELD_MASK)
+        return NEG_ERRNO(EINVAL);
+    field = csum_field(skb_ctx(r1), (u32)r2);
+    if (!field)
+        return NEG_ERRNO(EFAULT);
+    sum = load16(field);
+    switch (flags & BPF_F_HDR_FIELD_MASK) {
+    case 0:
+        if (from != 0)
+            return NEG_ERRNO(EINVAL);
+        sum = csum_replace_by_diff(sum, (u32)to);
+        break;
+    case 2:
+        sum = csum_replace2(sum, (u16)from, (u16)to);
+        break;
+    case 4:
+        sum = csum_replace4(sum, (u32)from, (u32)to);
+        break;
+    default:
+        return NEG_ERRNO(EINVAL);
+    }
+    store16(field, sum);
+    return 0;
+}
+
+/* inet_proto_csum_replace*() for a packet that is not CHECKSUM_PARTIAL:
+ * the field is updated the same way with or without BPF_F_PSEUDO_HDR (the
+ * flag only matters for skb->csum of CHECKSUM_COMPLETE, or for the
+ * pseudo-header seed of CHECKSUM_PARTIAL), and BPF_F_IPV6 only matters for
+ * skb->csum, so both are accepted and change nothing here. A 2-byte field
+ * goes through the 32-bit csum_replace4(), as inet_proto_csum_replace2()
+ * does. */
+BPF_HELPER(0011) /* l4_csum_replace(skb, u32 offset, u64 from, u64 to, u64 flags) */
+{
+    u64 from = r3, to = r4, flags = r5;
+    int mangled_0 = (flags & BPF_F_MARK_MANGLED_0) != 0;
+    int enforce = (flags & BPF_F_MARK_ENFORCE) != 0;
+    u8 *field;
+    u16 sum;
+
+    if (flags & ~(BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE | BPF_F_PSEUDO_HDR |
+                  BPF_F_HDR_FIELD_MASK | BPF_F_IPV6))
+        return NEG_ERRNO(EINVAL);
+    field = csum_field(skb_ctx(r1), (u32)r2);
+    if (!field)
+        return NEG_ERRNO(EFAULT);
+    sum = load16(field);
+    /* A UDP checksum of 0 means "none": left alone unless enforced. */
+    if (mangled_0 && !enforce && sum == 0)
+        return 0;
+    switch (flags & BPF_F_HDR_FIELD_MASK) {
+    case 0:
+        if (from != 0)
+            return NEG_ERRNO(EINVAL);
+        sum = csum_replace_by_diff(sum, (u32)to);
+        break;
+    case 2:
+        sum = csum_replace4(sum, (u16)from, (u16)to);
+        break;
+    case 4:
+        sum = csum_replace4(sum, (u32)from, (u32)to);
+        break;
+    default:
+        return NEG_ERRNO(EINVAL);
+    }
+    if (mangled_0 && sum == 0)
+        sum = CSUM_MANGLED_0;
+    store16(field, sum);
+    return 0;
+}
