@@ -24,6 +24,7 @@ MODES = ("auto", "all", "none")
 # admits every helper of the default library, csum_diff (about 210) included.
 DEFAULT_THRESHOLD = 250
 LOOP_FACTOR = 4           # a site inside a loop may cost this many times more
+HOT_LIMIT = 4 * DEFAULT_THRESHOLD  # a site the profile says runs is spliced in up to this
 CALL_COST = 6             # what an out-of-line call costs: setup, call, spills
 
 
@@ -122,7 +123,7 @@ def decide(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[str],
             out.append(d("inline", "--inline all"))
         elif count is not None and count == 0:
             out.append(d("outline", "never run in the profile"))
-        elif count is not None and cost is not None and cost <= LOOP_FACTOR * options.threshold:
+        elif count is not None and cost is not None and cost <= HOT_LIMIT:
             out.append(d("inline", f"hot in the profile ({count} calls)"))
         elif cost is not None and cost <= options.threshold:
             out.append(d("inline", f"small ({cost} <= {options.threshold})"))

@@ -41,7 +41,7 @@ def load(path: str) -> Counts:
     except OSError as err:
         raise EbpfLtoError(f"cannot read profile: {err.strerror}", file=path) from None
     try:
-        if data.startswith(profdata.INDEXED_MAGIC):
+        if data[:8] == profdata.INDEXED_MAGIC.to_bytes(8, "little"):
             prof = profdata.read_indexed(data)
         else:
             prof = profdata.read_text(data.decode())

@@ -597,17 +597,23 @@ def test_bad_type_ids_to_helpers(types):
 
 # --- hostile input -----------------------------------------------------------
 
+# A hang guard, not a speed claim (speed lives in benchmarks): a linear parse of
+# 1 MB takes well under a second even on a loaded machine; a quadratic or
+# looping one takes minutes.
+HANG_GUARD_SECONDS = 30
+
+
 def timed_parse(blob: bytes):
     start = time.perf_counter()
     try:
         result = parse_btf(blob)
     except BtfError as e:
         result = e
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < HANG_GUARD_SECONDS
     return result
 
 
-def test_megabyte_typedef_loop_is_fast():
+def test_megabyte_typedef_loop_ends():
     n = (1 << 20) // 12
     types = b"".join(struct.pack("<III", 0, 8 << 24, i % n + 1)
                      for i in range(1, n + 1))    # [i] -> [i+1], [n] -> [1]
@@ -616,7 +622,7 @@ def test_megabyte_typedef_loop_is_fast():
     start = time.perf_counter()
     with pytest.raises(BtfError, match="more"):   # the message stays short
         btf.resolve(1)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < HANG_GUARD_SECONDS
 
 
 def test_megabyte_of_suffix_names_is_bounded():
