@@ -132,3 +132,20 @@ def test_checksum_example_counts_packets_the_host_reads_back():
               for k in range(256)]
     assert counts == expected
     assert sum(counts) == sum(1 for p in packets if len(p) >= 64) > 10
+
+
+def test_tail_calls_across_programs_with_the_kernels_limit():
+    obj = loader.load(str(ROOT / "tests" / "maps_prog" / "tail.o"))
+    loaded, _ = pipeline.load(obj, pipeline.LinkOptions())
+    maps = MapAccess(loaded)
+    number = {p.name: n for n, p in enumerate(obj.programs)}  # prog_array values
+
+    def run(slot: int) -> int:
+        return loaded.call("dispatch", bytearray(slot.to_bytes(4, "little")))
+
+    assert run(1) == 111                      # empty slot: the caller goes on
+    maps.update("jumps", (1).to_bytes(4, "little"), number["second"].to_bytes(4, "little"))
+    assert run(1) == 222                      # the target's r0 ends the caller
+    maps.update("jumps", (3).to_bytes(4, "little"), number["chain"].to_bytes(4, "little"))
+    # chain runs once, then 33 tail calls (MAX_TAIL_CALL_CNT), then goes on.
+    assert loaded.call("chain", bytearray(4)) == 34
