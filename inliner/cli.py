@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
                    metavar="N", help="optimization level 0-3 (default 2)")
     p.add_argument("--cpu", default="generic", help="LLVM cpu name (default generic)")
+    p.add_argument("--inline", choices=plan.MODES, default="auto",
+                   help="splice the suite's helpers in (auto, all) or keep them external (none)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     p.set_defaults(func=cmd_conformance)
 
@@ -143,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--helpers", metavar="SETS", default="default",
                    help="helper sets to link in, as for link (default: default)")
     p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("bench", help="time the benchmark suite in every mode (--inline none, "
+                       "inline+LTO, native twin, DPDK) natively; docs/benchmarks.md")
+    from .bench import add_arguments as add_bench_arguments
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -190,10 +198,13 @@ def parse_memory(spec: str | None) -> bytes | None:
         raise EbpfLtoError(f"--mem is neither hex bytes nor @file: {spec[:40]!r}") from None
 
 
-def _report_stale(linked) -> None:
+def _report_warnings(linked) -> None:
     for name in linked.stale:
         print(f"ebpf-lto: warning: the profile of {name} does not match it (the program "
               "changed); ignored for that function", file=sys.stderr)
+    for target in linked.skipped_targets:
+        print(f"ebpf-lto: warning: tail calls to program {target}; they fail as to an empty "
+              "slot", file=sys.stderr)
 
 
 def cmd_link(args) -> int:
@@ -204,7 +215,7 @@ def cmd_link(args) -> int:
         raise EbpfLtoError(f"cannot read: {err.strerror}", file=args.input) from None
     if head == b"\x7fELF":
         data, linked = pipeline.link(loader.load(args.input), _options(args), emit=args.emit)
-        _report_stale(linked)
+        _report_warnings(linked)
     else:  # LLVM IR or bitcode from another lifter
         data, linked = pipeline.link_ir(Path(args.input).read_bytes(), args.input, _options(args),
                                         emit=args.emit)
@@ -247,7 +258,7 @@ def cmd_run(args) -> int:
     if args.profile_out:
         options = dataclasses.replace(options, instrument=True)
     loaded, linked = pipeline.load(obj, options)
-    _report_stale(linked)
+    _report_warnings(linked)
     maps = MapAccess(loaded)
     for spec in args.map or ():
         name, sep, path = spec.partition("=@")
@@ -351,7 +362,7 @@ def _annotation(obj, section: str, idx: int, insn, helper_name) -> str | None:
 def cmd_conformance(args) -> int:
     from . import conformance
     options = pipeline.LinkOptions(opt_level=args.opt_level, cpu=args.cpu,
-                                   helpers=conformance.HELPERS)
+                                   helpers=conformance.HELPERS, inline=args.inline)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in conformance.suite_files(args.directory):
         try:
@@ -399,6 +410,11 @@ def cmd_corpus(args) -> int:
         corpus.print_report(report)
     # Refusals are answers; an internal error is a bug of ours.
     return EXIT_INTERNAL if report["internal_errors"] else 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    return bench.command(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,7 @@ class Lifted:
     sizes: dict[str, int]  # eBPF instructions of each lifted function, by LLVM name
     counts: dict[tuple[str, int], int] = field(default_factory=dict)  # profile: site -> calls
     stale: list[str] = field(default_factory=list)  # functions whose profile hash differs
+    skipped_targets: list[str] = field(default_factory=list)  # tail-call targets left out
 
 
 @dataclass
@@ -117,6 +118,7 @@ class _ModuleLifter:
 
     def run(self, programs: list[Program]) -> ir.Module:
         self.tail_calls = False
+        self.skipped_targets: list[str] = []
         # Functions whose address the code loads or the data holds: callbacks and tables.
         self.address_taken = {r.function for r in (*self.obj.refs.values(),
                                                    *self.obj.data_refs.values())
@@ -126,9 +128,12 @@ class _ModuleLifter:
             key=lambda k: (k.section, k.start)))
         entries = list(programs)
         if self.tail_calls:
-            # Any program of the object may be the target of a tail call.
-            self._collect([p.entry for p in self.obj.programs])
-            entries += [p for p in self.obj.programs if p not in programs]
+            # Any program of the object may be the target of a tail call; one that
+            # cannot be compiled is left out, and a tail call to it fails as to an
+            # empty slot.
+            for prog in self.obj.programs:
+                if prog not in programs and self._collect_target(prog):
+                    entries.append(prog)
         self._mark_stopping()
         taken = self.address_taken
         names = set()
@@ -156,7 +161,8 @@ class _ModuleLifter:
                 self._entry(ENTRY_SYMBOL, prog)
         self._program_table()
         sizes = {f.ir_func.name: f.end - f.key.start for f in self.funcs.values()}
-        return Lifted(self.module, self.sites, sizes, self.counts, self.stale)
+        return Lifted(self.module, self.sites, sizes, self.counts, self.stale,
+                      self.skipped_targets)
 
     def _counters(self, lifters: list) -> None:
         """The counter array and the table that says whose counters are where (docs/abi.md)."""
@@ -223,6 +229,20 @@ class _ModuleLifter:
                     elif insn.imm in self.options.unwind_helpers:
                         func.may_stop = True
             self.funcs[key] = func
+
+    def _collect_target(self, prog: Program) -> bool:
+        before = set(self.funcs)
+        try:
+            self._collect([prog.entry])
+            added = [key for key in self.funcs if key not in before]
+            for key in added:
+                _FunctionLifter(self, self.funcs[key]).check()
+        except EbpfLtoError as err:
+            for key in [key for key in self.funcs if key not in before]:
+                del self.funcs[key]
+            self.skipped_targets.append(f"{prog.name}: {err.reason}")
+            return False
+        return True
 
     def _analyze(self, lifters: dict, programs: list[Program]) -> None:
         """Data flow over every function, argument tags flowing from call sites to callees.

@@ -53,6 +53,7 @@ class Linked:
     graph: object = None          # the plan's networkx call graph
     linked_in: bool = False       # the helper sets' code is in the module
     stale: list[str] = field(default_factory=list)  # functions the profile no longer fits
+    skipped_targets: list[str] = field(default_factory=list)  # tail-call targets left out
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
@@ -105,8 +106,9 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     called = sorted(hid for fn in mod.functions if fn.is_declaration
                     and (hid := helpers.helper_id(fn.name)) is not None)
     codegen.optimize(mod, tm, options.opt_level)
-    stale = lifted.stale if isinstance(lifted, lifter.Lifted) else []
-    return Linked(mod, hset, called, entries, decisions, graph, linked_in, stale)
+    ours = isinstance(lifted, lifter.Lifted)
+    return Linked(mod, hset, called, entries, decisions, graph, linked_in,
+                  lifted.stale if ours else [], lifted.skipped_targets if ours else [])
 
 
 def link_ir(data: bytes, name: str, options: LinkOptions,
