@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 INSN_SIZE = 8
 STACK_SIZE = 512          # bytes in one eBPF stack frame
-MAX_CALL_DEPTH = 8        # bpf-to-bpf frames, as the kernel allows
+MAX_CALL_DEPTH = 8        # frames, the program's own included (the kernel's MAX_CALL_FRAMES)
 NUM_REGS = 11             # r0..r10; r10 is the read-only frame pointer
 
 # Instruction classes: the low three bits of the opcode.

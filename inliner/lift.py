@@ -134,6 +134,7 @@ class _ModuleLifter:
             for prog in self.obj.programs:
                 if prog not in programs and self._collect_target(prog):
                     entries.append(prog)
+        self._check_calls([p.entry for p in entries])
         self._mark_stopping()
         taken = self.address_taken
         names = set()
@@ -243,6 +244,43 @@ class _ModuleLifter:
             self.skipped_targets.append(f"{prog.name}: {err.reason}")
             return False
         return True
+
+    def _check_calls(self, entries: list[FuncKey]) -> None:
+        """Refuse bpf-to-bpf recursion and chains deeper than the kernel's frames.
+
+        Native code would recurse until the host stack overflows; the kernel
+        refuses both, so the lifter does too, at the offending call.
+        """
+        calls: dict[FuncKey, list[tuple[int, FuncKey]]] = {}
+        for key in self.funcs:
+            slots = self.obj.code[key.section]
+            calls[key] = [(idx, self.obj.refs[(key.section, idx)].function)
+                          for idx in range(key.start, self.funcs[key].end)
+                          if slots[idx] is not None and slots[idx].opcode == isa.JMP | isa.CALL
+                          and slots[idx].src == isa.CALL_LOCAL]
+        depth: dict[FuncKey, int] = {}  # frames of the deepest chain from a function down
+
+        def visit(key: FuncKey, path: list[FuncKey]) -> int:
+            if key in depth:
+                return depth[key]
+            deepest = 1
+            for idx, callee in calls[key]:
+                chain = path + [key]
+                if callee in chain:
+                    cycle = " -> ".join(self.funcs[k].name
+                                        for k in chain[chain.index(callee):] + [callee])
+                    raise self.error(f"bpf-to-bpf recursion ({cycle}); the kernel refuses it",
+                                     key, idx)
+                below = visit(callee, path + [key])
+                if below + 1 > isa.MAX_CALL_DEPTH:
+                    raise self.error(f"bpf-to-bpf calls nest {below + 1} frames deep here; "
+                                     f"the kernel allows {isa.MAX_CALL_DEPTH}", key, idx)
+                deepest = max(deepest, below + 1)
+            depth[key] = deepest
+            return deepest
+
+        for entry in entries:
+            visit(entry, [])
 
     def _analyze(self, lifters: dict, programs: list[Program]) -> None:
         """Data flow over every function, argument tags flowing from call sites to callees.
@@ -543,7 +581,10 @@ class _FunctionLifter:
                 insn = self.slots[idx]
                 if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
                     callee = self.ml.obj.refs[(self.section, idx)].function
-                    calls[callee] = _meet_args(calls.get(callee), tuple(state[1:6]))
+                    # An r10-relative tag names this frame, not the callee's: drop it.
+                    args = tuple(None if t is not None and t[0] == "fp" else t
+                                 for t in state[1:6])
+                    calls[callee] = _meet_args(calls.get(callee), args)
                 self._track(insn, state)
             out = tuple(state)
             for s in self.succs[leader]:

@@ -89,6 +89,28 @@ exit
 
 
 @pytest.mark.parametrize("level", LEVELS)
+def test_callee_writes_the_callers_frame_through_a_pointer(level):
+    # r2 points into the caller's frame; the callee spills it to its own frame,
+    # reloads it and stores through it: the caller's slot must change.
+    asm = """
+stdw [%r10-136], -5
+mov %r2, %r10
+add %r2, -136
+call local set
+ldxsb %r0, [%r10-136]
+exit
+set:
+stxdw [%r10-8], %r2
+mov %r0, 7
+ldxdw %r1, [%r10-8]
+stxb [%r1], %r0
+mov %r0, 0
+exit
+"""
+    assert run(asm, level=level) == 7
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_unwind_from_a_subprogram_ends_the_program(level):
     # uBPF's unwind helper (5) returning 0 ends the whole program with r0 = 0,
     # from any depth; returning non-zero continues.
@@ -132,6 +154,14 @@ def test_memory_is_passed_and_written():
     ("call 1\nmov %r0, %r1\nexit", "reads r1"),
     ("ldxdw %r0, [%r10-520]\nexit", "outside the 512-byte frame"),
     ("stdw [%r10], 1\nmov %r0, 0\nexit", "outside the 512-byte frame"),
+    ("ja +1\nlddw %r0, 5\nexit", "middle of lddw"),
+    ("call local f\nexit\nf:\ncall local f\nexit", "recursion"),
+    ("call local g\nexit\ng:\ncall local h\nexit\nh:\ncall local g\nexit", "recursion"),
+    # nine frames: the kernel's verifier allows eight, the main program's included
+    ("mov %r0, 0\ncall local f1\nexit\n" + "".join(
+        f"f{i}:\ncall local f{i + 1}\nexit\n" for i in range(1, 8)) + "f8:\nmov %r0, 0\nexit",
+     "nest 9 frames"),
+    (".invalid 0x00000000000000f4\nexit", "opcode"),
 ])
 def test_structural_refusals(asm, reason):
     with pytest.raises(EbpfLtoError) as err:

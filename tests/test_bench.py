@@ -1,0 +1,131 @@
+"""`ebpf-lto bench`: every mode must answer as the native twin does (no timing here).
+
+The benchmark suite itself measures speed (docs/benchmarks.md); these tests
+only check that the modes it compares compute the same thing, and that the
+native twin computes the right thing (checked against Python).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+
+import pytest
+
+from inliner import bench, loader, pipeline
+from inliner.cli import main
+
+pytestmark = pytest.mark.skipif(shutil.which("clang-19") is None and shutil.which("clang") is None,
+                                reason="the native twins need clang")
+
+
+def _quick(capsys, *names, env=None, monkeypatch=None):
+    if env and monkeypatch:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+    status = main(["bench", "--quick", "--json", *names])
+    out = capsys.readouterr().out
+    return status, json.loads(out)
+
+
+def _ipv4_checksum(header: bytes) -> int:
+    total = sum(struct.unpack("!10H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+@pytest.fixture(scope="module")
+def quick_report():
+    """One --quick run over a helper-heavy program and a loop, shared by the tests below."""
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        status = main(["bench", "--quick", "--json", "csum_hdrs", "crc32"])
+    return status, json.loads(buf.getvalue())
+
+
+def test_every_mode_gives_the_twins_r0_and_memory(quick_report):
+    status, report = quick_report
+    assert status == 0
+    assert [b["name"] for b in report["benchmarks"]] == ["csum_hdrs", "crc32"]
+    for b in report["benchmarks"]:
+        twin = b["modes"]["twin"]
+        assert twin["status"] == "ok"
+        for mode in ("none", "lto"):
+            got = b["modes"][mode]
+            assert got["status"] == "ok", (b["name"], mode, got["reason"])
+            assert (got["r0"], got["output_sha256"]) == (twin["r0"], twin["output_sha256"])
+        for mode in ("dpdk-interp", "dpdk-jit"):  # a peer: it may be absent or refuse
+            got = b["modes"][mode]
+            assert got["status"] in ("ok", "refused", "unavailable"), got
+            if got["status"] == "ok":
+                assert (got["r0"], got["output_sha256"]) == (twin["r0"], twin["output_sha256"])
+            else:
+                assert got["reason"]
+        # --quick times nothing
+        assert all(m["reps_ns"] == [] and m["median_ns"] is None for m in b["modes"].values())
+
+
+def test_the_twin_itself_is_right(quick_report):
+    """The reference is checked independently: Python computes the same answers."""
+    _, report = quick_report
+    by_name = {b["name"]: b for b in report["benchmarks"]}
+    crc_input = next(b for b in bench.BENCHMARKS if b.name == "crc32").input
+    assert by_name["crc32"]["modes"]["twin"]["r0"] == zlib.crc32(crc_input)
+    hdrs = next(b for b in bench.BENCHMARKS if b.name == "csum_hdrs").input
+    expected = 0
+    for i in range(16):
+        h = bytearray(hdrs[20 * i:20 * i + 20])
+        h[10:12] = b"\0\0"
+        # The program adds each checksum as it reads it back: a little-endian u16.
+        expected += int.from_bytes(_ipv4_checksum(bytes(h)).to_bytes(2, "big"), "little")
+    assert by_name["csum_hdrs"]["modes"]["twin"]["r0"] == expected
+
+
+def test_maps_and_packet_helpers_agree(capsys):
+    """The Katran-style balancer: hash and array maps, a per-cpu array, adjust_head."""
+    status, report = _quick(capsys, "katran_lb")
+    assert status == 0
+    modes = report["benchmarks"][0]["modes"]
+    twin = modes["twin"]
+    assert twin["status"] == "ok" and twin["r0"] & 0xFFFFFFFF == 3  # XDP_TX
+    for mode in ("none", "lto"):
+        assert modes[mode]["status"] == "ok", modes[mode]["reason"]
+        assert modes[mode]["output_sha256"] == twin["output_sha256"]
+    assert modes["dpdk-jit"]["status"] == "refused"  # an XDP program
+
+
+def test_without_dpdk_the_peer_is_unavailable_and_the_run_passes(capsys, monkeypatch):
+    status, report = _quick(capsys, "csum_hdrs", env={"EBPF_LTO_BENCH_DPDK_LIB":
+                                                      "libno-such-dpdk.so"},
+                            monkeypatch=monkeypatch)
+    assert status == 0
+    modes = report["benchmarks"][0]["modes"]
+    assert modes["dpdk-interp"]["status"] == modes["dpdk-jit"]["status"] == "unavailable"
+    assert modes["lto"]["status"] == "ok"
+
+
+def test_unknown_benchmark_is_one_line_of_bad_input(capsys):
+    assert main(["bench", "--quick", "no_such_bench"]) == 2
+    assert "no benchmark named" in capsys.readouterr().err
+
+
+def test_twin_shim_maps_helpers_to_direct_calls():
+    shim = bench.twin_shim()
+    assert "#define bpf_csum_diff(a0, a1, a2, a3, a4) ((__s64)_bpf_helper_ext_0028(" in shim
+    assert "twin_map(a0)" in shim.split("#define bpf_map_lookup_elem(")[1].splitlines()[0]
+
+
+def test_generated_programs_for_compile_cost_link(tmp_path):
+    from inliner.asm import assemble_bytes
+    code = assemble_bytes(bench.synthetic_asm(300))
+    assert 290 <= len(code) // 8 <= 310
+    path = tmp_path / "synthetic.o"
+    path.write_bytes(bench.elf_object(code))
+    obj = loader.load(str(path))
+    assert [p.name for p in obj.programs] == ["bench"]
+    image, linked = pipeline.link(obj, pipeline.LinkOptions(opt_level=1))
+    assert image[:4] == b"\x7fELF" and not linked.external_helpers
