@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__, codegen, isa, loader, maps, pipeline, plan
 from .errors import EbpfLtoError
-from .lift import ENTRY_SYMBOL
+from .lift import ABIS, ENTRY_SYMBOL
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
@@ -40,6 +40,12 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maps", choices=("own", "extern"), default="own",
                    help="own: the object holds its maps' state; extern: the host defines "
                         "ebpf_lto_state_NAME for each map (docs/maps.md)")
+    p.add_argument("--abi", choices=ABIS, default="ebpf-lto",
+                   help="ebpf-lto: the object holds its maps; bpftime: bpftime's runtime holds "
+                        "them, named by --map-fd, and map helpers are its calls (docs/abi.md)")
+    p.add_argument("--map-fd", metavar="NAME=FD", action="append", default=[],
+                   help="with --abi bpftime, the fd of map NAME in bpftime's runtime "
+                        "(repeatable; every map the programs use needs one)")
     p.add_argument("--helpers", metavar="SETS", default="default",
                    help="helper sets: a comma list of set names (default, conformance, none) "
                         "and .bc/.ll files; later ones override earlier ones (default: default)")
@@ -60,6 +66,22 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                         "weigh branches and call sites with (docs/pgo.md)")
 
 
+def _map_fds(specs: list[str]) -> dict[str, int]:
+    fds: dict[str, int] = {}
+    for spec in specs:
+        name, _, fd = spec.rpartition("=")
+        try:
+            number = int(fd)
+        except ValueError:
+            number = None
+        if not name or number is None:
+            raise EbpfLtoError(f"--map-fd wants NAME=FD with FD a number, not {spec!r}")
+        if name in fds:
+            raise EbpfLtoError(f"--map-fd gives map {name!r} twice")
+        fds[name] = number
+    return fds
+
+
 def _options(args) -> pipeline.LinkOptions:
     if args.ncpus < 1:
         raise EbpfLtoError(f"--ncpus must be at least 1, not {args.ncpus}")
@@ -71,7 +93,8 @@ def _options(args) -> pipeline.LinkOptions:
                                 inline_threshold=args.inline_threshold,
                                 no_inline=tuple(args.no_inline),
                                 force_inline=tuple(args.force_inline),
-                                instrument=args.instrument, profile=args.profile)
+                                instrument=args.instrument, profile=args.profile,
+                                abi=args.abi, map_fds=_map_fds(args.map_fd))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -220,3 +220,12 @@ KERNEL_HELPERS: dict[int, str] = {
 }
 
 HELPER_IDS: dict[str, int] = {name: hid for hid, name in KERNEL_HELPERS.items()}
+
+# Helpers that take a map (what an lddw of a map loads) or memory a map owns
+# (ringbuf records and dynptrs). With --abi bpftime the maps are the runtime's,
+# so these are always calls into it (docs/abi.md).
+MAP_HELPERS: frozenset[int] = frozenset({
+    1, 2, 3, 12, 22, 25, 27, 33, 37, 51, 52, 53, 55, 60, 70, 71, 72, 81, 82, 87, 88, 89,
+    107, 108, 130, 131, 132, 133, 134, 145, 146, 156, 157, 164, 169, 195, 198, 199, 200,
+    209, 210, 211,
+})

@@ -6,6 +6,7 @@ target triple); a user may also name files. Later sets override earlier ones.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,23 +52,39 @@ class HelperSet:
     sources: tuple[HelperSource, ...]
     provides: tuple[tuple[int, str], ...]  # (helper id, source that defines it), last wins
     host_api: tuple[str, ...] = ()         # ebpf_lto_* functions the sets define for hosts
+    removed: frozenset[int] = frozenset()  # ids whose definitions are kept out (`without`)
 
     @property
     def ids(self) -> frozenset[int]:
         return frozenset(hid for hid, _ in self.provides)
+
+    def without(self, ids: frozenset[int]) -> HelperSet:
+        """This set minus helpers `ids` and the host API: a runtime provides those itself."""
+        provides = tuple(p for p in self.provides if p[0] not in ids)
+        return dataclasses.replace(self, provides=provides, host_api=(),
+                                   removed=self.removed | ids)
 
     def lift_options(self) -> LiftOptions:
         unwind = frozenset().union(*(s.unwind for s in self.sources)) & self.ids
         return LiftOptions(unwind_helpers=unwind, callx_helpers=tuple(sorted(self.ids)))
 
     def modules(self) -> list[llvm.ModuleRef]:
-        """Fresh LLVM modules, later sources' definitions overriding earlier ones."""
+        """Fresh LLVM modules, later sources' definitions overriding earlier ones.
+
+        A removed helper's definition is renamed and internal, so the
+        program's calls to it stay external and global DCE drops the body.
+        """
         owner = dict(self.provides)
         mods = [_parse(src) for src in self.sources]
         for src, mod in zip(self.sources, mods):
             for fn in mod.functions:
                 hid = helper_id(fn.name)
-                if hid is not None and not fn.is_declaration and owner[hid] != src.name:
+                if hid is None or fn.is_declaration:
+                    continue
+                if hid in self.removed:
+                    fn.name = f"ebpf_lto.removed.{fn.name}"
+                    fn.linkage = llvm.Linkage.internal
+                elif owner[hid] != src.name:
                     fn.linkage = llvm.Linkage.available_externally
         return mods
 

@@ -8,7 +8,9 @@ counterpart is undefined (division by zero, INT_MIN / -1, wide shifts) is
 lifted with the result eBPF defines, so the IR has no undefined behaviour.
 
 Entry points take `(ptr ctx, i64 ctx_len)` as bpftime's AOT contract says
-(docs/abi.md). A helper is a call to `_bpf_helper_ext_NNNN`.
+(docs/abi.md). A helper is a call to `_bpf_helper_ext_NNNN`. Maps are
+constant descriptors of the object's own (the ebpf-lto ABI) or, with the
+bpftime ABI, the runtime's, named by file descriptor.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from llvmlite import ir
 
 from . import contexts, isa, maps, verifier
 from .errors import EbpfLtoError
-from .loader import EbpfObject, FuncKey, Program
+from .helper_table import HELPER_IDS
+from .loader import EbpfObject, FuncKey, MapDef, Program
 
 I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
 PTR = ir.PointerType()
@@ -31,6 +34,10 @@ I8P = I8.as_pointer()
 FRAME = ir.ArrayType(I8, isa.STACK_SIZE)
 SIZE_TYPES = {1: I8, 2: I16, 4: I32, 8: I64}
 ENTRY_SYMBOL = "bpf_main"
+ABIS = ("ebpf-lto", "bpftime")  # who owns the maps (docs/abi.md)
+# bpftime's lddw helpers: a map's handle from its fd, and a map's value storage from the handle.
+MAP_BY_FD, MAP_VAL = "__lddw_helper_map_by_fd", "__lddw_helper_map_val"
+MAP_LOOKUP = HELPER_IDS["map_lookup_elem"]
 MAP_TABLE, MAP_COUNT = "ebpf_lto_maps", "ebpf_lto_maps_count"
 PROG_NAMES, PROG_COUNT = "ebpf_lto_program_names", "ebpf_lto_programs_count"
 COUNTERS, PROFILE_TABLE, PROFILE_COUNT = ("ebpf_lto_counters", "ebpf_lto_profile",
@@ -54,6 +61,8 @@ class LiftOptions:
     unwind_helpers: ids after which r0 == 0 ends the whole program
     (uBPF's unwind extension, used by the conformance suite).
     callx_helpers: helper ids a `callx` may name at run time.
+    abi: "ebpf-lto" (maps are the object's) or "bpftime" (maps are the
+    runtime's, each named by its fd in map_fds).
     """
     unwind_helpers: frozenset[int] = frozenset()
     callx_helpers: tuple[int, ...] = ()
@@ -61,17 +70,28 @@ class LiftOptions:
     maps_extern: bool = False     # map state is an undefined symbol the host defines
     instrument: bool = False      # count block executions and taken branches (docs/abi.md)
     profile: Mapping | None = field(default=None, compare=False)  # name -> (hash, counters)
+    abi: str = "ebpf-lto"
+    map_fds: Mapping[str, int] = field(default_factory=dict, compare=False)  # map name -> fd
+
+    @property
+    def bpftime(self) -> bool:
+        return self.abi == "bpftime"
 
 
 @dataclass(frozen=True)
 class Site:
-    """A call the plan decides on: to a helper, or to a bpf-to-bpf subprogram."""
+    """A call the plan decides on: to a helper, or to a bpf-to-bpf subprogram.
+
+    A call the lifter lowered in place (`lowered` says how) is a site too,
+    so that the plan reports it, but there is nothing left to decide.
+    """
     function: str          # the eBPF function it is in
     insn: int              # its instruction index in the section
     callee: str            # the LLVM function called
     helper_id: int | None  # None for a subprogram
     in_loop: bool          # static frequency estimate: inside a loop of the CFG
-    call: ir.CallInstr = field(compare=False, repr=False)
+    call: ir.CallInstr | None = field(compare=False, repr=False)  # None when lowered
+    lowered: str = ""      # why the lifter expanded the call in place; then no call is left
 
 
 @dataclass
@@ -146,7 +166,10 @@ class _ModuleLifter:
             name = _unique(f"bpf.{func.name}", names)
             func.ir_func = ir.Function(self.module, fnty, name)
             func.ir_func.linkage = "internal"
-        self._maps()
+        if self.options.bpftime:
+            self._check_map_fds()
+        else:
+            self._maps()
         lifters = {key: _FunctionLifter(self, func) for key, func in self.funcs.items()}
         for fl in lifters.values():
             fl.check()
@@ -160,7 +183,8 @@ class _ModuleLifter:
             self._entry(prog.name, prog)
             if i == 0:
                 self._entry(ENTRY_SYMBOL, prog)
-        self._program_table()
+        if not self.options.bpftime:  # bpftime's prog_array values are its program fds
+            self._program_table()
         sizes = {f.ir_func.name: f.end - f.key.start for f in self.funcs.values()}
         return Lifted(self.module, self.sites, sizes, self.counts, self.stale,
                       self.skipped_targets)
@@ -225,7 +249,7 @@ class _ModuleLifter:
                     func.may_stop = True
                 elif (insn is not None and insn.opcode == isa.JMP | isa.CALL
                       and insn.src == isa.CALL_HELPER):
-                    if insn.imm == TAIL_CALL:
+                    if insn.imm == TAIL_CALL and not self.options.bpftime:
                         self.tail_calls = func.may_stop = True
                     elif insn.imm in self.options.unwind_helpers:
                         func.may_stop = True
@@ -345,6 +369,19 @@ class _ModuleLifter:
             self.helpers[helper_id] = fn
         return fn
 
+    def lddw_helper(self, name: str, arg: ir.IntType) -> ir.Function:
+        """One of bpftime's lddw helpers, `uint64_t name(arg)`.
+
+        Declared readnone: for one run of the program the answer depends on
+        the argument alone, so LLVM may share one call among many uses.
+        """
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I64, [arg]), name)
+            fn.attributes.add("readnone")
+            fn.attributes.add("nounwind")
+        return fn
+
     def data_global(self, name: str) -> ir.GlobalVariable:
         gv = self.globals.get(name)
         if gv is not None:
@@ -378,6 +415,9 @@ class _ModuleLifter:
         if ref.kind == "data":
             return self.data_global(ref.target).bitcast(I8P).gep([ir.Constant(I64, ref.offset)])
         if ref.kind == "map":
+            if self.options.bpftime:
+                raise self.error(f"initialized data holds the address of map {ref.target!r}, "
+                                 "which with --abi bpftime exists only at run time")
             return self.map_global(ref.target).bitcast(I8P)
         return self.funcs[ref.function].ir_func.bitcast(I8P)
 
@@ -428,6 +468,21 @@ class _ModuleLifter:
         count.initializer = ir.Constant(I32, len(descriptors))
         count.global_constant = True
 
+    def _check_map_fds(self) -> None:
+        """With the bpftime ABI every map the lifted code loads needs the fd the runtime gave it."""
+        fds = self.options.map_fds
+        unknown = sorted(set(fds) - set(self.obj.maps))
+        if unknown:
+            known = ", ".join(self.obj.maps) or "none"
+            raise self.error(f"--map-fd names {unknown[0]!r}, which is not a map of the object "
+                             f"(maps: {known})")
+        used = {ref.target for key, func in self.funcs.items() for idx in range(key.start, func.end)
+                if (ref := self.obj.refs.get((key.section, idx))) is not None and ref.kind == "map"}
+        for name in self.obj.maps:
+            if name in used and name not in fds:
+                raise self.error(f"map {name!r} has no fd: --abi bpftime needs "
+                                 f"--map-fd {name}=FD")
+
     def _inner_index(self, m) -> int:
         if m.inner is None:
             return maps.NO_INNER
@@ -455,8 +510,9 @@ def _unique(name: str, taken) -> str:
 
 
 # The abstract state at a point of a function, as a tuple:
-#   [0..10] each register's pointer tag: None, ("fp", off) for r10 + off, or
-#           ("ctx", off, layout) for the context pointer + off;
+#   [0..10] each register's pointer tag: None, ("fp", off) for r10 + off,
+#           ("ctx", off, layout) for the context pointer + off, or
+#           ("map", off, name) for what an lddw of map `name` loaded + off;
 #   [MASK]  bit r set when register r is written on every path to here;
 #   [SPILLS] frozenset of (r10 offset, tag) for 8-byte stack slots holding a tag.
 MASK, SPILLS = 11, 12
@@ -585,7 +641,7 @@ class _FunctionLifter:
                     args = tuple(None if t is not None and t[0] == "fp" else t
                                  for t in state[1:6])
                     calls[callee] = _meet_args(calls.get(callee), args)
-                self._track(insn, state)
+                self._track(idx, insn, state)
             out = tuple(state)
             for s in self.succs[leader]:
                 old = state_in.get(s)
@@ -613,12 +669,15 @@ class _FunctionLifter:
                 return
             idx = nxt
 
-    @staticmethod
-    def _track(insn: isa.Insn, state: list) -> None:
+    def _track(self, idx: int, insn: isa.Insn, state: list) -> None:
         """The transfer function of `analyze` (state layout above `_join`)."""
         c, op = insn.cls, isa.op(insn.opcode)
         tag = None
-        if c == isa.ALU64 and op == isa.MOV and insn.opcode & isa.X and insn.off == 0:
+        if insn.is_wide:
+            ref = self.ml.obj.refs.get((self.section, idx))
+            if ref is not None and ref.kind == "map":
+                tag = ("map", 0, ref.target)
+        elif c == isa.ALU64 and op == isa.MOV and insn.opcode & isa.X and insn.off == 0:
             tag = state[insn.src]
         elif c == isa.ALU64 and op in (isa.ADD, isa.SUB) and not insn.opcode & isa.X:
             tag = _moved(state[insn.dst], insn.imm if op == isa.ADD else -insn.imm)
@@ -736,7 +795,7 @@ class _FunctionLifter:
                 self._check_reads(idx, insn, state)
                 self.state = state
                 self._insn(idx, insn)
-                self._track(insn, state)
+                self._track(idx, insn, state)
             if not b.block.is_terminated:
                 last = idx
                 nxt = last + (2 if self.slots[last].is_wide else 1)
@@ -938,8 +997,11 @@ class _FunctionLifter:
             if ref is None or ref.function is None:
                 raise self.error(idx, "local call without a resolved target")
             self._site(idx, self._call_local(self.ml.funcs[ref.function]), None)
-        elif insn.src == isa.CALL_HELPER and insn.imm == TAIL_CALL:
+        elif insn.src == isa.CALL_HELPER and insn.imm == TAIL_CALL and not self.ml.options.bpftime:
             self._tail_call(idx)
+        elif (insn.src == isa.CALL_HELPER and insn.imm == MAP_LOOKUP
+              and (array := self._runtime_array(1)) is not None):
+            self._array_lookup(idx, array)
         elif insn.src == isa.CALL_HELPER:
             r0 = b.call(self.ml.helper(insn.imm), self._args())
             self._site(idx, r0, insn.imm)
@@ -970,6 +1032,37 @@ class _FunctionLifter:
     def _site(self, idx: int, call: ir.CallInstr, helper_id: int | None) -> None:
         in_loop = self.block_of[idx] in self.loop_blocks
         self.ml.sites.append(Site(self.func.name, idx, call.callee.name, helper_id, in_loop, call))
+
+    def _runtime_array(self, r: int) -> MapDef | None:
+        """The bpftime runtime's ARRAY map that register r holds, if the data flow knows one."""
+        tag = self.state[r]
+        if not self.ml.options.bpftime or tag is None or tag[:2] != ("map", 0):
+            return None
+        m = self.ml.obj.maps[tag[2]]
+        # The kernel refuses arrays with other keys; PERCPU_ARRAY has one copy per cpu.
+        return m if m.type == maps.MAP_TYPE_IDS["array"] and m.key_size == 4 else None
+
+    def _array_lookup(self, idx: int, m: MapDef) -> None:
+        """bpf_map_lookup_elem(array, &key) without a call, as bpftime stores arrays.
+
+        The runtime's array keeps its max_entries values value_size apart from
+        the address `__lddw_helper_map_val(handle)` gives (its first value),
+        so the lookup is arithmetic on the object's geometry, which the
+        optimizer folds into the code around it. A base of 0 (the runtime
+        knows no such map) gives NULL, as the runtime's own lookup would.
+        """
+        b = self.b
+        ptr, align = self._address(idx, 2, 0, 4)
+        key = b.zext(b.load(ptr, typ=I32, align=align), I64)
+        base = b.call(self.ml.lddw_helper(MAP_VAL, I64), [self.rd(1)])
+        value = b.add(base, b.mul(key, ir.Constant(I64, m.value_size)))
+        found = b.and_(b.icmp_unsigned("<", key, ir.Constant(I64, m.max_entries)),
+                       b.icmp_unsigned("!=", base, ir.Constant(I64, 0)))
+        self.wr(idx, 0, b.select(found, value, ir.Constant(I64, 0)))
+        self.ml.sites.append(Site(
+            self.func.name, idx, helper_symbol(MAP_LOOKUP), MAP_LOOKUP,
+            self.block_of[idx] in self.loop_blocks, None,
+            f"ARRAY {m.name}: __lddw_helper_map_val + key * {m.value_size} (--abi bpftime)"))
 
     def _tail_call(self, idx: int) -> None:
         """bpf_tail_call(ctx, prog_array, index): run that program in place of this one.
@@ -1056,7 +1149,7 @@ class _FunctionLifter:
             align = min(16, pos & -pos) if pos else 16
             ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), ptr_ty)
             return ptr, min(align, size)
-        if tag is not None:
+        if tag is not None and tag[0] == "ctx":
             field = self._ctx_field(idx, tag, off, size, store)
             user = field.user_off + (tag[1] + off - field.kernel_off)
             return self.b.inttoptr(self._ctx_base(base, tag, user), ptr_ty), 1
@@ -1166,5 +1259,9 @@ class _FunctionLifter:
             return
         if ref.kind not in ("data", "map", "func"):
             raise self.error(idx, f"lddw with a {ref.kind} relocation")
+        if ref.kind == "map" and self.ml.options.bpftime:
+            fd = ir.Constant(I32, self.ml.options.map_fds[ref.target])
+            self.wr(idx, insn.dst, b.call(self.ml.lddw_helper(MAP_BY_FD, I32), [fd]))
+            return
         value = self.ml._address_of(ref).ptrtoint(I64)
         self.wr(idx, insn.dst, value)

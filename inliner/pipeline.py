@@ -7,6 +7,7 @@ alone; the command line and the conformance plugin go through `link` and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -14,6 +15,7 @@ import llvmlite.binding as llvm
 
 from . import codegen, contexts, helpers, lift as lifter, link as linker, maps, plan, profile
 from .errors import EbpfLtoError
+from .helper_table import MAP_HELPERS
 from .helpers import HelperSet
 from .loader import EbpfObject
 from .runner import LoadedObjects
@@ -36,10 +38,25 @@ class LinkOptions:
     force_inline: tuple[str, ...] = ()
     instrument: bool = False     # count blocks and branches for a profile (docs/pgo.md)
     profile: str | None = None   # an LLVM instrumentation profile to optimize with
+    abi: str = "ebpf-lto"        # ebpf-lto: the object owns its maps; bpftime: the runtime does
+    map_fds: Mapping[str, int] = field(default_factory=dict, hash=False)  # bpftime: name -> fd
+
+    def __post_init__(self):
+        if self.abi not in lifter.ABIS:
+            raise EbpfLtoError(f"unknown ABI {self.abi!r} (known: {', '.join(lifter.ABIS)})")
+        if self.abi != "bpftime" and self.map_fds:
+            raise EbpfLtoError("--map-fd gives maps to bpftime's runtime: it needs --abi bpftime")
+        if self.abi == "bpftime" and self.maps_extern:
+            raise EbpfLtoError("--maps extern does not go with --abi bpftime, whose runtime "
+                               "owns the maps")
+        for name, fd in self.map_fds.items():
+            if not 0 <= fd < 2**31:
+                raise EbpfLtoError(f"--map-fd {name}={fd}: a file descriptor is 0 to {2**31 - 1}")
 
     def plan_options(self, counts: dict | None = None) -> plan.PlanOptions:
+        runtime = MAP_HELPERS if self.abi == "bpftime" else frozenset()
         return plan.PlanOptions(self.inline, self.inline_threshold, frozenset(self.no_inline),
-                                frozenset(self.force_inline), counts)
+                                frozenset(self.force_inline), counts, runtime)
 
 
 @dataclass
@@ -57,7 +74,11 @@ class Linked:
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
-    return helpers.resolve(options.helpers, options.arch) if options.helpers else None
+    """The helpers to link in; with --abi bpftime, never the map helpers or the map runtime."""
+    if not options.helpers:
+        return None
+    hset = helpers.resolve(options.helpers, options.arch)
+    return hset.without(MAP_HELPERS) if options.abi == "bpftime" else hset
 
 
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
@@ -66,7 +87,8 @@ def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -
     counts = profile.load(options.profile) if options.profile else None
     lift_options = dataclasses.replace(lift_options, ncpus=options.ncpus,
                                        maps_extern=options.maps_extern,
-                                       instrument=options.instrument, profile=counts)
+                                       instrument=options.instrument, profile=counts,
+                                       abi=options.abi, map_fds=options.map_fds)
     return lifter.lift(obj, progs, lift_options)
 
 
@@ -114,6 +136,9 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
 def link_ir(data: bytes, name: str, options: LinkOptions,
             emit: str = "obj") -> tuple[bytes, Linked]:
     """The link stage for another lifter's LLVM IR or bitcode."""
+    if options.map_fds:
+        raise EbpfLtoError("--map-fd names maps of an eBPF object; LLVM IR input has its maps "
+                           "resolved already", file=name)
     hset = helper_set(options)
     linked = compile_module(data, name, options, hset, has_maps=False)
     tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
@@ -143,6 +168,9 @@ def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
     """Link for the host and load the result into this process with its helpers."""
     if options.arch != codegen.host_arch():
         raise EbpfLtoError(f"cannot run code for {options.arch} on a {codegen.host_arch()} host")
+    if options.abi == "bpftime":
+        raise EbpfLtoError("an --abi bpftime object runs in bpftime's runtime, which owns its "
+                           "maps; ebpf-lto runs the ebpf-lto ABI")
     image, linked = link(obj, options)
     hset = linked.helper_set
     missing = [h for h in linked.external_helpers if hset is None or h not in hset.ids]

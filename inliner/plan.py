@@ -17,7 +17,7 @@ import networkx as nx
 
 from .helpers import HelperSet, helper_id, helper_name
 from .helper_table import HELPER_IDS
-from .lift import Site
+from .lift import Site, helper_symbol
 
 MODES = ("auto", "all", "none")
 # Instructions of the callee as shipped (clang's ThinLTO pre-link -O2 form). 250
@@ -35,6 +35,7 @@ class PlanOptions:
     no_inline: frozenset[str] = frozenset()     # helper names (map_lookup_elem), ids or functions
     force_inline: frozenset[str] = frozenset()
     counts: dict | None = field(default=None, compare=False)  # (function, insn) -> profile count
+    runtime_helpers: frozenset[int] = frozenset()  # always external: --abi bpftime's map helpers
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,11 @@ def decide(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[str],
         def d(action, reason):
             return Decision(site, action, reason, cost, growth, count)
 
-        if site.helper_id is not None and site.callee not in provided:
+        if site.lowered:
+            out.append(d("inline", site.lowered))
+        elif site.helper_id in options.runtime_helpers:
+            out.append(d("external", "the runtime owns the maps (--abi bpftime)"))
+        elif site.helper_id is not None and site.callee not in provided:
             out.append(d("external", "no helper set provides it"))
         elif options.mode == "none":
             out.append(d("external" if site.helper_id is not None else "outline", "--inline none"))
@@ -137,6 +142,8 @@ def decide(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[str],
 def apply(decisions: list[Decision]) -> None:
     """Set the call-site attributes that make LLVM's inliner carry out the plan."""
     for dec in decisions:
+        if dec.site.call is None:  # lowered by the lifter: nothing left to mark
+            continue
         if dec.action == "inline":
             dec.site.call.attributes.add("alwaysinline")
         elif dec.action == "outline":
@@ -150,7 +157,7 @@ def plan(sites: list[Site], hset: HelperSet | None, options: PlanOptions,
     else:
         costs = helper_costs(hset)
         edges = callee_edges(hset)
-        provided = frozenset(f"_bpf_helper_ext_{h:04d}" for h in hset.ids)
+        provided = frozenset(helper_symbol(h) for h in hset.ids)
     graph = build_graph(sites, costs, edges, subprogram_sizes)
     return decide(sites, graph, provided, options), graph
 

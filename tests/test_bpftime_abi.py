@@ -1,0 +1,304 @@
+"""--abi bpftime: the object follows bpftime's AOT contract for maps.
+
+tests/maps_prog/bpftime.c is linked with --abi bpftime; then the system's
+linker puts the object and a small C host into one shared library. The host
+plays bpftime's runtime: it owns the maps' storage, hands out map handles as
+bpftime does (`map_ptr_by_fd(fd) = fd << 32 | 0xffffffff`, which its
+`__lddw_helper_map_val` decodes) and logs every call the program makes into
+it. The expectations come from that host's storage and logs, not from
+ebpf-lto's own map runtime.
+"""
+import ctypes
+import shutil
+import subprocess
+import sys
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from conftest import ROOT
+from inliner import asm, loader, pipeline
+from inliner.loader import MapDef, Ref
+
+PROG = ROOT / "tests" / "maps_prog" / "bpftime.o"
+FDS = {"slots": 11, "totals": 12, "per_cpu_hits": 13}
+NOT_FOUND = 0xDEAD
+SLOT_SIZE, SLOTS = 12, 4          # struct slot and max_entries in bpftime.c
+RUNTIME = {"__lddw_helper_map_by_fd", "__lddw_helper_map_val",
+           "_bpf_helper_ext_0001", "_bpf_helper_ext_0002"}
+PROGRAMS = {"bpf_main", "count", "per_cpu", "checksum"}
+CC = shutil.which("clang-19") or shutil.which("clang")
+
+HOST = r"""
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#define HANDLE(fd) ((uint64_t)(fd) << 32 | 0xffffffffu)  /* bpftime's map_ptr_by_fd */
+#define FD(handle) ((uint32_t)((handle) >> 32))
+#define LOG 256
+
+uint8_t host_slots[SLOTS * SLOT_SIZE];   /* the ARRAY's storage, values SLOT_SIZE apart */
+uint64_t host_per_cpu[2];
+struct total { uint32_t used, key; uint64_t value; } host_totals[64];
+/* The fd of each call the program made, by function. */
+uint32_t by_fd_log[LOG], map_val_log[LOG], lookup_log[LOG], update_log[LOG];
+uint32_t by_fd_n, map_val_n, lookup_n, update_n;
+
+void host_reset(void)
+{
+	memset(host_slots, 0, sizeof host_slots);
+	memset(host_per_cpu, 0, sizeof host_per_cpu);
+	memset(host_totals, 0, sizeof host_totals);
+	by_fd_n = map_val_n = lookup_n = update_n = 0;
+}
+
+static void note(uint32_t *log, uint32_t *n, uint32_t fd)
+{
+	if (*n < LOG)
+		log[(*n)++] = fd;
+}
+
+uint64_t __lddw_helper_map_by_fd(uint32_t fd)
+{
+	note(by_fd_log, &by_fd_n, fd);
+	return HANDLE(fd);
+}
+
+uint64_t __lddw_helper_map_val(uint64_t map)
+{
+	note(map_val_log, &map_val_n, FD(map));
+	return FD(map) == SLOTS_FD ? (uint64_t)host_slots : 0;
+}
+
+static struct total *find(uint32_t key, int add)
+{
+	for (int i = 0; i < 64; i++)
+		if (host_totals[i].used && host_totals[i].key == key)
+			return &host_totals[i];
+	for (int i = 0; add && i < 64; i++)
+		if (!host_totals[i].used) {
+			host_totals[i].used = 1;
+			host_totals[i].key = key;
+			return &host_totals[i];
+		}
+	return 0;
+}
+
+uint64_t _bpf_helper_ext_0001(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+	uint32_t k = *(uint32_t *)key;
+	note(lookup_log, &lookup_n, FD(map));
+	if (FD(map) == TOTALS_FD) {
+		struct total *t = find(k, 0);
+		return t ? (uint64_t)&t->value : 0;
+	}
+	if (FD(map) == PER_CPU_FD)
+		return k < 2 ? (uint64_t)&host_per_cpu[k] : 0;
+	return 0;
+}
+
+uint64_t _bpf_helper_ext_0002(uint64_t map, uint64_t key, uint64_t value, uint64_t flags,
+			      uint64_t r5)
+{
+	note(update_log, &update_n, FD(map));
+	if (FD(map) != TOTALS_FD)
+		return -EINVAL;
+	struct total *t = find(*(uint32_t *)key, 1);
+	if (!t)
+		return -E2BIG;
+	memcpy(&t->value, (void *)value, sizeof t->value);
+	return 0;
+}
+"""
+
+
+def link(emit: str = "obj", **options) -> tuple[bytes, pipeline.Linked]:
+    opts = {"abi": "bpftime", "map_fds": FDS, **options}
+    return pipeline.link(loader.load(str(PROG)), pipeline.LinkOptions(**opts), emit)
+
+
+def symbols(image: bytes, tmp_path) -> tuple[set[str], set[str]]:
+    """The object's undefined symbols and the global symbols it defines."""
+    path = tmp_path / "prog.o"
+    path.write_bytes(image)
+    with open(path, "rb") as fh:
+        syms = [s for s in ELFFile(fh).get_section_by_name(".symtab").iter_symbols()
+                if s["st_info"]["bind"] != "STB_LOCAL" and s.name]
+    return ({s.name for s in syms if s["st_shndx"] == "SHN_UNDEF"},
+            {s.name for s in syms if s["st_shndx"] != "SHN_UNDEF"})
+
+
+class Host:
+    """The linked object and the C host in one shared library."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+        lib.host_reset()
+
+    def run(self, program: str, key: int, flow: int = 0) -> int:
+        fn = getattr(self.lib, program)
+        fn.restype, fn.argtypes = ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_uint64]
+        args = (ctypes.c_uint32 * 2)(key, flow)
+        return fn(ctypes.addressof(args), ctypes.sizeof(args))
+
+    def slot(self, index: int) -> tuple[int, int, int]:
+        raw = bytes((ctypes.c_uint8 * (SLOTS * SLOT_SIZE)).in_dll(self.lib, "host_slots"))
+        part = raw[index * SLOT_SIZE:(index + 1) * SLOT_SIZE]
+        return tuple(int.from_bytes(part[i:i + 4], "little") for i in range(0, SLOT_SIZE, 4))
+
+    def log(self, name: str) -> list[int]:
+        n = ctypes.c_uint32.in_dll(self.lib, f"{name}_n").value
+        return list((ctypes.c_uint32 * 256).in_dll(self.lib, f"{name}_log")[:n])
+
+    def per_cpu(self, index: int) -> int:
+        return (ctypes.c_uint64 * 2).in_dll(self.lib, "host_per_cpu")[index]
+
+
+@pytest.fixture(scope="module", params=[0, 2], ids=["O0", "O2"])
+def built(request, tmp_path_factory):
+    if CC is None:
+        pytest.skip("no clang to build the host")
+    tmp = tmp_path_factory.mktemp(f"bpftime_O{request.param}")
+    image, _ = link(opt_level=request.param)
+    (tmp / "prog.o").write_bytes(image)
+    (tmp / "host.c").write_text(HOST)
+    defines = [f"-D{name}={value}" for name, value in
+               (("SLOTS", SLOTS), ("SLOT_SIZE", SLOT_SIZE), ("SLOTS_FD", FDS["slots"]),
+                ("TOTALS_FD", FDS["totals"]), ("PER_CPU_FD", FDS["per_cpu_hits"]))]
+    lib = tmp / "libhost.so"
+    subprocess.run([CC, "-shared", "-fPIC", "-O1", *defines, "-o", lib, tmp / "host.c",
+                    tmp / "prog.o"], check=True, capture_output=True)
+    return ctypes.CDLL(str(lib))
+
+
+@pytest.fixture
+def host(built):
+    return Host(built)
+
+
+def test_array_lookup_is_the_runtimes_storage_at_key_times_value_size(host):
+    assert [host.run("count", key=2, flow=7) for _ in range(3)] == [1, 2, 3]
+    assert host.slot(2) == (3, 2, 0x5A5A5A5A)   # hits, last_key, marker
+    assert [host.slot(i) for i in (0, 1, 3)] == [(0, 0, 0)] * 3
+    host.run("count", key=3, flow=7)             # the last element ends the storage
+    assert host.slot(3) == (1, 3, 0x5A5A5A5A)
+    # The array site never called the runtime's lookup: every helper-1 call was the hash's.
+    assert host.log("lookup") == [FDS["totals"]] * 4
+    assert set(host.log("map_val")) == {FDS["slots"]}
+    assert host.log("update") == [FDS["totals"]]
+    assert set(host.log("by_fd")) == {FDS["slots"], FDS["totals"]}
+
+
+@pytest.mark.parametrize("key", [SLOTS, SLOTS + 1, 0xFFFFFFFF])
+def test_out_of_range_key_gives_null(host, key):
+    assert host.run("count", key=key, flow=7) == NOT_FOUND
+    assert [host.slot(i) for i in range(SLOTS)] == [(0, 0, 0)] * SLOTS
+    assert host.log("lookup") == [] and host.log("update") == []
+
+
+def test_per_cpu_array_lookup_stays_the_runtimes_call(host):
+    assert [host.run("per_cpu", key=1) for _ in range(2)] == [1, 2]
+    assert host.per_cpu(1) == 2 and host.per_cpu(0) == 0
+    assert host.run("per_cpu", key=2) == NOT_FOUND
+    assert host.log("lookup") == [FDS["per_cpu_hits"]] * 3
+    assert host.log("map_val") == []
+
+
+def test_object_needs_only_the_runtime_and_defines_only_the_programs(tmp_path):
+    image, _ = link()
+    undefined, defined = symbols(image, tmp_path)
+    assert undefined == RUNTIME      # no map runtime, no ebpf_lto_* tables or state
+    assert defined == PROGRAMS
+    # Helpers without maps follow --inline as ever: csum_diff is linked in above, not here.
+    undefined, _ = symbols(link(inline="none")[0], tmp_path)
+    assert undefined == RUNTIME | {"_bpf_helper_ext_0028"}
+
+
+def test_the_array_site_is_no_call_in_the_ir():
+    ir, _ = link(program="count", opt_level=0, emit="llvm")
+    calls = [line for line in ir.decode().splitlines() if "call" in line]
+    assert sum("@_bpf_helper_ext_0001(" in line for line in calls) == 1   # the hash's
+    assert any("@__lddw_helper_map_val(" in line for line in calls)
+
+
+def test_map_helpers_stay_external_whatever_inlining_says():
+    _, linked = link(inline="all", force_inline=("map_lookup_elem", "map_update_elem"))
+    by_site = {(d.site.function, d.site.insn): d for d in linked.decisions}
+    array = by_site[("count", 8)]
+    assert (array.action, array.site.call) == ("inline", None)
+    assert "ARRAY slots" in array.reason and "* 12" in array.reason
+    for site in (("count", 23), ("count", 39), ("per_cpu", 48)):
+        assert by_site[site].action == "external"
+        assert "--abi bpftime" in by_site[site].reason
+    assert by_site[("checksum", 61)].action == "inline"   # csum_diff: not a map helper
+
+
+def test_the_data_flow_follows_a_map_through_spills_and_moves_but_not_joins():
+    code = asm.assemble_bytes("""
+        lddw %r1, 0                 # slot 0: the array
+        stxdw [%r10-16], %r1
+        mov %r1, 0
+        stw [%r10-4], 1
+        mov %r2, %r10
+        add %r2, -4
+        ldxdw %r6, [%r10-16]
+        mov %r1, %r6
+        call 1                      # slot 9: still the array
+        lddw %r1, 0                 # slot 10: the array
+        jeq %r0, 0, +2
+        lddw %r1, 0                 # slot 13: the hash
+        mov %r2, %r10
+        add %r2, -4
+        call 1                      # slot 17: the array or the hash
+        exit
+    """)
+    obj = loader.from_raw(code, "prog")
+    obj.maps = {"arr": MapDef("arr", 2, 4, 8, 16), "hash": MapDef("hash", 1, 4, 8, 16)}
+    obj.refs.update({("raw", 0): Ref("map", "arr"), ("raw", 10): Ref("map", "arr"),
+                     ("raw", 13): Ref("map", "hash")})
+    options = pipeline.LinkOptions(abi="bpftime", map_fds={"arr": 3, "hash": 4})
+    sites = {s.insn: s for s in pipeline.lift(obj, options, pipeline.helper_set(options)).sites}
+    assert "ARRAY arr" in sites[9].lowered and sites[9].call is None
+    assert not sites[17].lowered and sites[17].call is not None
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "inliner.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def fd_args(**fds):
+    return [arg for name, fd in fds.items() for arg in ("--map-fd", f"{name}={fd}")]
+
+
+def test_explain_shows_why():
+    done = cli("explain", PROG, "--abi", "bpftime", *fd_args(**FDS))
+    assert done.returncode == 0, done.stderr
+    assert "the runtime owns the maps (--abi bpftime)" in done.stdout
+    assert "ARRAY slots" in done.stdout
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--abi", "bpftime", *fd_args(slots=11, per_cpu_hits=13)], ["totals", "--map-fd totals=FD"]),
+    (["--abi", "bpftime", *fd_args(**FDS, nosuch=4)], ["nosuch", "not a map"]),
+    (["--abi", "bpftime", "--map-fd", "slots", *fd_args(totals=12, per_cpu_hits=13)],
+     ["NAME=FD"]),
+    (["--abi", "bpftime", *fd_args(**FDS), "--map-fd", "slots=-1"], ["twice"]),
+    (["--abi", "bpftime", *fd_args(slots=-1, totals=12, per_cpu_hits=13)], ["slots=-1"]),
+    (fd_args(**FDS), ["--abi bpftime"]),
+    (["--abi", "bpftime", "--maps", "extern", *fd_args(**FDS)], ["--maps extern"]),
+])
+def test_link_refuses_in_one_line(tmp_path, args, words):
+    out = tmp_path / "prog.aot.o"
+    done = cli("link", PROG, "-o", out, *args)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert all(word in done.stderr for word in words), done.stderr
+    assert not out.exists()
+
+
+def test_run_refuses_the_bpftime_abi():
+    done = cli("run", PROG, "--abi", "bpftime", *fd_args(**FDS), "--mem", "00" * 8)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "bpftime's runtime" in done.stderr
