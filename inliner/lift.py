@@ -320,7 +320,7 @@ class _ModuleLifter:
                 args[ref.function] = unknown
         for prog in programs:
             layout = contexts.for_program_type(prog.prog_type)
-            tags = (("ctx", 0, layout),) + (None,) * 4 if layout else unknown
+            tags = (("ctx", 0, layout) if layout else ("base", 1),) + (None,) * 4
             args[prog.entry] = _meet_args(args[prog.entry], tags)
         work = deque(key for key, tags in args.items() if tags is not None)
         while work:
@@ -512,7 +512,10 @@ def _unique(name: str, taken) -> str:
 # The abstract state at a point of a function, as a tuple:
 #   [0..10] each register's pointer tag: None, ("fp", off) for r10 + off,
 #           ("ctx", off, layout) for the context pointer + off, or
-#           ("map", off, name) for what an lddw of map `name` loaded + off;
+#           ("map", off, name) for what an lddw of map `name` loaded + off, or
+#           ("base", root) for a pointer that integer arithmetic derived from a
+#           root: argument register `root` (1-5), known to hold a pointer, or
+#           "pkt", a packet pointer loaded from the context;
 #   [MASK]  bit r set when register r is written on every path to here;
 #   [SPILLS] frozenset of (r10 offset, tag) for 8-byte stack slots holding a tag.
 MASK, SPILLS = 11, 12
@@ -533,7 +536,9 @@ def _meet_args(old: tuple | None, new: tuple) -> tuple:
 
 
 def _moved(tag: tuple | None, delta: int) -> tuple | None:
-    return None if tag is None else (tag[0], tag[1] + delta) + tag[2:]
+    if tag is None or tag[0] == "base":
+        return tag
+    return (tag[0], tag[1] + delta) + tag[2:]
 
 
 class _FunctionLifter:
@@ -637,9 +642,10 @@ class _FunctionLifter:
                 insn = self.slots[idx]
                 if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_LOCAL:
                     callee = self.ml.obj.refs[(self.section, idx)].function
-                    # An r10-relative tag names this frame, not the callee's: drop it.
-                    args = tuple(None if t is not None and t[0] == "fp" else t
-                                 for t in state[1:6])
+                    # r10- and root-relative tags name this function's frame and
+                    # roots; in the callee such an argument is a pointer root of its own.
+                    args = tuple(("base", r) if t is not None and t[0] in ("fp", "base") else t
+                                 for r, t in enumerate(state[1:6], 1))
                     calls[callee] = _meet_args(calls.get(callee), args)
                 self._track(idx, insn, state)
             out = tuple(state)
@@ -681,10 +687,22 @@ class _FunctionLifter:
             tag = state[insn.src]
         elif c == isa.ALU64 and op in (isa.ADD, isa.SUB) and not insn.opcode & isa.X:
             tag = _moved(state[insn.dst], insn.imm if op == isa.ADD else -insn.imm)
+        elif c == isa.ALU64 and op in (isa.ADD, isa.SUB) and insn.opcode & isa.X:
+            # pointer + scalar and pointer - scalar stay in the pointer's object;
+            # scalar + pointer is not followed, so a root is always a pointer.
+            dst, src = state[insn.dst], state[insn.src]
+            if dst is not None and dst[0] == "base" and src is None:
+                tag = dst
         elif c == isa.LDX and insn.opcode == isa.LDX | isa.MEM | isa.DW:
             base = state[insn.src]
             if base is not None and base[0] == "fp":
                 tag = dict(state[SPILLS]).get(base[1] + insn.off)
+        elif c == isa.LDX:
+            base = state[insn.src]
+            if base is not None and base[0] == "ctx":
+                field = base[2].field_at(base[1] + insn.off, isa.SIZE_BYTES[isa.size(insn.opcode)])
+                if field is not None and field.kind != contexts.SCALAR:
+                    tag = ("base", "pkt")
         elif c in (isa.ST, isa.STX):
             base = state[insn.dst]
             if base is not None and base[0] == "fp":
@@ -782,6 +800,12 @@ class _FunctionLifter:
             value = self.fn.args[r - 1] if 1 <= r <= 5 else ir.Constant(I64, 0)
             b.store(value, self.regs[r])
         self.fp = b.ptrtoint(b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE)]), I64, name="fp")
+        # Pointer roots: an access through a register derived from one is
+        # emitted as root + (address - root), which LLVM folds to root + offset,
+        # so it can see that a loop walks consecutive memory and vectorize it.
+        self.arg_roots = {r: b.inttoptr(self.fn.args[r - 1], I8P, name=f"root{r}")
+                          for r in range(1, 6)}
+        self.pkt_root = b.alloca(I8P, name="pkt")
         b.branch(self.blocks[self.key.start])
         instrument = self.ml.options.instrument
         self.branch_index = {idx: n for n, idx in enumerate(self.branches())}
@@ -985,7 +1009,27 @@ class _FunctionLifter:
         self.b.position_at_end(cont)
 
     def _args(self) -> list[ir.Value]:
-        return [self.rd(r) for r in range(1, 6)]
+        """r1-r5 for a call; a pointer argument keeps its root, so that once the
+        callee is inlined LLVM still knows which object it points into."""
+        out = []
+        for r in range(1, 6):
+            tag, value = self.state[r], self.rd(r)
+            if tag is not None and tag[0] == "fp" and 0 <= isa.STACK_SIZE + tag[1] <= isa.STACK_SIZE:
+                ptr = self.b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE + tag[1])])
+                value = self.b.ptrtoint(ptr, I64)
+            elif tag is not None and tag[0] == "base":
+                value = self.b.ptrtoint(self._rebased(tag, value), I64)
+            out.append(value)
+        return out
+
+    def _rebased(self, tag: tuple, addr: ir.Value) -> ir.Value:
+        """addr as a pointer derived from its root: root + (addr - root)."""
+        if tag[1] == "pkt":
+            root = self.b.load(self.pkt_root)
+            root_addr = self.b.ptrtoint(root, I64)
+        else:
+            root, root_addr = self.arg_roots[tag[1]], self.fn.args[tag[1] - 1]
+        return self.b.gep(root, [self.b.sub(addr, root_addr)])
 
     def _call(self, idx: int, insn: isa.Insn) -> None:
         b = self.b
@@ -1156,6 +1200,8 @@ class _FunctionLifter:
         addr = self.rd(base)
         if off:
             addr = self.b.add(addr, ir.Constant(I64, off & 0xFFFFFFFFFFFFFFFF))
+        if tag is not None and tag[0] == "base":
+            return self.b.bitcast(self._rebased(tag, addr), ptr_ty), 1
         return self.b.inttoptr(addr, ptr_ty), 1
 
     def _ctx_field(self, idx: int, tag: tuple, off: int, size: int, store: bool):
@@ -1193,6 +1239,7 @@ class _FunctionLifter:
                                           I64.as_pointer())
                     meta_len = b.load(ptr, typ=I32, align=1)
                     value = b.sub(b.load(data_ptr, typ=I64, align=1), b.zext(meta_len, I64))
+                b.store(b.inttoptr(value, I8P), self.pkt_root)
                 self.wr(idx, insn.dst, value)
                 return
         ptr, align = self._address(idx, insn.src, insn.off, nbytes)

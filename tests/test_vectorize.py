@@ -1,0 +1,36 @@
+"""Loops over packet or input bytes come out as SIMD code.
+
+The lifter emits each access through a pointer derived from a root (the
+input pointer, a packet pointer) as root + offset, so that LLVM's loop
+vectorizer sees consecutive addresses. Lifted as plain integer-to-pointer
+casts, the same loops vectorize only into gathers, several times slower
+(benchmarks: sum_bytes/1500 12.8x the native twin before, 1.0x after).
+"""
+import re
+
+import pytest
+
+from conftest import ROOT
+from inliner import cli
+
+LOOPS = [
+    ("sum_bytes", "XDP loop summing packet bytes"),
+    ("bitcount", "loop over 256 words of the input memory"),
+    ("memcpy", "4 KiB copy within the input memory"),
+]
+
+
+# AVX2, and two AVX-512 cpus whose cheap gathers tempt the cost model most.
+CPUS = ("x86-64-v3", "icelake-server", "znver4")
+
+
+@pytest.mark.parametrize("cpu", CPUS)
+@pytest.mark.parametrize("name,about", LOOPS, ids=[n for n, _ in LOOPS])
+def test_loops_vectorize_with_contiguous_loads(name, about, cpu, tmp_path):
+    out = tmp_path / f"{name}.s"
+    status = cli.main(["link", str(ROOT / "benchmarks" / f"{name}.o"), "-O", "3",
+                       "--cpu", cpu, "--emit", "asm", "-o", str(out)])
+    assert status == 0
+    asm = out.read_text()
+    assert re.search(r"\bv\w+\s+[^\n]*%[yz]mm", asm), f"{about}: no 256- or 512-bit vector instruction"
+    assert "gather" not in asm, f"{about}: vectorized only with gathers"
