@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from inliner import bench, loader, pipeline
+from inliner import bench, loader, pipeline, profile
 from inliner.cli import main
 
 pytestmark = pytest.mark.skipif(shutil.which("clang-19") is None and shutil.which("clang") is None,
@@ -30,31 +30,64 @@ def _quick(capsys, *names, env=None, monkeypatch=None):
 
 
 def _ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack("!10H", header))
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
 
 
+def _tlv_parse(batch: bytes) -> int:
+    """benchmarks/tlv_parse.c in Python: r0 for one batch of records.
+
+    r0 adds up every counter and sum, so each counted record adds 1 here.
+    Python's integers wrap like u64 once reduced modulo 2**64.
+    """
+    acc = total = 0
+    for kind, flags, length, value in struct.iter_unpack("<BBHI", batch):
+        total += flags & 1
+        if length == 0:
+            total += 1
+        elif kind == 2:
+            total += 1
+            acc ^= value
+        elif kind == 3:
+            acc += value
+        elif kind == 5:
+            acc -= value
+        elif kind == 19:
+            acc |= value
+        elif kind == 34:
+            acc &= value
+        elif kind == bench.TLV_CSUM:
+            # An intact record's 16-bit words sum to 0xffff: its Internet checksum is 0.
+            record = struct.pack("<BBHI", kind, flags, length, value)
+            total += _ipv4_checksum(record) != 0
+        elif kind == bench.TLV_DATA:
+            total += 1 + length + value
+        else:  # padding, no-op, skip and unknown records are each counted
+            total += 1
+    return (total + acc) % 2**64
+
+
 @pytest.fixture(scope="module")
 def quick_report():
-    """One --quick run over a helper-heavy program and a loop, shared by the tests below."""
+    """One --quick run over a helper-heavy program, a loop and a parser, shared below."""
     import contextlib
     import io
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        status = main(["bench", "--quick", "--json", "csum_hdrs", "crc32"])
+        status = main(["bench", "--quick", "--json", "csum_hdrs", "crc32", "tlv_parse"])
     return status, json.loads(buf.getvalue())
 
 
 def test_every_mode_gives_the_twins_r0_and_memory(quick_report):
     status, report = quick_report
     assert status == 0
-    assert [b["name"] for b in report["benchmarks"]] == ["csum_hdrs", "crc32"]
+    assert [b["name"] for b in report["benchmarks"]] == ["csum_hdrs", "crc32", "tlv_parse"]
     for b in report["benchmarks"]:
         twin = b["modes"]["twin"]
         assert twin["status"] == "ok"
-        for mode in ("none", "lto"):
+        for mode in ("none", "lto", "pgo"):
             got = b["modes"][mode]
             assert got["status"] == "ok", (b["name"], mode, got["reason"])
             assert (got["r0"], got["output_sha256"]) == (twin["r0"], twin["output_sha256"])
@@ -83,6 +116,37 @@ def test_the_twin_itself_is_right(quick_report):
         # The program adds each checksum as it reads it back: a little-endian u16.
         expected += int.from_bytes(_ipv4_checksum(bytes(h)).to_bytes(2, "big"), "little")
     assert by_name["csum_hdrs"]["modes"]["twin"]["r0"] == expected
+    assert by_name["tlv_parse"]["modes"]["twin"]["r0"] == _tlv_parse(bench.tlv_records())
+
+
+def test_tlv_parse_input_takes_the_unlikely_branches():
+    """Nearly every record is what the program tests under unlikely(); every other path runs."""
+    records = list(struct.iter_unpack("<BBHI", bench.tlv_records()))
+    assert len(records) == bench.TLV_RECORDS
+    data = [r for r in records if r[0] == bench.TLV_DATA and r[2]]
+    assert len(data) > 0.98 * len(records)
+    assert sum(r[1] & 1 for r in records) > 0.95 * len(records)
+    assert {r[0] for r in records} == {bench.TLV_DATA, bench.TLV_CSUM, *bench.TLV_OTHER}
+    checks = [_ipv4_checksum(struct.pack("<BBHI", *r)) == 0
+              for r in records if r[0] == bench.TLV_CSUM]
+    assert sorted(checks) == [False, True]
+    assert sum(r[2] == 0 for r in records) == bench.TLV_MALFORMED
+
+
+def test_pgo_trains_on_the_benchmarks_input(tmp_path):
+    """The pgo mode's profile counts TRAINING_RUNS runs over the input, and the link uses it."""
+    builder = bench.Builder(tmp_path, bench.Toolchain.find())
+    tlv = next(b for b in bench.BENCHMARKS if b.name == "tlv_parse")
+    obj = loader.load(str(bench.bench_dir() / "tlv_parse.o"))
+    path = builder.train(tlv, obj, builder.options, tmp_path / "tlv.profdata")
+    _, counters = profile.load(str(path))["tlv_parse"]
+    assert counters[0] == bench.TRAINING_RUNS                       # the entry block
+    assert max(counters) == bench.TLV_RECORDS * bench.TRAINING_RUNS  # the loop's head
+    ir, linked = pipeline.link(obj, pipeline.LinkOptions(opt_level=0, profile=str(path)),
+                               emit="llvm")
+    assert linked.stale == []
+    assert f'!"function_entry_count", i64 {bench.TRAINING_RUNS}'.encode() in ir
+    assert b'!"branch_weights"' in ir
 
 
 def test_maps_and_packet_helpers_agree(capsys):
@@ -92,7 +156,7 @@ def test_maps_and_packet_helpers_agree(capsys):
     modes = report["benchmarks"][0]["modes"]
     twin = modes["twin"]
     assert twin["status"] == "ok" and twin["r0"] & 0xFFFFFFFF == 3  # XDP_TX
-    for mode in ("none", "lto"):
+    for mode in ("none", "lto", "pgo"):  # pgo trains on a packet, after the setup program
         assert modes[mode]["status"] == "ok", modes[mode]["reason"]
         assert modes[mode]["output_sha256"] == twin["output_sha256"]
     assert modes["dpdk-jit"]["status"] == "refused"  # an XDP program
