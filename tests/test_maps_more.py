@@ -667,6 +667,8 @@ def test_prog_array(mk, lib):
     assert m.update(u32(0), u32(4)) == -EBADF                     # 4 programs (mm_table.c)
     assert m.update(u32(1), u32(3)) == 0
     assert get(m.addr, 1) == 3
+    # the syscall's lookup gives the program's id (here its index), as the kernel's
+    assert m.lookup(u32(1)) == u32(3) and m.lookup(u32(2)) is None
     k, kaddr = buf(u32(1))
     assert m.helper(1, kaddr) == 0            # programs cannot look slots up
     assert m.delete(u32(1)) == 0
@@ -732,6 +734,7 @@ def test_array_of_maps(mk, lib, table):
 
     get = lib.api("ebpf_lto_map_of_maps_get", restype=ctypes.c_uint32)
     assert get(outer.addr, u32(1)) == 1 and get(outer.addr, u32(2)) == U32_NONE
+    assert outer.lookup(u32(1)) == u32(1) and outer.lookup(u32(2)) is None  # the inner map's id
     assert outer.delete(u32(1)) == 0
     assert outer.delete(u32(1)) == -ENOENT
     assert outer.helper(1, k1addr) == 0
@@ -760,6 +763,7 @@ def test_hash_of_maps(mk, lib, table):
     assert outer.helper(1, kbaddr) == inner_b.addr
     get = lib.api("ebpf_lto_map_of_maps_get", restype=ctypes.c_uint32)
     assert get(outer.addr, kb) == 1 and get(outer.addr, b"tenant-c") == U32_NONE
+    assert outer.lookup(kb) == u32(1) and outer.lookup(b"tenant-c") is None
     assert sorted(outer.keys()) == [b"tenant-a", kb]
     assert outer.delete(b"tenant-a") == 0
     assert outer.helper(1, kaaddr) == 0

@@ -25,6 +25,8 @@
  */
 #include "maps.h"
 
+uint32_t ebpf_lto_map_of_maps_get(const struct bpf_map *m, const void *key);
+
 #ifndef EBADF
 #define EBADF 9
 #endif
@@ -144,12 +146,23 @@ static long aom_get_next_key(const struct bpf_map *m, const void *key, void *nex
     return 0;
 }
 
+/* The syscall's lookup: the inner map's index, as the kernel gives its id. */
+static long mom_sys_lookup(const struct bpf_map *m, const void *key, void *value_out)
+{
+    uint32_t index = ebpf_lto_map_of_maps_get(m, key);
+    if (index == MOM_NONE)
+        return -ENOENT;
+    __builtin_memcpy(value_out, &index, sizeof(index));
+    return 0;
+}
+
 const struct map_ops array_of_maps_ops = {
     .storage_size = aom_storage_size,
     .lookup = aom_lookup,
     .update = aom_update,
     .delete = aom_delete,
     .get_next_key = aom_get_next_key,
+    .sys_lookup = mom_sys_lookup,
 };
 
 /* -- hash_of_maps ------------------------------------------------------------- */
@@ -195,6 +208,7 @@ const struct map_ops hash_of_maps_ops = {
     .update = hom_update,
     .delete = hom_delete,
     .get_next_key = hom_get_next_key,
+    .sys_lookup = mom_sys_lookup,
 };
 
 /* -- host API ------------------------------------------------------------------- */

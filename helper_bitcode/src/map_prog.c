@@ -96,10 +96,21 @@ static long prog_get_next_key(const struct bpf_map *m, const void *key, void *ne
     return 0;
 }
 
+/* The syscall's lookup: the program's number, as the kernel gives its id. */
+static long prog_sys_lookup(const struct bpf_map *m, const void *key, void *value_out)
+{
+    uint32_t prog = ebpf_lto_prog_array_get(m, *(const uint32_t *)key);
+    if (prog == PROG_NONE)
+        return -ENOENT;
+    __builtin_memcpy(value_out, &prog, sizeof(prog));
+    return 0;
+}
+
 const struct map_ops prog_array_ops = {
     .storage_size = prog_storage_size,
     .lookup = prog_lookup,
     .update = prog_update,
     .delete = prog_delete,
     .get_next_key = prog_get_next_key,
+    .sys_lookup = prog_sys_lookup,
 };

@@ -210,6 +210,8 @@ long ebpf_lto_map_lookup(const struct bpf_map *m, const void *key, void *value_o
     const struct map_ops *ops = map_ops_of(m);
     if (!ops)
         return -EINVAL;
+    if (ops->sys_lookup)
+        return ops->sys_lookup(m, key, value_out);
     int is_hash = m->type == BPF_MAP_TYPE_HASH || m->type == BPF_MAP_TYPE_PERCPU_HASH ||
                   m->type == BPF_MAP_TYPE_LRU_HASH || m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
     if (map_is_percpu(m)) {

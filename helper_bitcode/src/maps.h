@@ -44,6 +44,9 @@ struct map_ops {
     long (*peek)(const struct bpf_map *m, void *value);
     void *(*lookup_percpu)(const struct bpf_map *m, const void *key, uint32_t cpu);
     long (*for_each)(const struct bpf_map *m, void *callback, void *ctx, uint64_t flags);
+    /* The syscall's lookup where it is not a copy of the value: maps of
+     * programs and of maps give the referenced object's id (its index). */
+    long (*sys_lookup)(const struct bpf_map *m, const void *key, void *value_out);
 };
 
 /* Array and hash families: map_array.c, map_hash.c. */
