@@ -519,6 +519,7 @@ def _unique(name: str, taken) -> str:
 #   [MASK]  bit r set when register r is written on every path to here;
 #   [SPILLS] frozenset of (r10 offset, tag) for 8-byte stack slots holding a tag.
 MASK, SPILLS = 11, 12
+IF_CONVERT_LIMIT = 20  # instructions in an arm of a branch the profile leaves unweighted
 ARGS_WRITTEN = 0b10000111110  # r1-r5 (arguments) and r10
 
 
@@ -982,7 +983,7 @@ class _FunctionLifter:
             b.position_at_end(target)
             self._count(len(self.order) + self.branch_index[idx])
             b.branch(self.blocks[taken])
-        if self.taken_counts is not None:
+        if self.taken_counts is not None and not self._if_convertible(taken, fall):
             hits = self.taken_counts[idx]
             total = self.block_counts[self.block_of[idx]]
             # LLVM's branch weights are 32-bit; scale large counts down together.
@@ -990,6 +991,35 @@ class _FunctionLifter:
             br.set_metadata("prof", self.ml.module.add_metadata(
                 [ir.MetaDataString(self.ml.module, "branch_weights"),
                  ir.Constant(I32, hits // scale), ir.Constant(I32, max(total - hits, 0) // scale)]))
+
+    def _if_convertible(self, taken: int, fall: int) -> bool:
+        """A branch around a few instructions that rejoin: a select in the source.
+
+        eBPF has no select, so the compiler for eBPF made each one a branch.
+        Weighted, LLVM would keep it a branch (a predictable one); unweighted,
+        SimplifyCFG turns it back into a select, as clang does before it reads
+        a profile of its own.
+        """
+        succs = self.succs
+        if succs.get(taken) == [fall]:
+            return self._cheap_arm(taken)
+        if succs.get(fall) == [taken]:
+            return self._cheap_arm(fall)
+        return (len(succs.get(taken, ())) == 1 and succs.get(taken) == succs.get(fall)
+                and self._cheap_arm(taken) and self._cheap_arm(fall))
+
+    def _cheap_arm(self, leader: int) -> bool:
+        """A block of at most IF_CONVERT_LIMIT ALU instructions and stack accesses."""
+        body = [self.slots[i] for i in self._block_insns(leader)]
+        body = [i for i in body if not (i.cls in (isa.JMP, isa.JMP32) and isa.op(i.opcode) == isa.JA)]
+
+        def cheap(i: isa.Insn) -> bool:
+            if i.cls in (isa.ALU, isa.ALU64):
+                return True
+            if i.cls in (isa.ST, isa.STX):
+                return i.dst == 10 and isa.mode(i.opcode) == isa.MEM
+            return i.cls == isa.LDX and i.src == 10
+        return len(body) <= IF_CONVERT_LIMIT and all(cheap(i) for i in body)
 
     def _ret(self, r0: ir.Value, stopped: bool) -> None:
         if self.func.may_stop:

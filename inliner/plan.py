@@ -26,6 +26,11 @@ DEFAULT_THRESHOLD = 250
 LOOP_FACTOR = 4           # a site inside a loop may cost this many times more
 HOT_LIMIT = 4 * DEFAULT_THRESHOLD  # a site the profile says runs is spliced in up to this
 CALL_COST = 6             # what an out-of-line call costs: setup, call, spills
+# Growth the size rules may splice into one function. LLVM's loop passes
+# (IndVarSimplify above all) cost about (loops in a function) x (its size), so
+# unbounded splicing of a helper with a loop makes compile time quadratic in
+# the number of call sites; past the budget a site shares the out-of-line copy.
+CALLER_GROWTH_LIMIT = 4000
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,39 @@ def build_graph(sites: list[Site], costs: dict[str, int], library_edges,
     return g
 
 
+# Reasons of the size rules: the decisions the caller budget may overrule.
+_SIZE_RULES = ("hot in the profile", "small (", "in a loop (")
+
+
 def decide(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[str],
            options: PlanOptions) -> list[Decision]:
+    return _within_budget(_decide_each(sites, graph, provided, options))
+
+
+def _within_budget(decisions: list[Decision]) -> list[Decision]:
+    """Overrule size-rule splices past CALLER_GROWTH_LIMIT, hottest sites first."""
+    def priority(n: int):
+        dec = decisions[n]
+        return (-(dec.count or 0), not dec.site.in_loop, dec.growth or 0, n)
+
+    grown: dict[str, int] = {}
+    out = list(decisions)
+    for n in sorted(range(len(decisions)), key=priority):
+        dec = decisions[n]
+        if dec.action != "inline" or not dec.reason.startswith(_SIZE_RULES):
+            continue
+        total = grown.get(dec.site.function, 0) + (dec.growth or 0)
+        if total > CALLER_GROWTH_LIMIT:
+            out[n] = Decision(dec.site, "outline", f"{dec.site.function} grown by "
+                              f"{grown[dec.site.function]} already (limit {CALLER_GROWTH_LIMIT})",
+                              dec.cost, dec.growth, dec.count)
+        else:
+            grown[dec.site.function] = total
+    return out
+
+
+def _decide_each(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[str],
+                 options: PlanOptions) -> list[Decision]:
     recursive = {n for comp in nx.strongly_connected_components(graph)
                  for n in comp if len(comp) > 1 or graph.has_edge(n, n)}
     out = []

@@ -134,3 +134,30 @@ define i64 @bpf_main(ptr %ctx, i64 %len) {
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     assert r0 == total
+
+
+def test_splicing_into_one_function_stops_at_the_growth_budget():
+    # 40 csum_diff sites in one function: splicing all of them would make LLVM's
+    # loop passes quadratic; past the budget the sites share one out-of-line copy.
+    from inliner import conformance, plan
+    body = "".join("mov %r1, 0\nmov %r2, 0\nmov %r3, %r6\nmov %r4, 20\nmov %r5, %r0\n"
+                   "call 28\n" for _ in range(40))
+    code = conformance.program_bytes(conformance.parse_test(
+        "-- asm\nmov %r6, %r1\nmov %r0, 0\n" + body + "exit\n"))
+    obj = loader.from_raw(code)
+    linked = pipeline.link(obj, pipeline.LinkOptions())[1]
+    inlined = [d for d in linked.decisions if d.action == "inline"]
+    outlined = [d for d in linked.decisions if d.action == "outline"]
+    assert inlined and outlined and len(inlined) + len(outlined) == 40
+    assert sum(d.growth for d in inlined) <= plan.CALLER_GROWTH_LIMIT
+    assert all("limit" in d.reason for d in outlined)
+    # The chained checksum: each call folds the header into the previous result.
+    header = bytearray(HEADER)
+    expected = 0
+    for _ in range(40):
+        total = expected + sum(struct.unpack("=10H", HEADER))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        expected = total
+    r0, _ = pipeline.run(obj, header, pipeline.LinkOptions())
+    assert r0 == expected
