@@ -47,6 +47,7 @@ TAIL_CALL = 12
 MAX_TAIL_CALL_CNT = 33
 ENOENT = 2
 STOPPED_R0 = 0xFFFFFFFFFFFFFFFF  # r0 when a callx names nothing callable
+IF_CONVERT_LIMIT = 20  # instructions in an arm of a branch the profile leaves unweighted
 
 
 def helper_symbol(helper_id: int) -> str:
@@ -519,7 +520,6 @@ def _unique(name: str, taken) -> str:
 #   [MASK]  bit r set when register r is written on every path to here;
 #   [SPILLS] frozenset of (r10 offset, tag) for 8-byte stack slots holding a tag.
 MASK, SPILLS = 11, 12
-IF_CONVERT_LIMIT = 20  # instructions in an arm of a branch the profile leaves unweighted
 ARGS_WRITTEN = 0b10000111110  # r1-r5 (arguments) and r10
 
 
