@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time one program may take before it counts as hung (default 300)")
     p.add_argument("--helpers", metavar="SETS", default="default",
                    help="helper sets to link in, as for link (default: default)")
+    p.add_argument("--compare", action="store_true",
+                   help="also run each packet program on built-in packets, inlined and not; "
+                        "any difference in r0, packet or maps fails the run")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("bench", help="time the benchmark suite in every mode (--inline none, "
@@ -426,13 +429,14 @@ def cmd_corpus(args) -> int:
     resolve(args.helpers, codegen.host_arch())  # a bad --helpers is the user's, said once
     report = corpus.survey(args.directory, opt_level=args.opt_level, jobs=args.jobs,
                            timeout=args.timeout, progress=sys.stderr.isatty(),
-                           helpers=args.helpers)
+                           helpers=args.helpers, compare=args.compare)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         corpus.print_report(report)
-    # Refusals are answers; an internal error is a bug of ours.
-    return EXIT_INTERNAL if report["internal_errors"] else 0
+    # Refusals are answers; an internal error or a difference is a bug of ours.
+    differ = report["compared"] and report["compared"]["differ"]
+    return EXIT_INTERNAL if report["internal_errors"] or differ else 0
 
 
 def cmd_bench(args) -> int:

@@ -1,5 +1,9 @@
 """`ebpf-lto corpus DIR`: link every program of every object under DIR.
 
+With `--compare`, each linked packet program (xdp, tc, socket filter) also
+runs on a few built-in packets, linked with inlining on and off; r0, the
+packet after the run and every map must agree.
+
 Each object is handled in a child process, one program at a time, so that
 an LLVM abort or a hang costs one program and is reported as an internal
 error rather than ending the run. Refusals (EbpfLtoError) are expected
@@ -21,9 +25,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from . import loader, pipeline
+from . import contexts, loader, pipeline
 from .errors import EbpfLtoError
+from .helper_table import NONDETERMINISTIC_HELPERS
 from .helpers import helper_name
+from .hostmaps import MapAccess
 
 ELF_MAGIC = b"\x7fELF"
 EXAMPLES = 2           # examples kept per refusal reason
@@ -75,7 +81,52 @@ def _internal(err: Exception) -> dict:
 
 # --- the child process --------------------------------------------------------
 
-def _object_events(path: str, opt_level: int, helpers: str, start: int):
+def sample_packets() -> list[bytes]:
+    """Packets that reach the common parse paths: TCP and UDP over IPv4, TCP over IPv6, ARP."""
+    import logging
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import ARP, Ether
+    return [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80,
+                                                                      flags="S")),
+            bytes(Ether() / IP(src="192.168.1.1", dst="8.8.8.8") / UDP(sport=5353, dport=53)
+                  / (b"q" * 40)),
+            bytes(Ether() / IPv6(src="fe80::1", dst="fe80::2") / TCP(sport=443, dport=5555)),
+            bytes(Ether() / ARP())]
+
+
+def compare_inlining(obj, name: str, opt_level: int, helpers: str) -> str:
+    """Run a packet program inlined and not; "same", "differs: ..." or "not run: ...".
+
+    Each build owns fresh maps, so after the same packets they must agree too.
+    """
+    prog = obj.program(name)
+    if contexts.for_program_type(prog.prog_type) is None:
+        return "not run: no packet context"
+    outcomes = []
+    for inline in ("auto", "none"):
+        options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers,
+                                       inline=inline)
+        try:
+            loaded, linked = pipeline.load(obj, options)
+        except EbpfLtoError as err:
+            return f"not run: {err.reason}"
+        called = {d.site.helper_id for d in linked.decisions} & NONDETERMINISTIC_HELPERS
+        if called:
+            return "not run: calls " + ", ".join(helper_name(h) for h in sorted(called))
+        runs = list(pipeline.run_packets(obj, [bytearray(p) for p in sample_packets()],
+                                         options, loaded=loaded))
+        outcomes.append((runs, MapAccess(loaded).dump()))
+    (runs_in, maps_in), (runs_out, maps_out) = outcomes
+    for n, (a, b) in enumerate(zip(runs_in, runs_out)):
+        if a != b:
+            return f"differs: packet {n}: inlined r0 {a[0]:#x}, out of line r0 {b[0]:#x}" + (
+                "" if a[0] != b[0] else " (the packet bytes differ)")
+    return "same" if maps_in == maps_out else "differs: the maps after the packets"
+
+
+def _object_events(path: str, opt_level: int, helpers: str, start: int, compare: bool):
     """What happens to each program of one object, from the `start`-th on."""
     try:
         obj = loader.load(path)
@@ -97,7 +148,13 @@ def _object_events(path: str, opt_level: int, helpers: str, start: int):
         except Exception as err:  # as above
             yield ("internal", name, _internal(err))
         else:
-            yield ("linked", name, list(linked.external_helpers))
+            verdict = None
+            if compare:
+                try:
+                    verdict = compare_inlining(obj, name, opt_level, helpers)
+                except EbpfLtoError as err:
+                    verdict = f"not run: {err.reason}"
+            yield ("linked", name, list(linked.external_helpers), verdict)
 
 
 def _worker_main(conn, stderr_path: str) -> None:
@@ -172,10 +229,14 @@ class _Refusals:
 class Survey:
     """Runs the objects through a small pool of workers and gathers the outcome."""
 
-    def __init__(self, root: Path, opt_level: int, jobs: int, timeout: float, helpers: str):
+    def __init__(self, root: Path, opt_level: int, jobs: int, timeout: float, helpers: str,
+                 compare: bool = False):
         self.root = root
         self.opt_level = opt_level
         self.helpers_spec = helpers
+        self.compare = compare
+        self.compared: Counter[str] = Counter()   # "same" and each "not run" reason
+        self.differences: list[dict] = []
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self.objects: dict[Path, _ObjectResult] = {}
@@ -237,7 +298,8 @@ class Survey:
     def _assign(self, w: _Worker, job: _Job) -> None:
         w.job, w.names, w.next = job, None, job.start
         w.deadline = time.monotonic() + self.timeout
-        w.conn.send((str(job.path), self.opt_level, self.helpers_spec, job.start))
+        w.conn.send((str(job.path), self.opt_level, self.helpers_spec, job.start,
+                     self.compare))
 
     @staticmethod
     def _stop(w: _Worker) -> None:
@@ -304,6 +366,12 @@ class Survey:
         if kind == "linked":
             result.linked += 1
             self.helpers.update(set(event[2]))
+            verdict = event[3]
+            if verdict is not None and verdict.startswith("differs"):
+                self.differences.append({"file": result.file, "program": program,
+                                         "difference": verdict.removeprefix("differs: ")})
+            elif verdict is not None:
+                self.compared[normalise(verdict)] += 1
         elif kind == "refused":
             stage = "link" if program is not None else "load"
             if program is None:
@@ -354,6 +422,11 @@ class Survey:
                 for hid, n in sorted(self.helpers.items(), key=lambda kv: (-kv[1], kv[0]))
             ],
             "internal_errors": self.internal_errors,
+            "compared": None if not self.compare else {
+                "same": self.compared["same"],
+                "not_run": {k.removeprefix("not run: "): n for k, n in sorted(self.compared.items())
+                            if k != "same"},
+                "differ": self.differences},
             "files": [{"file": r.file, "status": r.status, "programs": r.programs,
                        "linked": r.linked, "refused": r.refused, "internal": r.internal}
                       for r in results],
@@ -370,13 +443,15 @@ def _death(exitcode: int | None) -> str:
 
 
 def survey(root: str | Path, opt_level: int = 2, jobs: int | None = None,
-           timeout: float = 300.0, progress: bool = False, helpers: str = "default") -> dict:
+           timeout: float = 300.0, progress: bool = False, helpers: str = "default",
+           compare: bool = False) -> dict:
     """Link every program of every object under `root`; the report as plain data."""
     root = Path(root)
     if not root.is_dir():
         raise EbpfLtoError("not a directory", file=str(root))
     paths = find_objects(root)
-    runner = Survey(root, opt_level, jobs or len(os.sched_getaffinity(0)), timeout, helpers)
+    runner = Survey(root, opt_level, jobs or len(os.sched_getaffinity(0)), timeout, helpers,
+                    compare)
     if not progress:
         return runner.run(paths)
     from rich.console import Console
@@ -426,6 +501,19 @@ def print_report(report: dict, console=None) -> None:
         table.add_column("programs", justify="right")
         for h in report["external_helpers"]:
             table.add_row(str(h["id"]), h["name"], str(h["programs"]))
+        console.print(table)
+
+    compared = report.get("compared")
+    if compared is not None:
+        table = Table(title="packet programs run with inlining on and off")
+        table.add_column("outcome", overflow="fold")
+        table.add_column("programs", justify="right")
+        table.add_row("same r0, packets and maps", str(compared["same"]))
+        for reason, n in compared["not_run"].items():
+            table.add_row(Text(f"not run: {reason}"), str(n))
+        for d in compared["differ"]:
+            table.add_row(Text(f"DIFFERS {d['file']} {d['program']}: {d['difference']}",
+                               style="bold red"), "1")
         console.print(table)
 
     if report["internal_errors"]:
