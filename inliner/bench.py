@@ -861,7 +861,8 @@ def to_json(results: list[Result], modes: list[str], meta: dict) -> dict:
     }
 
 
-def plot(results: list[Result], modes: list[str], directory: str, meta: dict) -> list[Path]:
+def _pyplot(directory: str):
+    """matplotlib's pyplot without a display, and the output folder, made."""
     try:
         import matplotlib
     except ImportError:
@@ -870,6 +871,11 @@ def plot(results: list[Result], modes: list[str], directory: str, meta: dict) ->
     import matplotlib.pyplot as plt
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
+    return plt, out_dir
+
+
+def plot(results: list[Result], modes: list[str], directory: str, meta: dict) -> list[Path]:
+    plt, out_dir = _pyplot(directory)
     labels = {m.key: m.label for m in MODES}
     written = []
     for to, fname, title in ((REFERENCE, "bench_vs_twin", "time relative to the native twin"),
@@ -1044,14 +1050,7 @@ def print_compile_cost(report: dict, console=None) -> None:
 
 
 def plot_compile_cost(report: dict, directory: str) -> list[Path]:
-    try:
-        import matplotlib
-    except ImportError:
-        raise EbpfLtoError("--plot needs matplotlib: pip install 'ebpf-lto[bench]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    out_dir = Path(directory)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    plt, out_dir = _pyplot(directory)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for inline in ("none", "auto"):
         rows = [r for r in report["rows"] if r.get("inline") == inline and r["status"] == 0]
