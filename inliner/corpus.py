@@ -100,10 +100,20 @@ def compare_inlining(obj, name: str, opt_level: int, helpers: str) -> str:
     """Run a packet program inlined and not; "same", "differs: ..." or "not run: ...".
 
     Each build owns fresh maps, so after the same packets they must agree too.
+    The runs stay on one cpu, so that per-cpu maps fill the same copy.
     """
     prog = obj.program(name)
     if contexts.for_program_type(prog.prog_type) is None:
         return "not run: no packet context"
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        return _compare_on_one_cpu(obj, name, opt_level, helpers)
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _compare_on_one_cpu(obj, name: str, opt_level: int, helpers: str) -> str:
     outcomes = []
     for inline in ("auto", "none"):
         options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers,
