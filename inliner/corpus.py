@@ -114,6 +114,7 @@ def compare_inlining(obj, name: str, opt_level: int, helpers: str) -> str:
 
 
 def _compare_on_one_cpu(obj, name: str, opt_level: int, helpers: str) -> str:
+    packets = sample_packets()
     outcomes = []
     for inline in ("auto", "none"):
         options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers,
@@ -125,7 +126,7 @@ def _compare_on_one_cpu(obj, name: str, opt_level: int, helpers: str) -> str:
         called = {d.site.helper_id for d in linked.decisions} & NONDETERMINISTIC_HELPERS
         if called:
             return "not run: calls " + ", ".join(helper_name(h) for h in sorted(called))
-        runs = list(pipeline.run_packets(obj, [bytearray(p) for p in sample_packets()],
+        runs = list(pipeline.run_packets(obj, [bytearray(p) for p in packets],
                                          options, loaded=loaded))
         outcomes.append((runs, MapAccess(loaded).dump()))
     (runs_in, maps_in), (runs_out, maps_out) = outcomes

@@ -20,6 +20,7 @@
  * them negated, as the kernel does; r0 holds the 64-bit two's complement. */
 #define ENOENT 2
 #define E2BIG 7
+#define EBADF 9
 #define EAGAIN 11
 #define ENOMEM 12
 #define EACCES 13

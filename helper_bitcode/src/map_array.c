@@ -76,22 +76,6 @@ static long array_delete(const struct bpf_map *m, const void *key)
     return -EINVAL;
 }
 
-/* Kernel: NULL key or index >= max_entries -> 0; the last index -> -ENOENT. */
-static long array_get_next_key(const struct bpf_map *m, const void *key, void *next)
-{
-    uint32_t index = key ? *(const uint32_t *)key : 0xFFFFFFFFu;
-    if (index >= m->max_entries) {
-        if (m->max_entries == 0)
-            return -ENOENT;
-        *(uint32_t *)next = 0;
-        return 0;
-    }
-    if (index == m->max_entries - 1)
-        return -ENOENT;
-    *(uint32_t *)next = index + 1;
-    return 0;
-}
-
 /* callback(map, &index, value, ctx, 0) for each index in order; a per-cpu
  * map passes the current cpu's copy. Returns the elements visited. */
 static long array_for_each(const struct bpf_map *m, void *callback, void *ctx, uint64_t flags)
@@ -119,7 +103,7 @@ const struct map_ops array_ops = {
     .lookup = array_lookup,
     .update = array_update,
     .delete = array_delete,
-    .get_next_key = array_get_next_key,
+    .get_next_key = index_get_next_key,
     .lookup_percpu = 0,
     .for_each = array_for_each,
 };
@@ -129,7 +113,7 @@ const struct map_ops percpu_array_ops = {
     .lookup = array_lookup,
     .update = array_update,
     .delete = array_delete,
-    .get_next_key = array_get_next_key,
+    .get_next_key = index_get_next_key,
     .lookup_percpu = array_lookup_percpu,
     .for_each = array_for_each,
 };

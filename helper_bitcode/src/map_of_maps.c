@@ -27,10 +27,6 @@
 
 uint32_t ebpf_lto_map_of_maps_get(const struct bpf_map *m, const void *key);
 
-#ifndef EBADF
-#define EBADF 9
-#endif
-#define MOM_NONE 0xffffffffu
 #define BPF_F_INNER_MAP (1u << 12)
 
 /* Emitted by the link step; weak so that the runtime links without them. */
@@ -111,49 +107,19 @@ static long aom_update(const struct bpf_map *m, const void *key, const void *val
     if (index >= m->max_entries)
         return -E2BIG;
     long err = mom_check_inner(m, inner);
-    if (err)
-        return err;
-    uint32_t *slots = (uint32_t *)map_storage(m);
-    if (!slots)
-        return -ENOMEM;
-    __atomic_store_n(&slots[index], inner + 1, __ATOMIC_RELEASE);
-    return 0;
+    return err ? err : ref_slot_store(m, index, inner);
 }
 
 static long aom_delete(const struct bpf_map *m, const void *key)
 {
     if (!aom_geometry_ok(m))
         return -EINVAL;
-    uint32_t index = *(const uint32_t *)key;
-    if (index >= m->max_entries)
-        return -E2BIG;
-    uint32_t *slots = (uint32_t *)map_storage(m);
-    if (!slots)
-        return -ENOMEM;
-    return __atomic_exchange_n(&slots[index], 0u, __ATOMIC_ACQ_REL) ? 0 : -ENOENT;
+    return ref_slot_delete(m, key);
 }
 
-static long aom_get_next_key(const struct bpf_map *m, const void *key, void *next)
-{
-    uint32_t index = key ? *(const uint32_t *)key : MOM_NONE;
-    if (index >= m->max_entries) {
-        *(uint32_t *)next = 0;
-        return 0;
-    }
-    if (index == m->max_entries - 1)
-        return -ENOENT;
-    *(uint32_t *)next = index + 1;
-    return 0;
-}
-
-/* The syscall's lookup: the inner map's index, as the kernel gives its id. */
 static long mom_sys_lookup(const struct bpf_map *m, const void *key, void *value_out)
 {
-    uint32_t index = ebpf_lto_map_of_maps_get(m, key);
-    if (index == MOM_NONE)
-        return -ENOENT;
-    __builtin_memcpy(value_out, &index, sizeof(index));
-    return 0;
+    return ref_sys_lookup(ebpf_lto_map_of_maps_get(m, key), value_out);
 }
 
 const struct map_ops array_of_maps_ops = {
@@ -161,7 +127,7 @@ const struct map_ops array_of_maps_ops = {
     .lookup = aom_lookup,
     .update = aom_update,
     .delete = aom_delete,
-    .get_next_key = aom_get_next_key,
+    .get_next_key = index_get_next_key,
     .sys_lookup = mom_sys_lookup,
 };
 
@@ -219,11 +185,11 @@ uint32_t ebpf_lto_map_of_maps_get(const struct bpf_map *m, const void *key)
 {
     if (m->type == BPF_MAP_TYPE_ARRAY_OF_MAPS) {
         uint32_t v = aom_slot(m, key);
-        return v ? v - 1 : MOM_NONE;
+        return v ? v - 1 : REF_NONE;
     }
     if (m->type == BPF_MAP_TYPE_HASH_OF_MAPS && m->value_size == 4) {
         const uint32_t *v = (const uint32_t *)hash_ops.lookup(m, key);
-        return v ? __atomic_load_n(v, __ATOMIC_RELAXED) : MOM_NONE;
+        return v ? __atomic_load_n(v, __ATOMIC_RELAXED) : REF_NONE;
     }
-    return MOM_NONE;
+    return REF_NONE;
 }

@@ -14,11 +14,6 @@
  */
 #include "maps.h"
 
-#ifndef EBADF
-#define EBADF 9
-#endif
-#define PROG_NONE 0xffffffffu
-
 /* Emitted by the link step; weak so that the runtime links without it. */
 extern const uint32_t ebpf_lto_programs_count __attribute__((weak));
 
@@ -38,12 +33,12 @@ static uint64_t prog_storage_size(const struct bpf_map *m)
 uint32_t ebpf_lto_prog_array_get(const struct bpf_map *m, uint32_t index)
 {
     if (!prog_geometry_ok(m) || index >= m->max_entries)
-        return PROG_NONE;
+        return REF_NONE;
     uint32_t *slots = (uint32_t *)map_storage(m);
     if (!slots)
-        return PROG_NONE;
+        return REF_NONE;
     uint32_t v = __atomic_load_n(&slots[index], __ATOMIC_ACQUIRE);
-    return v ? v - 1 : PROG_NONE;
+    return v ? v - 1 : REF_NONE;
 }
 
 static void *prog_lookup(const struct bpf_map *m, const void *key)
@@ -60,50 +55,21 @@ static long prog_update(const struct bpf_map *m, const void *key, const void *va
     uint32_t index = *(const uint32_t *)key, number = *(const uint32_t *)value;
     if (index >= m->max_entries)
         return -E2BIG;
-    if (number == PROG_NONE || (&ebpf_lto_programs_count && number >= ebpf_lto_programs_count))
+    if (number == REF_NONE || (&ebpf_lto_programs_count && number >= ebpf_lto_programs_count))
         return -EBADF;
-    uint32_t *slots = (uint32_t *)map_storage(m);
-    if (!slots)
-        return -ENOMEM;
-    __atomic_store_n(&slots[index], number + 1, __ATOMIC_RELEASE);
-    return 0;
+    return ref_slot_store(m, index, number);
 }
 
 static long prog_delete(const struct bpf_map *m, const void *key)
 {
     if (!prog_geometry_ok(m))
         return -EINVAL;
-    uint32_t index = *(const uint32_t *)key;
-    if (index >= m->max_entries)
-        return -E2BIG;
-    uint32_t *slots = (uint32_t *)map_storage(m);
-    if (!slots)
-        return -ENOMEM;
-    return __atomic_exchange_n(&slots[index], 0u, __ATOMIC_ACQ_REL) ? 0 : -ENOENT;
+    return ref_slot_delete(m, key);
 }
 
-/* As an array: NULL key or index >= max_entries -> 0; the last -> -ENOENT. */
-static long prog_get_next_key(const struct bpf_map *m, const void *key, void *next)
-{
-    uint32_t index = key ? *(const uint32_t *)key : PROG_NONE;
-    if (index >= m->max_entries) {
-        *(uint32_t *)next = 0;
-        return 0;
-    }
-    if (index == m->max_entries - 1)
-        return -ENOENT;
-    *(uint32_t *)next = index + 1;
-    return 0;
-}
-
-/* The syscall's lookup: the program's number, as the kernel gives its id. */
 static long prog_sys_lookup(const struct bpf_map *m, const void *key, void *value_out)
 {
-    uint32_t prog = ebpf_lto_prog_array_get(m, *(const uint32_t *)key);
-    if (prog == PROG_NONE)
-        return -ENOENT;
-    __builtin_memcpy(value_out, &prog, sizeof(prog));
-    return 0;
+    return ref_sys_lookup(ebpf_lto_prog_array_get(m, *(const uint32_t *)key), value_out);
 }
 
 const struct map_ops prog_array_ops = {
@@ -111,6 +77,6 @@ const struct map_ops prog_array_ops = {
     .lookup = prog_lookup,
     .update = prog_update,
     .delete = prog_delete,
-    .get_next_key = prog_get_next_key,
+    .get_next_key = index_get_next_key,
     .sys_lookup = prog_sys_lookup,
 };

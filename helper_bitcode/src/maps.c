@@ -96,6 +96,49 @@ void *map_storage(const struct bpf_map *m)
     return map_storage_alloc(m);
 }
 
+long ref_slot_store(const struct bpf_map *m, uint32_t index, uint32_t ref)
+{
+    uint32_t *slots = (uint32_t *)map_storage(m);
+    if (!slots)
+        return -ENOMEM;
+    __atomic_store_n(&slots[index], ref + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+long ref_slot_delete(const struct bpf_map *m, const void *key)
+{
+    uint32_t index = *(const uint32_t *)key;
+    if (index >= m->max_entries)
+        return -E2BIG;
+    uint32_t *slots = (uint32_t *)map_storage(m);
+    if (!slots)
+        return -ENOMEM;
+    return __atomic_exchange_n(&slots[index], 0u, __ATOMIC_ACQ_REL) ? 0 : -ENOENT;
+}
+
+long ref_sys_lookup(uint32_t ref, void *value_out)
+{
+    if (ref == REF_NONE)
+        return -ENOENT;
+    __builtin_memcpy(value_out, &ref, sizeof(ref));
+    return 0;
+}
+
+long index_get_next_key(const struct bpf_map *m, const void *key, void *next)
+{
+    uint32_t index = key ? *(const uint32_t *)key : 0xFFFFFFFFu;
+    if (index >= m->max_entries) {
+        if (m->max_entries == 0)
+            return -ENOENT;
+        *(uint32_t *)next = 0;
+        return 0;
+    }
+    if (index == m->max_entries - 1)
+        return -ENOENT;
+    *(uint32_t *)next = index + 1;
+    return 0;
+}
+
 /* -- helpers ------------------------------------------------------------------ */
 
 static inline const struct bpf_map *as_map(u64 r)

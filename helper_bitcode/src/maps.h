@@ -68,6 +68,16 @@ void *map_htab_lookup_sys(const struct bpf_map *m, const void *key, uint32_t cpu
  * only if allocation failed. */
 void *map_storage(const struct bpf_map *m);
 
+/* Arrays of references (prog_array, array_of_maps, maps.c): max_entries u32
+ * slots, each the referenced program's or map's index + 1, 0 when empty. */
+#define REF_NONE 0xffffffffu
+long ref_slot_store(const struct bpf_map *m, uint32_t index, uint32_t ref);
+long ref_slot_delete(const struct bpf_map *m, const void *key);
+/* The syscall's lookup of a reference: its index, as the kernel gives the id. */
+long ref_sys_lookup(uint32_t ref, void *value_out);
+/* An array's key order: NULL or an index past the end -> 0; the last -> -ENOENT. */
+long index_get_next_key(const struct bpf_map *m, const void *key, void *next);
+
 /* update() flag, runtime-internal (never accepted from a program): for a
  * per-cpu map, `value` holds all ncpus copies, each map_value_stride() bytes
  * (the syscall layout); without it a per-cpu update writes this cpu's copy. */
