@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
+from . import storefwd
 from .errors import EbpfLtoError
 
 TRIPLES = {
@@ -107,8 +108,13 @@ def set_target(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
     mod.data_layout = str(tm.target_data)
 
 
-def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> None:
-    """Run LLVM's standard -O<n> module pipeline with the target's cost model."""
+def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llvm.ModuleRef:
+    """Run LLVM's standard -O<n> module pipeline with the target's cost model.
+
+    Returns the optimized module, which may be a new one: at -O2 and above,
+    constant stores are forwarded into the wider loads that follow them
+    (storefwd.py), which takes a round trip through IR text.
+    """
     if opt_level not in OPT_LEVELS:
         raise EbpfLtoError(f"optimization level must be 0-3, not {opt_level}")
     set_target(mod, tm)
@@ -118,6 +124,12 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> Non
         pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
+    if opt_level < 2:
+        return mod
+    text, forwarded = storefwd.forward(str(mod))
+    if not forwarded:
+        return mod
+    return parse_ir(text, "the module after store forwarding")
 
 
 def emit(mod: llvm.ModuleRef, tm: llvm.TargetMachine, kind: str = "obj") -> bytes:

@@ -127,7 +127,7 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
         linker.internalize(mod, set(entries), tm)
     called = sorted(hid for fn in mod.functions if fn.is_declaration
                     and (hid := helpers.helper_id(fn.name)) is not None)
-    codegen.optimize(mod, tm, options.opt_level)
+    mod = codegen.optimize(mod, tm, options.opt_level)
     ours = isinstance(lifted, lifter.Lifted)
     return Linked(mod, hset, called, entries, decisions, graph, linked_in,
                   lifted.stale if ours else [], lifted.skipped_targets if ours else [])
@@ -160,7 +160,7 @@ def _helper_object(hset: HelperSet, target: codegen.Target, opt_level: int) -> b
     for other in mods[1:]:
         main.link_in(other)
     tm = codegen.target_machine(target, opt_level)
-    codegen.optimize(main, tm, opt_level)
+    main = codegen.optimize(main, tm, opt_level)
     return codegen.emit(main, tm, "obj")
 
 
