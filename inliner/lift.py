@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 from llvmlite import ir
 
-from . import contexts, isa, maps, verifier
+from . import contexts, isa, maps, switches, verifier
 from .errors import EbpfLtoError
 from .helper_table import HELPER_IDS
 from .loader import EbpfObject, FuncKey, MapDef, Program
@@ -809,6 +809,9 @@ class _FunctionLifter:
         self.pkt_root = b.alloca(I8P, name="pkt")
         b.branch(self.blocks[self.key.start])
         instrument = self.ml.options.instrument
+        # Instrumented code keeps the trees: their branches are what the counters count.
+        self.switches = {} if instrument else switches.find(self.slots, order, self.succs,
+                                                            self._block_insns)
         self.branch_index = {idx: n for n, idx in enumerate(self.branches())}
         for n, leader in enumerate(order):
             b.position_at_end(self.blocks[leader])
@@ -967,6 +970,9 @@ class _FunctionLifter:
             v = ir.Constant(I64, insn.imm & 0xFFFFFFFFFFFFFFFF)  # sign-extended
         if not wide:
             a, v = b.trunc(a, I32), b.trunc(v, I32)
+        if idx in self.switches:
+            self._switch(self.switches[idx], a)
+            return
         if op == isa.JSET:
             cond = b.icmp_unsigned("!=", b.and_(a, v), ir.Constant(ty, 0))
         else:
@@ -991,6 +997,26 @@ class _FunctionLifter:
             br.set_metadata("prof", self.ml.module.add_metadata(
                 [ir.MetaDataString(self.ml.module, "branch_weights"),
                  ir.Constant(I32, hits // scale), ir.Constant(I32, max(total - hits, 0) // scale)]))
+
+    def _switch(self, sw: switches.Switch, value: ir.Value) -> None:
+        """A compare tree as one switch (switches.py); with a profile, each case is weighed
+        by the count of the tree edge its value took, shared among that edge's values."""
+        ty = value.type
+        inst = self.b.switch(value, self.blocks[sw.default])
+        for case, leaf, _ in sw.cases:
+            inst.add_case(ir.Constant(ty, case), self.blocks[leaf])
+        if self.taken_counts is None:
+            return
+
+        def count(e: switches.Edge) -> int:
+            hits = self.taken_counts[e.jump]
+            return hits if e.taken else max(self.block_counts[self.block_of[e.jump]] - hits, 0)
+        weights = [sum(count(e) for e in sw.edges if e.leaf == sw.default)]
+        weights += [count(sw.edges[n]) // sw.edges[n].values for _, _, n in sw.cases]
+        scale = max(1, max(weights) >> 31)  # LLVM's branch weights are 32-bit
+        inst.set_metadata("prof", self.ml.module.add_metadata(
+            [ir.MetaDataString(self.ml.module, "branch_weights"),
+             *(ir.Constant(I32, w // scale) for w in weights)]))
 
     def _if_convertible(self, taken: int, fall: int) -> bool:
         """A branch around a few instructions that rejoin: a select in the source.
