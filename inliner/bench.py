@@ -170,6 +170,7 @@ class Benchmark:
     setup: str | None = None       # a raw program run once before (fills maps)
     restore: bool = False          # the program changes its input: copy it back each call
     about: str = ""
+    heavy: bool = False            # dominated by helpers and map lookups: the 1.8x target's set
 
     @property
     def input(self) -> bytes:
@@ -182,15 +183,17 @@ def _packet(size: int) -> Callable[[], bytes]:
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("csum_counter/64", "csum_counter", "csum_counter", _packet(64),
-              about="bpf_csum_diff over the packet + array-map counter"),
+              about="bpf_csum_diff over the packet + array-map counter", heavy=True),
     Benchmark("csum_counter/512", "csum_counter", "csum_counter", _packet(512),
-              about="the same, 512-byte packet"),
+              about="the same, 512-byte packet", heavy=True),
     Benchmark("csum_counter/1500", "csum_counter", "csum_counter", _packet(1500),
-              about="the same, 1500-byte packet"),
+              about="the same, 1500-byte packet", heavy=True),
+    Benchmark("array_counter", "array_counter", "array_counter", _packet(64),
+              about="per-protocol and per-size counters in two array maps", heavy=True),
     Benchmark("sum_bytes/1500", "sum_bytes", "sum_bytes", _packet(1500),
               about="loop summing packet bytes (vectorizable)"),
     Benchmark("flow_table", "flow_table", "flow_table", _packet(64), setup="flow_setup",
-              about="5-tuple parse, hash-map lookup and update"),
+              about="5-tuple parse, hash-map lookup and update", heavy=True),
     Benchmark("katran_lb", "katran_lb", "katran_lb", _packet(64), setup="katran_setup",
               restore=True, about="Katran-style L4 load balancer, IP-in-IP encapsulation"),
     Benchmark("csum_hdrs", "csum_hdrs", "csum_hdrs", _headers,
@@ -728,9 +731,12 @@ def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
     for mode in modes:
         to_twin = [r.ratio(mode, REFERENCE) for r in results]
         to_none = [r.ratio(mode, BASELINE) for r in results]
+        heavy = [r.ratio(BASELINE, mode) for r in results if r.bench.heavy]
         out[mode] = {
             "geomean_vs_twin": geomean([v for v in to_twin if v]),
             "geomean_vs_none": geomean([v for v in to_none if v]),
+            # How many times faster than --inline none, over the helper/map-heavy set.
+            "geomean_speedup_heavy": geomean([v for v in heavy if v]),
             "benchmarks_timed": sum(1 for r in results
                                     if r.outcomes.get(mode) and r.outcomes[mode].median),
         }
@@ -783,12 +789,13 @@ def print_table(results: list[Result], modes: list[str], console=None) -> None:
     summ = summary(results, modes)
     if any(s["benchmarks_timed"] for s in summ.values()):
         g = Table(title="geometric means over the benchmarks each mode ran")
-        for col in ("mode", "benchmarks", "× twin", "× none"):
+        for col in ("mode", "benchmarks", "× twin", "× none", "speedup over none, helper/map set"):
             g.add_column(col, justify="left" if col == "mode" else "right")
         for mode in modes:
             s = summ[mode]
             g.add_row(labels[mode], str(s["benchmarks_timed"]),
-                      _fmt_ratio(s["geomean_vs_twin"]), _fmt_ratio(s["geomean_vs_none"]))
+                      _fmt_ratio(s["geomean_vs_twin"]), _fmt_ratio(s["geomean_vs_none"]),
+                      _fmt_ratio(s["geomean_speedup_heavy"]))
         console.print(g)
     harness = [r.harness_ns for r in results if r.harness_ns]
     if harness:

@@ -41,12 +41,20 @@ static u32 csum_partial(const u8 *buf, u32 len, u32 sum)
 {
     u64 acc = sum;
     u32 i = 0;
-    /* Four bytes per step: a 64-bit accumulator cannot overflow for any u32
-     * length (2^30 steps of at most 2^32 - 1). */
-    for (; i + 4 <= len; i += 4) {
+    /* The sum of the 32-bit words, exactly: a 64-bit accumulator cannot
+     * overflow for any u32 length (2^30 words of at most 2^32 - 1). Eight
+     * bytes per step, both halves added: vectorized, that is a mask, a shift
+     * and adds, where widening each 32-bit word costs a shuffle. */
+    for (; i + 8 <= len; i += 8) {
+        u64 w;
+        __builtin_memcpy(&w, buf + i, 8);
+        acc += (w & 0xffffffffu) + (w >> 32);
+    }
+    if (i + 4 <= len) {
         u32 w;
         __builtin_memcpy(&w, buf + i, 4);
         acc += w;
+        i += 4;
     }
     if (i + 2 <= len) {
         u16 h;
@@ -89,13 +97,13 @@ BPF_HELPER(0028) /* csum_diff */
 {
     const u8 *from = (const u8 *)(uintptr_t)r1, *to = (const u8 *)(uintptr_t)r3;
     u32 from_size = (u32)r2, to_size = (u32)r4, seed = (u32)r5;
-    u32 ret = seed;
 
-    if (from_size && to_size)
-        ret = csum_sub(csum_partial(to, to_size, ret), csum_partial(from, from_size, 0));
-    else if (to_size)
-        ret = csum_partial(to, to_size, ret);
-    else if (from_size)
-        ret = ~csum_partial(from, from_size, ~ret);
-    return from32to16(ret);
+    /* The four cases above, with csum_partial written out twice rather than
+     * four times (the plan weighs a helper by its size): with no `to`,
+     * csum_partial(to, 0, seed) is seed itself. */
+    u32 to_sum = csum_partial(to, to_size, seed);
+    if (!from_size)
+        return from32to16(to_sum);
+    u32 from_sum = csum_partial(from, from_size, to_size ? 0 : ~seed);
+    return from32to16(to_size ? csum_sub(to_sum, from_sum) : ~from_sum);
 }
