@@ -21,7 +21,7 @@ from .lift import Site, helper_symbol
 
 MODES = ("auto", "all", "none")
 # Instructions of the callee as shipped (clang's ThinLTO pre-link -O2 form). 250
-# admits every helper of the default library, csum_diff (about 140) included.
+# admits every helper of the default library, csum_diff (about 120) included.
 DEFAULT_THRESHOLD = 250
 LOOP_FACTOR = 4           # a site inside a loop may cost this many times more
 HOT_LIMIT = 4 * DEFAULT_THRESHOLD  # a site the profile says runs is spliced in up to this
