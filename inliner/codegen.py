@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from . import storefwd
+from . import splitblocks, storefwd
 from .errors import EbpfLtoError
 
 TRIPLES = {
@@ -113,7 +113,8 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llv
 
     Returns the optimized module, which may be a new one: at -O2 and above,
     constant stores are forwarded into the wider loads that follow them
-    (storefwd.py), which takes a round trip through IR text.
+    (storefwd.py), and blocks too large for instruction selection to take in
+    linear time are split (splitblocks.py); both go through IR text.
     """
     if opt_level not in OPT_LEVELS:
         raise EbpfLtoError(f"optimization level must be 0-3, not {opt_level}")
@@ -127,9 +128,10 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llv
     if opt_level < 2:
         return mod
     text, forwarded = storefwd.forward(str(mod))
-    if not forwarded:
+    text, splits = splitblocks.split(text)
+    if not forwarded and not splits:
         return mod
-    return parse_ir(text, "the module after store forwarding")
+    return parse_ir(text, "the optimized module")
 
 
 def emit(mod: llvm.ModuleRef, tm: llvm.TargetMachine, kind: str = "obj") -> bytes:
