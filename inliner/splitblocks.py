@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 
+from . import irtext
+
 BLOCK_LIMIT = 2000   # IR instructions in one block after the split
 ANCHORS = "@ebpf_lto.block_anchors"
 
-_LABEL = re.compile(r'^([-\w$.]+|"[^"]*"):')
-_FUNC = re.compile(r'^define [^@]*(@[-\w$.]+|@"[^"]*")\(')
 # Instructions a split may not come before, or right after.
 _NOT_BEFORE = re.compile(r'^\s*(?:%\S+ = )?(?:phi|alloca|landingpad) ')
 _NOT_AFTER = re.compile(r'musttail call')
@@ -35,20 +35,16 @@ def _is_instruction(line: str) -> bool:
 def _split_function(lines: list[str], fname: str, counter: list[int],
                     anchors: list[str]) -> list[str]:
     """Split the oversized blocks of one function body; fixes successors' phis."""
-    blocks: list[list[str]] = [[]]
-    for line in lines:
-        if _LABEL.match(line):
-            blocks.append([])
-        blocks[-1].append(line)
+    blocks = irtext.blocks(lines)
     renamed: dict[str, str] = {}   # old block name -> name of its last piece
     out: list[list[str]] = []
     for block in blocks:
-        label = _LABEL.match(block[0]) if block else None
+        label = irtext.LABEL.match(block[0]) if block else None
         count = sum(1 for line in block if _is_instruction(line))
         if label is None or count <= BLOCK_LIMIT:
             out.append(block)
             continue
-        name = "%" + label[1]
+        name = "%" + label[0][:-1]
         piece: list[str] = []
         done = 0
         prev = ""
@@ -93,25 +89,11 @@ def split(text: str) -> tuple[str, int]:
     """Split every block above BLOCK_LIMIT instructions; returns the text and the splits."""
     if text.count("\n") < BLOCK_LIMIT:
         return text, 0
-    lines = text.split("\n")
-    out: list[str] = []
     counter = [0]
     anchors: list[str] = []
-    i = 0
-    while i < len(lines):
-        m = _FUNC.match(lines[i])
-        if not m:
-            out.append(lines[i])
-            i += 1
-            continue
-        end = i
-        while not lines[end].startswith("}"):
-            end += 1
-        out.append(lines[i])
-        out.extend(_split_function(lines[i + 1:end], m[1], counter, anchors))
-        out.append(lines[end])
-        i = end + 1
+    text = irtext.rewrite_functions(
+        text, lambda name, body: _split_function(body, name, counter, anchors))
     if not anchors:
         return text, 0
-    out.append(f"{ANCHORS} = internal constant [{len(anchors)} x ptr] [{', '.join(anchors)}]")
-    return "\n".join(out), len(anchors)
+    anchors_line = f"{ANCHORS} = internal constant [{len(anchors)} x ptr] [{', '.join(anchors)}]"
+    return text + "\n" + anchors_line + "\n", len(anchors)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_NAME = r'(?:%[-\w$.]+|%"[^"]*"|@[-\w$.]+)'
+from . import irtext
+
+_NAME = irtext.NAME
 _GEP = re.compile(rf'^\s*({_NAME}) = getelementptr (?:inbounds |nuw |nusw )*i8, ptr ({_NAME}), '
                   r'i64 (-?\d+)\s*$')
 _STORE = re.compile(rf'^\s*store (i\d+) (-?\d+), ptr ({_NAME}), align (\d+)(.*)$')
 _LOAD = re.compile(rf'^(\s*)({_NAME}) = load ((?:i\d+)|<(\d+) x (i\d+)>), ptr ({_NAME})'
                    r'(, align \d+.*)$')
-_LABEL = re.compile(r'^(?:[-\w$.]+|"[^"]*"):')
 _ANY_LOAD = re.compile(rf'^\s*{_NAME} = load (?:atomic |volatile )*(.*?), ptr ({_NAME}),')
 _READS = re.compile(r'(^|= )load ')
 # Calls to these intrinsics neither read nor write memory.
@@ -155,8 +156,6 @@ def forward(text: str) -> tuple[str, int]:
     layout = re.search(r'^target datalayout = "([^"]*)"', text, re.M)
     if layout and layout[1].startswith("E"):
         return text, 0
-    lines = text.split("\n")
-    out: list[str] = []
     total = 0
     counter = [0]
 
@@ -164,30 +163,18 @@ def forward(text: str) -> tuple[str, int]:
         counter[0] += 1
         return f"%storefwd.{counter[0]}"
 
-    i = 0
-    while i < len(lines):
-        if not lines[i].startswith("define "):
-            out.append(lines[i])
-            i += 1
-            continue
-        end = i
-        while not lines[end].startswith("}"):
-            end += 1
-        body = lines[i + 1:end]
+    def rewrite(_name: str, body: list[str]) -> list[str]:
+        nonlocal total
         geps = {}
         for line in body:
             m = _GEP.match(line)
             if m:
                 geps[m[1]] = (m[2], int(m[3]))
-        blocks: list[list[str]] = [[]]
-        for line in body:
-            if _LABEL.match(line):
-                blocks.append([])
-            blocks[-1].append(line)
-        out.append(lines[i])
-        for block in blocks:
+        out = []
+        for block in irtext.blocks(body):
             total += _rewrite_block(block, geps, fresh)
             out.extend(block)
-        out.append(lines[end])
-        i = end + 1
-    return "\n".join(out), total
+        return out
+
+    text = irtext.rewrite_functions(text, rewrite)
+    return text, total
