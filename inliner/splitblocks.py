@@ -23,7 +23,7 @@ BLOCK_LIMIT = 2000   # IR instructions in one block after the split
 ANCHORS = "@ebpf_lto.block_anchors"
 
 # Instructions a split may not come before, or right after.
-_NOT_BEFORE = re.compile(r'^\s*(?:%\S+ = )?(?:phi|alloca|landingpad) ')
+_NOT_BEFORE = re.compile(r'^\s*(?:%\S+ = )?(?:phi|landingpad) ')
 _NOT_AFTER = re.compile(r'musttail call')
 
 
@@ -45,14 +45,16 @@ def _split_function(lines: list[str], fname: str, counter: list[int],
             out.append(block)
             continue
         name = "%" + label[0][:-1]
+        # Static allocas must stay in the entry block: split only after the last one.
+        start = max((n + 1 for n, line in enumerate(block) if " = alloca " in line), default=0)
         piece: list[str] = []
         done = 0
         prev = ""
         current = name
         ending = False   # inside the terminator (a switch spans lines)
-        for line in block:
+        for n, line in enumerate(block):
             ending = ending or (_is_instruction(line) and _terminator_start(line))
-            if (_is_instruction(line) and done >= BLOCK_LIMIT and not ending
+            if (_is_instruction(line) and done >= BLOCK_LIMIT and not ending and n >= start
                     and not _NOT_BEFORE.match(line) and not _NOT_AFTER.search(prev)):
                 counter[0] += 1
                 current = f"%split.{counter[0]}"
@@ -89,11 +91,14 @@ def split(text: str) -> tuple[str, int]:
     """Split every block above BLOCK_LIMIT instructions; returns the text and the splits."""
     if text.count("\n") < BLOCK_LIMIT:
         return text, 0
-    counter = [0]
+    # Fresh names, should the text be an earlier link's output.
+    counter = [max(map(int, re.findall(r'\bsplit\.(\d+)\b', text)), default=0)]
+    taken = len(re.findall(rf'^{re.escape(ANCHORS)}(?:\.\d+)? =', text, re.M))
     anchors: list[str] = []
     text = irtext.rewrite_functions(
         text, lambda name, body: _split_function(body, name, counter, anchors))
     if not anchors:
         return text, 0
-    anchors_line = f"{ANCHORS} = internal constant [{len(anchors)} x ptr] [{', '.join(anchors)}]"
+    table = ANCHORS + (f".{taken}" if taken else "")
+    anchors_line = f"{table} = internal constant [{len(anchors)} x ptr] [{', '.join(anchors)}]"
     return text + "\n" + anchors_line + "\n", len(anchors)

@@ -157,7 +157,8 @@ def forward(text: str) -> tuple[str, int]:
     if layout and layout[1].startswith("E"):
         return text, 0
     total = 0
-    counter = [0]
+    # Fresh names, should the text be an earlier link's output.
+    counter = [max(map(int, re.findall(r'%storefwd\.(\d+)\b', text)), default=0)]
 
     def fresh() -> str:
         counter[0] += 1

@@ -77,3 +77,15 @@ def test_a_huge_loop_body_is_split_and_computes_the_same():
 def test_blocks_within_the_limit_are_left_alone():
     ir, _ = loop_function(splitblocks.BLOCK_LIMIT - 10)
     assert splitblocks.split(ir) == (ir, 0)
+
+
+def test_a_split_link_output_links_again():
+    """Another link of ebpf-lto's own IR output: its split labels must not clash."""
+    from inliner import bench, loader, pipeline
+    from inliner.asm import assemble_bytes
+    obj = loader.from_raw(assemble_bytes(bench.synthetic_asm(5000)))
+    first, _ = pipeline.link(obj, pipeline.LinkOptions(), emit="llvm")
+    assert b"@ebpf_lto.block_anchors" in first
+    again, _ = pipeline.link_ir(first, "first.ll", pipeline.LinkOptions(), emit="llvm")
+    assert b"@ebpf_lto.block_anchors" in again
+    codegen.parse_ir(again.decode(), "again")
