@@ -30,7 +30,7 @@
  * So any size is accepted here; there is no error return. Programs written
  * for older kernels only use multiples of 4 and see the same results.
  */
-#include "host.h"
+#include "csum.h"
 
 /* csum_partial(): 32-bit ones'-complement sum of buf's native-order 16-bit
  * words plus sum. The 32-bit representative may differ from a given kernel
@@ -65,24 +65,6 @@ static u32 csum_partial(const u8 *buf, u32 len, u32 sum)
     acc = (acc & 0xffffffffu) + (acc >> 32);
     acc = (acc & 0xffffffffu) + (acc >> 32);
     return (u32)acc;
-}
-
-static u32 csum_add(u32 a, u32 b)
-{
-    u32 s = a + b;
-    return s + (s < b);
-}
-
-static u32 csum_sub(u32 a, u32 b)
-{
-    return csum_add(a, ~b);
-}
-
-static u16 from32to16(u32 x)
-{
-    x = (x & 0xffff) + (x >> 16);
-    x = (x & 0xffff) + (x >> 16);
-    return (u16)x;
 }
 
 BPF_HELPER(0028) /* csum_diff */

@@ -515,6 +515,7 @@ static long htab_for_each(const struct bpf_map *m, void *callback, void *ctx, ui
     return visited;
 }
 
+/* The LRU variants share these: eviction is the update's, by map type. */
 const struct map_ops hash_ops = {
     .storage_size = htab_storage_size,
     .lookup = htab_lookup,
@@ -524,26 +525,7 @@ const struct map_ops hash_ops = {
     .for_each = htab_for_each,
 };
 
-const struct map_ops lru_hash_ops = {
-    .storage_size = htab_storage_size,
-    .lookup = htab_lookup,
-    .update = htab_update,
-    .delete = htab_delete,
-    .get_next_key = htab_get_next_key,
-    .for_each = htab_for_each,
-};
-
 const struct map_ops percpu_hash_ops = {
-    .storage_size = htab_storage_size,
-    .lookup = htab_lookup,
-    .update = htab_update,
-    .delete = htab_delete,
-    .get_next_key = htab_get_next_key,
-    .lookup_percpu = htab_lookup_percpu,
-    .for_each = htab_for_each,
-};
-
-const struct map_ops lru_percpu_hash_ops = {
     .storage_size = htab_storage_size,
     .lookup = htab_lookup,
     .update = htab_update,

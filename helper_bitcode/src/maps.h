@@ -49,9 +49,8 @@ struct map_ops {
     long (*sys_lookup)(const struct bpf_map *m, const void *key, void *value_out);
 };
 
-/* Array and hash families: map_array.c, map_hash.c. */
-extern const struct map_ops array_ops, percpu_array_ops, hash_ops, percpu_hash_ops,
-    lru_hash_ops, lru_percpu_hash_ops;
+/* Array and hash families: map_array.c, map_hash.c (the LRU hashes use the hash ops). */
+extern const struct map_ops array_ops, percpu_array_ops, hash_ops, percpu_hash_ops;
 /* The other types, each in its own file. maps.c gives each an empty WEAK
  * definition, which a file's strong definition replaces at link time, so
  * that the runtime links without them. They are not weak here: a definition

@@ -24,6 +24,7 @@
  */
 #include "host.h"
 #include "abi.h"
+#include "csum.h"
 
 #define ETH_HLEN 14
 #define INT_MAX 0x7fffffffu
@@ -164,24 +165,6 @@ BPF_HELPER(0009) /* skb_store_bytes(skb, u32 offset, const void *from, u32 len, 
  * order): ones'-complement sums do not depend on the byte order, so the
  * program's from/to, loaded from the packet as they are, combine with the
  * checksum field loaded the same way. */
-static u32 csum_add(u32 a, u32 b)
-{
-    u32 s = a + b;
-    return s + (s < b);
-}
-
-static u32 csum_sub(u32 a, u32 b)
-{
-    return csum_add(a, ~b);
-}
-
-static u16 csum_fold(u32 s)
-{
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    return (u16)~s;
-}
-
 static u16 csum16_add(u16 c, u16 a)
 {
     u16 r = (u16)(c + a);
