@@ -1321,7 +1321,38 @@ class _FunctionLifter:
             value = self.rd(insn.src)
             if nbytes < 8:
                 value = b.trunc(value, ty)
-        b.store(value, ptr, align=align)
+        word = self._stack_word(insn.dst, insn.off, nbytes)
+        if word is None:
+            b.store(value, ptr, align=align)
+            return
+        # A narrow stack store becomes a read-modify-write of its aligned
+        # 8-byte word, so that every store to the word is full width: GVN
+        # then forwards a key built field by field into the word loads a
+        # spliced hash or compare makes, instead of the CPU stalling on a
+        # wide load over several narrow stores. The stack is private, so
+        # the extra load and store are not observable. freeze: the word's
+        # other bytes may never have been written.
+        wptr, shift = word
+        old = b.load(wptr, typ=I64, align=8)
+        frozen = ir.instructions.Instruction(b.block, I64, "freeze", [old])
+        b._insert(frozen)
+        mask = ((1 << (8 * nbytes)) - 1) << shift
+        kept = b.and_(frozen, ir.Constant(I64, ~mask & 0xFFFFFFFFFFFFFFFF))
+        new = b.shl(b.zext(value, I64), ir.Constant(I64, shift)) if shift else b.zext(value, I64)
+        b.store(b.or_(kept, new), wptr, align=8)
+
+    def _stack_word(self, base: int, off: int, nbytes: int) -> tuple[ir.Value, int] | None:
+        """The aligned 8-byte frame word holding a narrower stack access, and the
+        access's bit offset in it; None unless the access is narrower than 8
+        bytes, at a constant r10 offset and inside one word."""
+        tag = self.state[base]
+        if nbytes == 8 or tag is None or tag[0] != "fp":
+            return None
+        pos = isa.STACK_SIZE + tag[1] + off
+        if (pos & 7) + nbytes > 8:
+            return None
+        ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos & ~7)]), I64.as_pointer())
+        return ptr, 8 * (pos & 7)
 
     def _atomic(self, idx: int, insn: isa.Insn, nbytes: int) -> None:
         b = self.b

@@ -17,4 +17,12 @@ typedef uint8_t u8;
 #define BPF_HELPER(id) u64 _bpf_helper_ext_##id(u64 r1, u64 r2, u64 r3, u64 r4, u64 r5)
 #define UNUSED_ARGS(...) (void)r1, (void)r2, (void)r3, (void)r4, (void)r5
 
+/* Before a loop of a few iterations that must not be vectorized: the helpers
+ * build with clang, the map tests with the host's compiler. */
+#ifdef __clang__
+#define NO_VECTORIZE _Pragma("clang loop vectorize(disable)")
+#else
+#define NO_VECTORIZE
+#endif
+
 #endif

@@ -22,8 +22,11 @@ static inline char *array_elem(const struct bpf_map *m, char *base, uint32_t ind
 }
 
 /* Inlined into programs: after folding the descriptor this is
- * `index < max ? base + index * stride : NULL`. */
-static void *array_lookup(const struct bpf_map *m, const void *key)
+ * `index < max ? base + index * stride : NULL`. Always inlined: LLVM's
+ * inliner, seeing the generic body, left it out of line in programs with
+ * several lookups. */
+__attribute__((always_inline)) static inline void *array_lookup(const struct bpf_map *m,
+                                                                const void *key)
 {
     uint32_t index = *(const uint32_t *)key;
     if (index >= m->max_entries)
@@ -34,7 +37,9 @@ static void *array_lookup(const struct bpf_map *m, const void *key)
     return array_elem(m, base, index) + map_this_cpu(m) * map_value_stride(m);
 }
 
-static void *array_lookup_percpu(const struct bpf_map *m, const void *key, uint32_t cpu)
+__attribute__((always_inline)) static inline void *array_lookup_percpu(const struct bpf_map *m,
+                                                                       const void *key,
+                                                                       uint32_t cpu)
 {
     uint32_t index = *(const uint32_t *)key;
     if (index >= m->max_entries || cpu >= map_ncopies(m))

@@ -76,10 +76,8 @@ static inline int htab_is_lru(const struct bpf_map *m)
 
 static inline uint32_t htab_nbuckets(const struct bpf_map *m)
 {
-    uint32_t n = 1;
-    while (n < m->max_entries)
-        n <<= 1;
-    return n;
+    /* roundup_pow_of_two without a loop: max_entries <= 2^30. */
+    return m->max_entries <= 1 ? 1 : 1u << (32 - __builtin_clz(m->max_entries - 1));
 }
 
 static inline uint64_t htab_key_stride(const struct bpf_map *m)
@@ -132,25 +130,29 @@ static uint64_t htab_storage_size(const struct bpf_map *m)
            (uint64_t)m->max_entries * htab_elem_size(m);
 }
 
-/* A 64-bit multiply-xorshift over the key's 8-byte words, then murmur3's
- * finaliser. key_size is a link-time constant, so after inlining this is
- * straight-line code over the key. */
+/* The key's 8-byte word at byte i; a last partial word is zero-padded, and
+ * nothing past the key is read. */
+static inline uint64_t htab_key_word(const unsigned char *p, uint32_t i, uint32_t size)
+{
+    uint64_t w = 0;
+    if (i + 8 <= size) {
+        __builtin_memcpy(&w, p + i, 8);
+        return w;
+    }
+    NO_VECTORIZE /* at most 7 bytes */
+    for (uint32_t j = 0; i + j < size; j++)
+        w |= (uint64_t)p[i + j] << (8 * j);
+    return w;
+}
+
+/* A 64-bit multiply-xorshift over the key's words, then murmur3's finaliser.
+ * key_size is a link-time constant, so after inlining this is straight-line
+ * code over the key. */
 static inline uint32_t htab_hash(const void *key, uint32_t size)
 {
-    const unsigned char *p = (const unsigned char *)key;
     uint64_t h = 0x9E3779B97F4A7C15ull ^ size;
-    uint32_t i = 0;
-    for (; i + 8 <= size; i += 8) {
-        uint64_t w;
-        __builtin_memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 29;
-    }
-    if (i < size) {
-        uint64_t w = 0;
-        for (uint32_t j = 0; i + j < size; j++)
-            w |= (uint64_t)p[i + j] << (8 * j);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    for (uint32_t i = 0; i < size; i += 8) {
+        h = (h ^ htab_key_word((const unsigned char *)key, i, size)) * 0xBF58476D1CE4E5B9ull;
         h ^= h >> 29;
     }
     h ^= h >> 33;
@@ -161,14 +163,26 @@ static inline uint32_t htab_hash(const void *key, uint32_t size)
     return (uint32_t)h;
 }
 
+/* Word by word rather than memcmp: after inlining, the program's key words
+ * are values in registers (GVN forwards the stores that built the key), so
+ * the compare reads only the element; a memcmp, expanded late in code
+ * generation, would reload the key with wide loads that stall on the narrow
+ * stores behind them. */
 static inline int htab_key_eq(const struct bpf_map *m, struct htab_elem *e, const void *key)
 {
-    return __builtin_memcmp(htab_key(e), key, m->key_size) == 0;
+    const unsigned char *a = (const unsigned char *)htab_key(e), *k = (const unsigned char *)key;
+    uint64_t diff = 0;
+    NO_VECTORIZE /* a few words, the last perhaps partial */
+    for (uint32_t i = 0; i < m->key_size; i += 8)
+        diff |= htab_key_word(a, i, m->key_size) ^ htab_key_word(k, i, m->key_size);
+    return diff == 0;
 }
 
-/* Lock-free lookup: the element holding key, or NULL. */
-static inline struct htab_elem *htab_find_rcu(const struct bpf_map *m, char *base,
-                                              const void *key, uint32_t hash)
+/* Lock-free lookup: the element holding key, or NULL. Always inlined, so
+ * that each lookup's copy sees the map's key size as a constant once the
+ * lookup is spliced into a program. */
+static __attribute__((always_inline)) inline struct htab_elem *
+htab_find_rcu(const struct bpf_map *m, char *base, const void *key, uint32_t hash)
 {
     uint32_t b = hash & (htab_nbuckets(m) - 1);
     struct htab_bucket *bk = htab_bucket(base, b);
