@@ -64,6 +64,56 @@ CASES = [
   store i64 %z, ptr %o3, align 1
   ret void
 }""", 2, 16, lambda m: (m[2:4] + b"\x7f" + m[5:6] + m[3:4] + b"\x7f" + m[5:7] + m[40:48])),
+    # Katran's outer header: a constant byte and a value byte, then a 16-bit load over
+    # both; the addresses are p + (n - 50) and p + (n - 49) with n only known at run
+    # time (memory[0] = 0x40), the load's through another name for n - 50.
+    ("""define void @f(ptr %p, ptr %out) {
+  %k = load i8, ptr %p, align 1
+  %n = zext i8 %k to i64
+  %g = getelementptr i8, ptr %p, i64 1
+  %v = load i8, ptr %g, align 1
+  %a = add i64 %n, -50
+  %pa = getelementptr i8, ptr %p, i64 %a
+  store i8 69, ptr %pa, align 1
+  %b = sub i64 %n, 49
+  %pb = getelementptr i8, ptr %p, i64 %b
+  store i8 %v, ptr %pb, align 1
+  %c = add nsw i64 %n, -50
+  %pc = getelementptr inbounds i8, ptr %p, i64 %c
+  %w = load i16, ptr %pc, align 1
+  store i16 %w, ptr %out, align 1
+  ret void
+}""", 1, 2, lambda m: b"\x45" + m[1:2]),
+    # Value stores reaching in from the left and out past the end of the loads.
+    ("""define void @f(ptr %p, ptr %out) {
+  %g = getelementptr i8, ptr %p, i64 4
+  %w = load i32, ptr %g, align 1
+  %h = getelementptr i8, ptr %p, i64 8
+  %z = load i64, ptr %h, align 1
+  %s1 = getelementptr i8, ptr %p, i64 20
+  store i32 %w, ptr %s1, align 1
+  %s2 = getelementptr i8, ptr %p, i64 30
+  store i64 %z, ptr %s2, align 1
+  %l1 = getelementptr i8, ptr %p, i64 22
+  %x = load i32, ptr %l1, align 1
+  %l2 = getelementptr i8, ptr %p, i64 28
+  %y = load i32, ptr %l2, align 1
+  store i32 %x, ptr %out, align 1
+  %o = getelementptr i8, ptr %out, i64 4
+  store i32 %y, ptr %o, align 1
+  ret void
+}""", 2, 8, lambda m: m[6:8] + m[24:26] + m[28:30] + m[8:10]),
+    # A later store over a forwarded one's bytes, outside the load: both move, in order.
+    ("""define void @f(ptr %p, ptr %out) {
+  %s1 = getelementptr i8, ptr %p, i64 10
+  store i32 -1, ptr %s1, align 1
+  %s2 = getelementptr i8, ptr %p, i64 12
+  store i8 5, ptr %s2, align 1
+  %l = getelementptr i8, ptr %p, i64 8
+  %x = load i32, ptr %l, align 1
+  store i32 %x, ptr %out, align 1
+  ret void
+}""", 1, 4, lambda m: m[8:10] + b"\xff\xff"),
 ]
 
 
@@ -78,6 +128,14 @@ def test_forwarded_loads_see_the_stored_bytes(ir, count, out_len, expect):
     # Memory outside the store is untouched, and the store itself landed.
     before_after, _ = run(ir, "f", MEMORY, out_len)
     assert after == before_after and after != MEMORY
+
+
+def test_a_header_written_byte_by_byte_is_read_before_the_stores():
+    """The point of the rewrite: the load no longer waits for the stores it spans."""
+    text, _ = storefwd.forward(HEAD + CASES[3][0])
+    body = text.split("\n")
+    load = next(i for i, line in enumerate(body) if "= load i16" in line)
+    assert all(i > load for i, line in enumerate(body) if line.strip().startswith("store i8"))
 
 
 KEPT = {
@@ -98,6 +156,14 @@ KEPT = {
     "a load through a constant expression has an unknown address": """
   store i16 0, ptr %q, align 1
   %u = load i32, ptr getelementptr (i8, ptr @g2, i64 4), align 1
+  %v = load <4 x i32>, ptr %p, align 1""",
+    "a store through another base may alias": """
+  store i16 0, ptr %q, align 1
+  store i32 7, ptr %other, align 1
+  %v = load <4 x i32>, ptr %p, align 1""",
+    "a value is not blended into a vector": """
+  %x = load i16, ptr %other, align 1
+  store i16 %x, ptr %q, align 1
   %v = load <4 x i32>, ptr %p, align 1""",
     "an atomic load is not moved across": """
   store i16 0, ptr %q, align 1
