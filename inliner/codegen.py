@@ -112,8 +112,8 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llv
     """Run LLVM's standard -O<n> module pipeline with the target's cost model.
 
     Returns the optimized module, which may be a new one: at -O2 and above,
-    constant stores are forwarded into the wider loads that follow them
-    (storefwd.py), and blocks too large for instruction selection to take in
+    stores are forwarded into the wider loads that follow them (storefwd.py),
+    and blocks too large for instruction selection to take in
     linear time are split (splitblocks.py); both go through IR text.
     """
     if opt_level not in OPT_LEVELS:

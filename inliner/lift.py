@@ -813,6 +813,7 @@ class _FunctionLifter:
         self.switches = {} if instrument else switches.find(self.slots, order, self.succs,
                                                             self._block_insns)
         self.branch_index = {idx: n for n, idx in enumerate(self.branches())}
+        self.narrow_words: set[int] = set()  # frame words a narrow store writes (_store)
         for n, leader in enumerate(order):
             b.position_at_end(self.blocks[leader])
             if instrument:
@@ -828,6 +829,12 @@ class _FunctionLifter:
                 last = idx
                 nxt = last + (2 if self.slots[last].is_wide else 1)
                 b.branch(self.blocks[self._fallthrough(last, nxt)])
+        # The words narrow stores read-modify-write start at zero, so that their
+        # loads never read memory nothing wrote. SROA folds the zeros into
+        # promoted slots, and DSE drops them where a full store follows.
+        b.position_before(entry.terminator)
+        for pos in sorted(self.narrow_words):
+            b.store(ir.Constant(I64, 0), self._frame_word(pos), align=8)
 
     def rd(self, r: int) -> ir.Value:
         if r == 10:
@@ -1326,33 +1333,33 @@ class _FunctionLifter:
             b.store(value, ptr, align=align)
             return
         # A narrow stack store becomes a read-modify-write of its aligned
-        # 8-byte word, so that every store to the word is full width: GVN
-        # then forwards a key built field by field into the word loads a
-        # spliced hash or compare makes, instead of the CPU stalling on a
-        # wide load over several narrow stores. The stack is private, so
-        # the extra load and store are not observable. freeze: the word's
-        # other bytes may never have been written.
-        wptr, shift = word
-        old = b.load(wptr, typ=I64, align=8)
-        frozen = ir.instructions.Instruction(b.block, I64, "freeze", [old])
-        b._insert(frozen)
+        # 8-byte word (`ptr` above only checked the bounds), so that every
+        # store to the word is full width: GVN then forwards a key built field
+        # by field into the word loads a spliced hash or compare makes, and
+        # the CPU does not stall a wide load over several narrow stores. The
+        # stack is private, so the extra load and store are not observable.
+        pos, shift = word
+        wptr = self._frame_word(pos)
+        self.narrow_words.add(pos)
         mask = ((1 << (8 * nbytes)) - 1) << shift
-        kept = b.and_(frozen, ir.Constant(I64, ~mask & 0xFFFFFFFFFFFFFFFF))
+        kept = b.and_(b.load(wptr, typ=I64, align=8), ir.Constant(I64, ~mask & 0xFFFFFFFFFFFFFFFF))
         new = b.shl(b.zext(value, I64), ir.Constant(I64, shift)) if shift else b.zext(value, I64)
         b.store(b.or_(kept, new), wptr, align=8)
 
-    def _stack_word(self, base: int, off: int, nbytes: int) -> tuple[ir.Value, int] | None:
-        """The aligned 8-byte frame word holding a narrower stack access, and the
-        access's bit offset in it; None unless the access is narrower than 8
-        bytes, at a constant r10 offset and inside one word."""
+    def _stack_word(self, base: int, off: int, nbytes: int) -> tuple[int, int] | None:
+        """The frame position of the aligned 8-byte word holding a narrower
+        stack access, and the access's bit offset in it; None unless the access
+        is narrower than 8 bytes, at a constant r10 offset and inside one word."""
         tag = self.state[base]
         if nbytes == 8 or tag is None or tag[0] != "fp":
             return None
         pos = isa.STACK_SIZE + tag[1] + off
         if (pos & 7) + nbytes > 8:
             return None
-        ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos & ~7)]), I64.as_pointer())
-        return ptr, 8 * (pos & 7)
+        return pos & ~7, 8 * (pos & 7)
+
+    def _frame_word(self, pos: int) -> ir.Value:
+        return self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), I64.as_pointer())
 
     def _atomic(self, idx: int, insn: isa.Insn, nbytes: int) -> None:
         b = self.b

@@ -49,6 +49,7 @@ _WRITES = ("store ", "call ", "tail call ", "musttail call ", "notail call ", "i
 # Metadata that holds of the value in memory after the stores, not before them.
 _VALUE_FACTS = re.compile(r', !(range|noundef|nonnull|align|dereferenceable\w*) ![0-9]+')
 _MAX_TERMS = 8  # linear forms wider than this are left unresolved
+_MAX_OFFSET = 1 << 31  # constant parts beyond this are left unresolved
 
 # An address: (base pointer, ((SSA name, coefficient), ...) sorted, constant bytes).
 Address = tuple[str, tuple[tuple[str, int], ...], int]
@@ -77,6 +78,7 @@ class _Addresses:
             m = _ARITH.match(line)
             if m:
                 self.arith[m[1]] = (m[2], m[3], m[4])
+        self._linear: dict[str, tuple[dict[str, int], int] | None] = {}
 
     def linear(self, operand: str, depth: int = 0) -> tuple[dict[str, int], int] | None:
         """`operand` as ({name: coefficient}, constant), or None past the limits."""
@@ -84,6 +86,11 @@ class _Addresses:
             return {}, int(operand)
         if operand not in self.arith or depth > 16:
             return {operand: 1}, 0
+        if operand not in self._linear:
+            self._linear[operand] = self._combine(operand, depth)
+        return self._linear[operand]
+
+    def _combine(self, operand: str, depth: int) -> tuple[dict[str, int], int] | None:
         op, a, b = self.arith[operand]
         left, right = self.linear(a, depth + 1), self.linear(b, depth + 1)
         if left is None or right is None:
@@ -109,6 +116,8 @@ class _Addresses:
                 terms[name] = terms.get(name, 0) + coef
             offset += form[1]
             seen += 1
+        if abs(offset) >= _MAX_OFFSET:
+            return ptr, (), 0  # i64 arithmetic may have wrapped: compare nothing with it
         return base, tuple(sorted((n, c) for n, c in terms.items() if c)), offset
 
 
@@ -139,17 +148,29 @@ def _writes_memory(body: str) -> bool:
 
 
 def _blend(load: re.Match, ptr: str, size: int, start: int, overlapping: list[_Store],
-           store_lines: list[str], fresh) -> list[str] | None:
+           store_lines: list[str], fresh) -> tuple[list[str], int] | None:
     """The lines that replace `load` (`size` bytes at offset `start`): the load of the
-    old bytes, the moved stores, and the blend of the stores it overlaps."""
+    old bytes, the moved stores, and the blend of the stores it overlaps; and
+    the index of the first moved store among them."""
     indent, name, ty, lanes, lane_ty, _, rest = load.groups()
     lanes = int(lanes) if lanes else None
     if lanes is not None and any(isinstance(s.value, str) for s in overlapping):
         return None
-    raw = fresh()
-    lines = [f"{indent}{raw} = load {ty}, ptr {ptr}{_VALUE_FACTS.sub('', rest)}", *store_lines]
+    covered = set()
+    for s in overlapping:
+        covered.update(range(max(s.address[2], start), min(s.address[2] + s.size, start + size)))
+    if len(covered) == size:
+        # The stores write every byte: no load at all.
+        lines, value = [], _constant(ty, lanes, lane_ty, bytes(size))
+    else:
+        # Frozen: the bytes the stores replace may be poison where the result is not.
+        raw, value = fresh(), fresh()
+        lines = [f"{indent}{raw} = load {ty}, ptr {ptr}{_VALUE_FACTS.sub('', rest)}",
+                 f"{indent}{value} = freeze {ty} {raw}"]
+    first_store = len(lines)
+    lines += store_lines
     # Apply the stores in program order; consecutive constant ones share one mask.
-    value, keep, put = raw, bytearray(b"\xff" * size), bytearray(size)
+    keep, put = bytearray(b"\xff" * size), bytearray(size)
 
     def flush_constants() -> None:
         nonlocal value, keep, put
@@ -191,7 +212,7 @@ def _blend(load: re.Match, ptr: str, size: int, start: int, overlapping: list[_S
     flush_constants()
     # The blended value takes the load's name, so its users need no change.
     lines[-1] = lines[-1].replace(f"{value} = ", f"{name} = ", 1)
-    return lines
+    return lines, first_store
 
 
 def _emit(lines: list[str], indent: str, fresh, instruction: str) -> str:
@@ -211,9 +232,11 @@ def _covers(a: _Store, b: _Store) -> bool:
 def _to_move(pending: list[_Store], overlapping: list[_Store]) -> list[_Store]:
     """The stores to put below the load: those it overlaps, and any later store
     overlapping one of those, so that stores to the same bytes keep their order.
-    Stores elsewhere stay where they are."""
+    Stores elsewhere stay where they are. `pending` is in program order, except
+    that an earlier rewrite may have put one store below another that does
+    not overlap it."""
     moved: list[_Store] = []
-    for s in pending:  # program order
+    for s in pending:
         if s in overlapping or any(_overlap(s, m) for m in moved):
             moved.append(s)
     return moved
@@ -263,11 +286,12 @@ def _rewrite_block(lines: list[str], addresses: _Addresses, fresh) -> int:
             else:
                 moved = _to_move(pending, overlapping)
                 kept = [s for s in moved if not any(_covers(t, s) for t in moved if t.line > s.line)]
-                new = _blend(load, any_load[2], size, offset, overlapping,
-                             [lines[s.line] for s in kept], fresh)
-                if new is None:
+                blended = _blend(load, any_load[2], size, offset, overlapping,
+                                 [lines[s.line] for s in kept], fresh)
+                if blended is None:
                     pending = []
                 else:
+                    new, first_store = blended
                     for s in sorted(moved, key=lambda s: s.line, reverse=True):
                         del lines[s.line]
                         for t in pending:
@@ -275,7 +299,7 @@ def _rewrite_block(lines: list[str], addresses: _Addresses, fresh) -> int:
                     i -= len(moved)
                     lines[i:i + 1] = new
                     for k, s in enumerate(kept):
-                        s.line = i + 1 + k
+                        s.line = i + first_store + k
                     pending = [s for s in pending if s not in moved or s in kept]
                     done += 1
                     i += len(new)

@@ -209,7 +209,16 @@ def test_narrow_stack_stores_keep_the_rest_of_the_word(init, stores, flags):
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_narrow_store_into_an_unwritten_word(level):
-    # Only the stored bytes are defined; they read back whatever width they are read at.
+    # The stored bytes read back at whatever width they are read at.
     asm = ("sth [%r10-6], 0x1234\nstb [%r10-3], 0x56\nldxh %r0, [%r10-6]\nlsh %r0, 8\n"
            "ldxb %r1, [%r10-3]\nor %r0, %r1\nexit")
     assert run(asm, level=level) == 0x123456
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_narrow_store_into_a_word_a_crossing_store_wrote_part_of(level):
+    # stxw at r10-10 writes bytes -10..-7, two of them in the word [-8, 0) that
+    # stb then rewrites; ldxh at -8 reads the stxw's upper half.
+    asm = ("mov %r1, 0x44332211\nstxw [%r10-10], %r1\nstb [%r10-1], 0x77\n"
+           "ldxh %r0, [%r10-8]\nldxb %r2, [%r10-1]\nlsh %r2, 16\nor %r0, %r2\nexit")
+    assert run(asm, level=level) == 0x774433

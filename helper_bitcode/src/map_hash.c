@@ -76,7 +76,8 @@ static inline int htab_is_lru(const struct bpf_map *m)
 
 static inline uint32_t htab_nbuckets(const struct bpf_map *m)
 {
-    /* roundup_pow_of_two without a loop: max_entries <= 2^30. */
+    /* roundup_pow_of_two without a loop (and no shift by 32: htab_storage_size
+     * refuses max_entries above HTAB_MAX_ENTRIES = 2^30). */
     return m->max_entries <= 1 ? 1 : 1u << (32 - __builtin_clz(m->max_entries - 1));
 }
 
