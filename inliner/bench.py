@@ -10,7 +10,7 @@ Modes:
 
 - `none`: `ebpf-lto link --inline none`, the shape of bpftime's AOT: helpers
   stay calls to `_bpf_helper_ext_NNNN`, defined by the helper set compiled as
-  an object of its own (pipeline._helper_object), linked beside the program.
+  an object of its own (pipeline.helper_object), linked beside the program.
 - `lto`: `ebpf-lto link` with the plan's inlining (`--inline auto`): helpers
   linked in as bitcode and optimized with the program.
 - `pgo`: `lto` linked with a profile (docs/pgo.md): the program is first
@@ -463,7 +463,7 @@ class Builder:
         """The helper set compiled alone: what --inline none calls out to."""
         if self._helpers_o is None:
             path = self.work / "helpers.o"
-            path.write_bytes(pipeline._helper_object(self.hset, self.target, OPT_LEVEL))
+            path.write_bytes(pipeline.helper_object(self.hset, self.target, OPT_LEVEL))
             self._helpers_o = path
         return self._helpers_o
 

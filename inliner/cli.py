@@ -6,6 +6,7 @@ are written whole or not at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
                    metavar="N", help="optimization level 0-3 (default 2)")
     p.add_argument("--cpu", default="generic", help="LLVM cpu name (default generic)")
+    p.add_argument("--target", default=codegen.host_arch(), choices=sorted(codegen.TRIPLES),
+                   help="architecture to emit code for (default: the host's); another "
+                        "architecture's code runs under qemu-user (inliner/emulate.py)")
     p.add_argument("--inline", choices=plan.MODES, default="auto",
                    help="splice the suite's helpers in (auto, all) or keep them external (none)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
@@ -387,18 +391,21 @@ def _annotation(obj, section: str, idx: int, insn, helper_name) -> str | None:
 
 def cmd_conformance(args) -> int:
     from . import conformance
-    options = pipeline.LinkOptions(opt_level=args.opt_level, cpu=args.cpu,
+    from .emulate import Emulator
+    options = pipeline.LinkOptions(opt_level=args.opt_level, cpu=args.cpu, arch=args.target,
                                    helpers=conformance.HELPERS, inline=args.inline)
+    foreign = args.target != codegen.host_arch()
     counts = {"pass": 0, "fail": 0, "skip": 0}
-    for path in conformance.suite_files(args.directory):
-        try:
-            outcome = conformance.run_test(conformance.load_test(path), options)
-        except EbpfLtoError as err:
-            outcome = conformance.Outcome("fail", str(err))
-        counts[outcome.status] += 1
-        if outcome.status != "pass" or not args.quiet:
-            detail = f": {outcome.detail}" if outcome.detail else ""
-            print(f"{outcome.status.upper():4} {path.name}{detail}")
+    with Emulator(args.target) if foreign else contextlib.nullcontext() as emulator:
+        for path in conformance.suite_files(args.directory):
+            try:
+                outcome = conformance.run_test(conformance.load_test(path), options, emulator)
+            except EbpfLtoError as err:
+                outcome = conformance.Outcome("fail", str(err))
+            counts[outcome.status] += 1
+            if outcome.status != "pass" or not args.quiet:
+                detail = f": {outcome.detail}" if outcome.detail else ""
+                print(f"{outcome.status.upper():4} {path.name}{detail}")
     skipped = f", {counts['skip']} skipped" if counts["skip"] else ""
     print(f"{counts['pass']} passed, {counts['fail']} failed{skipped}")
     return 1 if counts["fail"] else 0

@@ -24,9 +24,13 @@ OPT_LEVELS = (0, 1, 2, 3)
 
 
 @lru_cache(maxsize=None)
-def _init() -> None:
+def init() -> None:
+    """LLVM's targets and printers, once per process. Only the host's assembly
+    parser can be had through llvmlite, so inline assembly in helper code
+    assembles for the host alone (`emit` refuses it for other targets)."""
     llvm.initialize_all_targets()
     llvm.initialize_all_asmprinters()
+    llvm.initialize_native_asmparser()
 
 
 def host_arch() -> str:
@@ -52,7 +56,7 @@ def make_target(arch: str = "x86_64", cpu: str = "generic") -> Target:
     if cpu == "native":
         if arch != host_arch():
             raise EbpfLtoError(f"--cpu native needs the host's architecture, not {arch}")
-        _init()
+        init()
         cpu = llvm.get_host_cpu_name()
         features = llvm.get_host_cpu_features().flatten()
     return Target(arch, cpu, features)
@@ -60,7 +64,7 @@ def make_target(arch: str = "x86_64", cpu: str = "generic") -> Target:
 
 @lru_cache(maxsize=32)
 def target_machine(target: Target, opt_level: int) -> llvm.TargetMachine:
-    _init()
+    init()
     if target.cpu not in ("generic", "") and not target.features and not _cpu_known(target):
         raise EbpfLtoError(f"LLVM does not know cpu {target.cpu!r} for {target.arch}")
     llvm_target = llvm.Target.from_triple(target.triple)
@@ -82,7 +86,7 @@ def _cpu_known(target: Target) -> bool:
 
 
 def parse_ir(text: str, name: str = "module") -> llvm.ModuleRef:
-    _init()
+    init()
     try:
         mod = llvm.parse_assembly(text)
         mod.verify()
@@ -94,7 +98,7 @@ def parse_ir(text: str, name: str = "module") -> llvm.ModuleRef:
 
 
 def parse_bitcode(data: bytes, name: str) -> llvm.ModuleRef:
-    _init()
+    init()
     try:
         mod = llvm.parse_bitcode(data)
         mod.verify()
@@ -134,9 +138,25 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llv
     return parse_ir(text, "the optimized module")
 
 
+def _inline_asm(mod: llvm.ModuleRef) -> str | None:
+    """The first function that calls inline assembly, if any."""
+    for fn in mod.functions:
+        for block in fn.blocks:
+            for insn in block.instructions:
+                if insn.opcode == "call" and any(op.value_kind == llvm.ValueKind.inline_asm
+                                                 for op in insn.operands):
+                    return fn.name
+    return None
+
+
 def emit(mod: llvm.ModuleRef, tm: llvm.TargetMachine, kind: str = "obj") -> bytes:
     set_target(mod, tm)
     if kind == "obj":
+        arch = tm.triple.split("-")[0]
+        if arch != host_arch() and (fn := _inline_asm(mod)) is not None:
+            # LLVM would abort the process: it has no assembly parser for the target.
+            raise EbpfLtoError(f"{fn} holds inline assembly, which this LLVM assembles only "
+                               f"for {host_arch()}; --emit asm writes {arch} assembly instead")
         return tm.emit_object(mod)
     if kind == "asm":
         return tm.emit_assembly(mod).encode()

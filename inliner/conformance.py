@@ -10,9 +10,11 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import loader, pipeline
+from . import codegen, loader, pipeline
 from .asm import AsmError, assemble_bytes
+from .emulate import Emulator, Step
 from .errors import EbpfLtoError
+from .lift import ENTRY_SYMBOL
 
 HELPERS = "conformance"
 
@@ -93,17 +95,26 @@ def program_bytes(test: ConformanceTest) -> bytes:
 
 
 def run_program(code: bytes, mem: bytes | None, options: pipeline.LinkOptions,
-                name: str = "<program>") -> int:
+                name: str = "<program>", emulator: Emulator | None = None) -> int:
+    """r0 of the program run on `mem`: in this process, or, for another
+    architecture than the host's, under `emulator`."""
     obj = loader.from_raw(code, path=name)
-    r0, _ = pipeline.run(obj, mem, options)
+    if options.arch == codegen.host_arch():
+        r0, _ = pipeline.run(obj, mem, options)
+        return r0
+    if emulator is None:
+        raise EbpfLtoError(f"{options.arch} code runs on this host only under an emulator")
+    objects, exports, _ = pipeline.images(obj, options)
+    [(r0, _)] = emulator.run(objects, exports, [Step(ENTRY_SYMBOL, mem or b"")])
     return r0
 
 
-def run_test(test: ConformanceTest, options: pipeline.LinkOptions) -> Outcome:
+def run_test(test: ConformanceTest, options: pipeline.LinkOptions,
+             emulator: Emulator | None = None) -> Outcome:
     if not test.has_program:
         return Outcome("skip", "no program")
     try:
-        r0 = run_program(program_bytes(test), test.mem, options, test.name)
+        r0 = run_program(program_bytes(test), test.mem, options, test.name, emulator)
     except EbpfLtoError as err:
         if test.error is not None:
             return Outcome("pass", f"refused: {err.reason}")

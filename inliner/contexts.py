@@ -32,6 +32,9 @@ class Layout:
     user_struct: str     # the userspace struct r1 points at
     user_size: int
     fields: tuple[Field, ...]
+    addresses: tuple[int, ...] = ()  # userspace offsets of the u64s holding buffer addresses
+    data: int = 0        # userspace offsets of the packet's start and end pointers
+    data_end: int = 8
 
     def field_at(self, offset: int, size: int) -> Field | None:
         """The field an access of `size` bytes at kernel `offset` falls in.
@@ -51,16 +54,16 @@ class Layout:
 # bpftime's struct xdp_md_userspace: u64 data, u64 data_end, u32 data_meta
 # (here: bytes of metadata in front of data, 0 for none), u32 ingress_ifindex,
 # u32 rx_queue_index, u32 egress_ifindex, u64 buffer_start, u64 buffer_end.
+XDP_DATA, XDP_DATA_END, XDP_META_LEN = 0, 8, 16
+XDP_BUFFER_START, XDP_BUFFER_END = 32, 40
 XDP = Layout("xdp_md", "xdp_md_userspace", 48, (
-    Field("data", 0, 4, 0, POINTER),
-    Field("data_end", 4, 4, 8, POINTER),
-    Field("data_meta", 8, 4, 16, META_POINTER),
+    Field("data", 0, 4, XDP_DATA, POINTER),
+    Field("data_end", 4, 4, XDP_DATA_END, POINTER),
+    Field("data_meta", 8, 4, XDP_META_LEN, META_POINTER),
     Field("ingress_ifindex", 12, 4, 20),
     Field("rx_queue_index", 16, 4, 24),
     Field("egress_ifindex", 20, 4, 28),
-))
-XDP_DATA, XDP_DATA_END, XDP_META_LEN = 0, 8, 16
-XDP_BUFFER_START, XDP_BUFFER_END = 32, 40
+), (XDP_DATA, XDP_DATA_END, XDP_BUFFER_START, XDP_BUFFER_END), XDP_DATA, XDP_DATA_END)
 
 # Userspace __sk_buff: the kernel's 32-bit fields at their kernel offsets (0-75),
 # then the packet pointers as 64-bit values.
@@ -71,13 +74,13 @@ _SKB_SCALARS = (
     ("ifindex", 40, False), ("tc_index", 44, True), ("cb", 48, True), ("hash", 68, False),
     ("tc_classid", 72, True),
 )
+SKB_LEN, SKB_PROTOCOL, SKB_DATA, SKB_DATA_END, SKB_DATA_META = 0, 16, 80, 88, 96
 SKB = Layout("__sk_buff", "sk_buff_userspace", 104, tuple(
     [Field(n, off, 20 if n == "cb" else 4, off, SCALAR, w) for n, off, w in _SKB_SCALARS] + [
-        Field("data", 76, 4, 80, POINTER),
-        Field("data_end", 80, 4, 88, POINTER),
-        Field("data_meta", 140, 4, 96, POINTER),
-    ]))
-SKB_LEN, SKB_PROTOCOL, SKB_DATA, SKB_DATA_END, SKB_DATA_META = 0, 16, 80, 88, 96
+        Field("data", 76, 4, SKB_DATA, POINTER),
+        Field("data_end", 80, 4, SKB_DATA_END, POINTER),
+        Field("data_meta", 140, 4, SKB_DATA_META, POINTER),
+    ]), (SKB_DATA, SKB_DATA_END, SKB_DATA_META), SKB_DATA, SKB_DATA_END)
 
 BY_PROGRAM_TYPE: dict[str, Layout] = {
     "xdp": XDP,

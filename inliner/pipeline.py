@@ -153,7 +153,7 @@ def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[byte
 
 
 @lru_cache(maxsize=16)
-def _helper_object(hset: HelperSet, target: codegen.Target, opt_level: int) -> bytes:
+def helper_object(hset: HelperSet, target: codegen.Target, opt_level: int) -> bytes:
     """The helper set compiled on its own: what an out-of-line helper call reaches."""
     mods = hset.modules()
     main = mods[0]
@@ -164,10 +164,9 @@ def _helper_object(hset: HelperSet, target: codegen.Target, opt_level: int) -> b
     return codegen.emit(main, tm, "obj")
 
 
-def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
-    """Link for the host and load the result into this process with its helpers."""
-    if options.arch != codegen.host_arch():
-        raise EbpfLtoError(f"cannot run code for {options.arch} on a {codegen.host_arch()} host")
+def images(obj: EbpfObject, options: LinkOptions) -> tuple[list[bytes], list[str], Linked]:
+    """The native objects that run the program: its own, then, when its helpers
+    stay out of line, the helper set's; and the symbols a host reaches."""
     if options.abi == "bpftime":
         raise EbpfLtoError("an --abi bpftime object runs in bpftime's runtime, which owns its "
                            "maps; ebpf-lto runs the ebpf-lto ABI")
@@ -177,12 +176,20 @@ def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
     if missing:
         names = ", ".join(f"{h} ({helpers.helper_name(h)})" for h in missing)
         raise EbpfLtoError(f"program calls helpers no helper set provides: {names}", file=obj.path)
-    images, exports = [image], list(linked.entries)
+    objects, exports = [image], list(linked.entries)
     if hset is not None and not linked.linked_in and (linked.external_helpers or hset.host_api):
         target = codegen.make_target(options.arch, options.cpu)
-        images.append(_helper_object(hset, target, options.opt_level))
+        objects.append(helper_object(hset, target, options.opt_level))
         exports += hset.host_api
-    return LoadedObjects(images, exports), linked
+    return objects, exports, linked
+
+
+def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
+    """Link for the host and load the result into this process with its helpers."""
+    if options.arch != codegen.host_arch():
+        raise EbpfLtoError(f"cannot run code for {options.arch} on a {codegen.host_arch()} host")
+    objects, exports, linked = images(obj, options)
+    return LoadedObjects(objects, exports), linked
 
 
 def run(obj: EbpfObject, memory: bytes | bytearray | None, options: LinkOptions,

@@ -24,7 +24,7 @@ class LoadedObjects:
     """Native objects linked into this process; symbols stay valid while it lives."""
 
     def __init__(self, objects: list[bytes], exports: list[str]):
-        codegen._init()
+        codegen.init()
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         self._jit = llvm.create_lljit_compiler()
@@ -77,8 +77,8 @@ class LoadedObjects:
         ctx = bytearray(contexts.build(layout, base, len(packet), contexts.ethertype_be(packet)))
         cctx = (ctypes.c_char * len(ctx)).from_buffer(ctx)
         r0 = self.entry(symbol)(ctypes.addressof(cctx), len(ctx))
-        data_off = contexts.XDP_DATA if layout is contexts.XDP else contexts.SKB_DATA
-        data, data_end = struct.unpack_from("<QQ", ctx, data_off)
+        data, = struct.unpack_from("<Q", ctx, layout.data)
+        data_end, = struct.unpack_from("<Q", ctx, layout.data_end)
         if not base <= data <= data_end <= base + len(buf):
             raise EbpfLtoError("the program left the packet bounds outside its buffer")
         return r0, bytes(buf[data - base:data_end - base])

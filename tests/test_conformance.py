@@ -4,14 +4,14 @@ import sys
 
 import pytest
 
-from conftest import shared_dir
+from conftest import needs_shared, shared_path
 from inliner import conformance, pipeline
 from inliner.errors import EbpfLtoError
 
-SUITE = shared_dir() / "bpf_conformance"
-TESTS = sorted((SUITE / "tests").glob("*.data")) if SUITE.is_dir() else []
-NEGATIVE = sorted((SUITE / "negative").glob("*.data")) if SUITE.is_dir() else []
-needs_suite = pytest.mark.skipif(not TESTS, reason=f"no conformance suite at {SUITE}")
+SUITE = shared_path("bpf_conformance")
+TESTS = sorted((SUITE / "tests").glob("*.data")) if SUITE else []
+NEGATIVE = sorted((SUITE / "negative").glob("*.data")) if SUITE else []
+needs_suite = needs_shared("bpf_conformance", "tests")
 
 
 @needs_suite

@@ -4,19 +4,17 @@ refused, and why), and the shared real-world corpus when it is there."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from conftest import needs_shared, shared_path
 from inliner import cli
 from inliner.corpus import find_objects, normalise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "corpus" / "two_programs.o"
-SHARED = Path(os.environ.get("EBPF_LTO_SHARED")
-              or Path(__file__).resolve().parents[1].parent / "shared")
-SAMPLES = SHARED / "ebpf-samples"
+SAMPLES = shared_path("ebpf-samples")
 
 # Objects under invalid/ that are invalid for the PREVAIL verifier only: what
 # this tool reads of them is well formed, so linking them is right.
@@ -123,7 +121,7 @@ def test_not_a_directory(tmp_path: Path, capsys):
     assert "not a directory" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"no shared corpus at {SAMPLES}")
+@needs_shared("ebpf-samples")
 def test_shared_corpus(capsys):
     status, report = corpus(capsys, SAMPLES, "--compare")
     assert report["internal_errors"] == []

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, shared_dir
+from conftest import ROOT, shared_path
 
 SECONDS = float(os.environ.get("EBPF_LTO_FUZZ_SECONDS", "40"))
 SEED = int(os.environ.get("EBPF_LTO_FUZZ_SEED", "0"))
@@ -186,8 +186,8 @@ def mutate(rng: random.Random, data: bytes) -> tuple[bytes, str]:
 
 def seed_files() -> list[Path]:
     files = sorted(p for pattern in FIXTURES for p in ROOT.glob(pattern))
-    samples = shared_dir() / "ebpf-samples"
-    if samples.is_dir():
+    samples = shared_path("ebpf-samples")
+    if samples:
         files += sorted(p for p in samples.rglob("*.o")
                         if p.stat().st_size <= MAX_SAMPLE_SIZE)
     return files

@@ -1,13 +1,13 @@
 """The reference interpreter (inliner/interp.py): the conformance suite, and its machine model."""
 import pytest
 
-from conftest import shared_dir
+from conftest import needs_shared, shared_path
 from inliner import conformance, interp, isa, loader
 from inliner.asm import assemble
 
-SUITE = shared_dir() / "bpf_conformance"
-TESTS = sorted((SUITE / "tests").glob("*.data")) if SUITE.is_dir() else []
-needs_suite = pytest.mark.skipif(not TESTS, reason=f"no conformance suite at {SUITE}")
+SUITE = shared_path("bpf_conformance")
+TESTS = sorted((SUITE / "tests").glob("*.data")) if SUITE else []
+needs_suite = needs_shared("bpf_conformance", "tests")
 H = interp.CONFORMANCE_HELPERS
 
 

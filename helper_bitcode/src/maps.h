@@ -126,7 +126,7 @@ static inline void map_cpu_relax(void)
 #if defined(__x86_64__)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
+    __builtin_arm_yield();
 #endif
 }
 
