@@ -8,13 +8,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
+import io
 import json
+import logging
 import os
+import stat
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from . import __version__, codegen, isa, loader, maps, pipeline, plan
+from . import __version__, codegen, inputs, isa, loader, maps, pipeline, plan
 from .errors import EbpfLtoError
 from .lift import ABIS, ENTRY_SYMBOL
 
@@ -106,10 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("link", help="compile an eBPF object to a native object")
     p.add_argument("input", help="eBPF ELF object (clang -target bpf), or LLVM IR or bitcode "
-                   "from another lifter using _bpf_helper_ext_NNNN helper names")
+                   "from link --emit llvm|bc or from another lifter using "
+                   "_bpf_helper_ext_NNNN helper names")
     p.add_argument("-o", dest="output", required=True, help="output file")
     p.add_argument("--emit", choices=codegen.EMIT_KINDS, default="obj",
                    help="obj (default), asm, llvm (IR text) or bc (bitcode)")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="print each stage with its time, and the plan's summary, to stderr")
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="print no warnings (errors still)")
     _add_link_options(p)
     p.set_defaults(func=cmd_link)
 
@@ -184,9 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write_error(err: OSError, path: str) -> EbpfLtoError:
+    return EbpfLtoError(f"cannot write: {err.strerror}", file=inputs.display_name(path))
+
+
 def write_atomically(path: str, data: bytes) -> None:
     """Write all of `data` or leave `path` as it was; `-` is standard output."""
-    if path == "-":
+    if path == "-":  # a failed write (/dev/full) is main's to report
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
@@ -198,12 +213,12 @@ def write_atomically(path: str, data: bytes) -> None:
                 fh.write(data)
             return
         except OSError as err:
-            raise EbpfLtoError(f"cannot write: {err.strerror}", file=path) from None
+            raise _write_error(err, path) from None
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
     except OSError as err:
-        raise EbpfLtoError(f"cannot write: {err.strerror}", file=path) from None
+        raise _write_error(err, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -211,24 +226,64 @@ def write_atomically(path: str, data: bytes) -> None:
         os.replace(tmp, target)
     except OSError as err:
         os.unlink(tmp)
-        raise EbpfLtoError(f"cannot write: {err.strerror}", file=path) from None
+        raise _write_error(err, path) from None
+
+
+def _input_paths(args) -> list[str]:
+    """Every file the command reads, named by its options."""
+    paths = [args.input]
+    helper_files = getattr(args, "helpers", "") or ""
+    paths += [h.strip() for h in helper_files.split(",") if h.strip().endswith((".bc", ".ll"))]
+    for spec in (getattr(args, "mem", None), *(getattr(args, "packet", None) or ())):
+        if spec and spec.startswith("@"):
+            paths.append(spec[1:])
+    paths += [spec.partition("=@")[2] for spec in getattr(args, "map", None) or ()]
+    paths += [p for p in (getattr(args, "pcap", None), getattr(args, "profile", None)) if p]
+    return paths
+
+
+def _refuse_clobbering(args, option: str, output: str | None) -> None:
+    """Refuse an output file that is one of the inputs, whatever the path (links, ../x).
+
+    Checked before any work, so the input is never overwritten by what was
+    made from it.
+    """
+    if not output or output == "-":
+        return
+    try:
+        out = os.stat(output)
+    except OSError:  # not there yet, or unreachable: the write says why
+        return
+    for path in _input_paths(args):
+        try:
+            same = os.path.samestat(os.stat(path), out)
+        except OSError:
+            continue
+        if same and stat.S_ISREG(out.st_mode):
+            raise EbpfLtoError(f"{option} {inputs.display_name(output)} is the input file "
+                               f"{inputs.display_name(path)}; refusing to overwrite it")
+
+
+def _load_object(path: str) -> loader.EbpfObject:
+    """The eBPF object at `path`, refused by its first bytes if it is something else."""
+    _, data = inputs.read(path, "input", (inputs.ELF,))
+    return loader.load(inputs.display_name(path), data)
 
 
 def parse_memory(spec: str | None) -> bytes | None:
     if spec is None:
         return None
     if spec.startswith("@"):
-        try:
-            return Path(spec[1:]).read_bytes()
-        except OSError as err:
-            raise EbpfLtoError(f"cannot read memory file: {err.strerror}", file=spec[1:]) from None
+        return inputs.read(spec[1:], "memory file")[1]
     try:
         return bytes.fromhex(spec.replace(",", " "))
     except ValueError:
         raise EbpfLtoError(f"--mem is neither hex bytes nor @file: {spec[:40]!r}") from None
 
 
-def _report_warnings(linked) -> None:
+def _report_warnings(linked, quiet: bool = False) -> None:
+    if quiet:
+        return
     for name in linked.stale:
         print(f"ebpf-lto: warning: the profile of {name} does not match it (the program "
               "changed); ignored for that function", file=sys.stderr)
@@ -237,20 +292,41 @@ def _report_warnings(linked) -> None:
               "slot", file=sys.stderr)
 
 
-def cmd_link(args) -> int:
+@contextmanager
+def _verbose(enabled: bool):
+    """With -v, the pipeline's stage log on stderr, clang -v style."""
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ebpf-lto: %(message)s"))
+    level = pipeline.log.level
+    pipeline.log.addHandler(handler)
+    pipeline.log.setLevel(logging.INFO)
     try:
-        with open(args.input, "rb") as fh:
-            head = fh.read(4)
-    except OSError as err:
-        raise EbpfLtoError(f"cannot read: {err.strerror}", file=args.input) from None
-    if head == b"\x7fELF":
-        data, linked = pipeline.link(loader.load(args.input), _options(args), emit=args.emit)
-        _report_warnings(linked)
-    else:  # LLVM IR or bitcode from another lifter
-        data, linked = pipeline.link_ir(Path(args.input).read_bytes(), args.input, _options(args),
-                                        emit=args.emit)
-    write_atomically(args.output, data)
-    if linked.external_helpers:
+        yield
+    finally:
+        pipeline.log.removeHandler(handler)
+        pipeline.log.setLevel(level)
+
+
+def cmd_link(args) -> int:
+    _refuse_clobbering(args, "-o", args.output)
+    with _verbose(args.verbose):
+        kind, source = inputs.read(args.input, "input", inputs.OBJECT_KINDS)
+        name = inputs.display_name(args.input)
+        pipeline.log.info("read %s: %s, %d bytes", name, kind, len(source))
+        if kind == inputs.ELF:
+            with pipeline.stage("load"):
+                obj = loader.load(name, source)
+            data, linked = pipeline.link(obj, _options(args), emit=args.emit)
+            _report_warnings(linked, args.quiet)
+        else:  # LLVM IR or bitcode: another lifter's, or ebpf-lto's own --emit llvm|bc
+            data, linked = pipeline.link_ir(source, name, _options(args), emit=args.emit)
+        write_atomically(args.output, data)
+        pipeline.log.info("wrote %s: %d bytes", "standard output" if args.output == "-"
+                          else inputs.display_name(args.output), len(data))
+    if linked.external_helpers and not args.quiet:
         from .helpers import helper_name
         ids = ", ".join(f"{h} ({helper_name(h)})" for h in linked.external_helpers
                         if not linked.helper_set or h not in linked.helper_set.ids)
@@ -264,19 +340,20 @@ def read_pcap(path: str) -> list[bytes]:
     logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # no libpcap warnings
     from scapy.error import Scapy_Exception
     from scapy.utils import PcapReader
+    _, data = inputs.read(path, "pcap file")
     try:
-        with PcapReader(path) as reader:
+        with PcapReader(io.BytesIO(data)) as reader:
             return [bytes(pkt) for pkt in reader]
-    except FileNotFoundError:
-        raise EbpfLtoError("cannot read: no such file", file=path) from None
     except (Scapy_Exception, OSError, EOFError, ValueError) as err:
-        raise EbpfLtoError(f"not a readable pcap file: {err}", file=path) from None
+        raise EbpfLtoError(f"not a readable pcap file: {err}",
+                           file=inputs.display_name(path)) from None
 
 
 def cmd_run(args) -> int:
     from .contexts import action_name
     from .hostmaps import MapAccess
-    obj = loader.load(args.input)
+    _refuse_clobbering(args, "--profile-out", args.profile_out)
+    obj = _load_object(args.input)
     program = obj.program(args.program)
     packets = [parse_memory(p) for p in args.packet or ()]
     if args.pcap:
@@ -328,9 +405,10 @@ def cmd_explain(args) -> int:
     from rich.table import Table
 
     from .helpers import helper_name
-    obj = loader.load(args.input)
+    _refuse_clobbering(args, "--dot", args.dot)
+    obj = _load_object(args.input)
     _, linked = pipeline.link(obj, _options(args), emit="llvm")
-    table = Table(title=f"call sites of {args.input}")
+    table = Table(title=f"call sites of {obj.path}")
     for column in ("function", "insn", "callee", "in loop", "count", "cost", "growth",
                    "decision", "reason"):
         table.add_column(column, justify="right" if column in ("insn", "count", "cost",
@@ -356,7 +434,7 @@ def cmd_explain(args) -> int:
 def cmd_disasm(args) -> int:
     from .asm import format_insn
     from .helpers import helper_name
-    obj = loader.load(args.input)
+    obj = _load_object(args.input)
     programs = {p.entry: p for p in obj.programs}
     for key, func in sorted(obj.functions.items(), key=lambda kv: (kv[0].section, kv[0].start)):
         prog = programs.get(key)
@@ -451,11 +529,34 @@ def cmd_bench(args) -> int:
     return bench.command(args)
 
 
+# Errors of a write that failed for want of room or a working device: the
+# user's disk, not a bug of ours (standard output on /dev/full, say).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null: what could not be written is dropped, not
+    written again (and failed again, with a traceback) at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except OSError:  # not a file (a caller's buffer): nothing is retried at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # File names may be any bytes (surrogate-escaped in argv): print them, never crash on them.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a failed write is reported now, not at exit
+        return status
     except EbpfLtoError as err:
         print(f"ebpf-lto: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -466,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
         print("ebpf-lto: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # a bug of ours: still one line, unless asked for more
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            _discard_stdout()
+            print(f"ebpf-lto: error: cannot write: {err.strerror}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if os.environ.get("EBPF_LTO_DEBUG"):
             raise
         print(f"ebpf-lto: internal error: {type(err).__name__}: {err} "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 
-from . import codegen
+from . import codegen, inputs
 from .errors import EbpfLtoError
 from .helper_table import KERNEL_HELPERS
 from .lift import LiftOptions
@@ -117,11 +117,9 @@ def resolve(spec: str, arch: str) -> HelperSet:
                     raise EbpfLtoError(f"helper set {item!r} has no bitcode for {arch} ({path})")
                 sources.append(HelperSource(f"{item}:{f}", path.read_bytes(), True, unwind))
         elif item.endswith((".bc", ".ll")):
-            try:
-                payload = Path(item).read_bytes()
-            except OSError as err:
-                raise EbpfLtoError(f"cannot read helper file: {err.strerror}", file=item) from None
-            sources.append(HelperSource(item, payload, item.endswith(".bc")))
+            kind, payload = inputs.read(item, "helper file", (inputs.BITCODE, inputs.LLVM_IR))
+            sources.append(HelperSource(inputs.display_name(item), payload,
+                                        kind == inputs.BITCODE))
         else:
             known = ", ".join(NAMED_SETS)
             raise EbpfLtoError(f"unknown helper set {item!r} (named sets: {known}; "

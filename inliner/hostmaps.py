@@ -9,9 +9,8 @@ from __future__ import annotations
 import ctypes
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-from . import maps
+from . import inputs, maps
 from .errors import EbpfLtoError
 from .lift import MAP_COUNT, MAP_TABLE
 from .runner import LoadedObjects
@@ -133,17 +132,22 @@ class MapAccess:
     def fill(self, name: str, path: str) -> None:
         """Load entries from a JSON file: [[key, value], ...], each hex bytes or an integer."""
         m = self.get(name)
+        _, data = inputs.read(path, "map entries")
+        shown = inputs.display_name(path)
         try:
-            pairs = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as err:
-            raise EbpfLtoError(f"cannot read map entries: {err}", file=path) from None
+            pairs = json.loads(data)
+        except UnicodeDecodeError:
+            raise EbpfLtoError(f"map entries are not JSON ({inputs.describe(data)})",
+                               file=shown) from None
+        except (ValueError, RecursionError) as err:  # RecursionError: nested past Python's limit
+            raise EbpfLtoError(f"map entries are not JSON: {err}", file=shown) from None
         if not isinstance(pairs, list):
-            raise EbpfLtoError("map entries must be a JSON list of [key, value]", file=path)
+            raise EbpfLtoError("map entries must be a JSON list of [key, value]", file=shown)
         for pair in pairs:
             if not (isinstance(pair, list) and len(pair) == 2):
-                raise EbpfLtoError(f"not a [key, value] pair: {pair!r}", file=path)
-            self.update(name, _value(pair[0], m.key_size, path),
-                        _value(pair[1], m.value_bytes, path))
+                raise EbpfLtoError(f"not a [key, value] pair: {pair!r}", file=shown)
+            self.update(name, _value(pair[0], m.key_size, shown),
+                        _value(pair[1], m.value_bytes, shown))
 
 
 def _sized(data: bytes, size: int, what: str) -> bytes:

@@ -14,7 +14,19 @@ from .helpers import HelperSet
 
 
 def link_helpers(mod: llvm.ModuleRef, hset: HelperSet, tm: llvm.TargetMachine) -> None:
+    """Link the helper sets in; a definition the module already has is kept, not doubled.
+
+    IR that ebpf-lto emitted already holds the helpers it called and the map
+    runtime, and exports the runtime's host API: those helper-set definitions
+    become available_externally, so the linker keeps the module's own.
+    """
+    present = {sym.name for sym in (*mod.functions, *mod.global_variables)
+               if not sym.is_declaration and sym.linkage == llvm.Linkage.external}
     for helper_mod in hset.modules():
+        for sym in (*helper_mod.functions, *helper_mod.global_variables):
+            if sym.name in present and not sym.is_declaration \
+                    and sym.linkage == llvm.Linkage.external:
+                sym.linkage = llvm.Linkage.available_externally
         codegen.set_target(helper_mod, tm)
         mod.link_in(helper_mod)
 

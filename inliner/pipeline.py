@@ -7,20 +7,25 @@ alone; the command line and the conformance plugin go through `link` and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from . import codegen, contexts, helpers, lift as lifter, link as linker, maps, plan, profile
+from . import (codegen, contexts, helpers, inputs, lift as lifter, link as linker, maps, plan,
+               profile)
 from .errors import EbpfLtoError
 from .helper_table import MAP_HELPERS
 from .helpers import HelperSet
 from .loader import EbpfObject
 from .runner import LoadedObjects
 
-BITCODE_MAGIC = b"BC\xc0\xde"
+# Stage timings and the plan's summary at INFO: what `ebpf-lto link -v` shows.
+log = logging.getLogger("inliner")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,20 @@ class Linked:
     skipped_targets: list[str] = field(default_factory=list)  # tail-call targets left out
 
 
+@contextmanager
+def stage(name: str):
+    """Log how long the block took, as `name: N ms`."""
+    start = time.perf_counter()
+    yield
+    log.info("%s: %.0f ms", name, (time.perf_counter() - start) * 1000)
+
+
+def _check_names(options: LinkOptions, functions: Iterable[str] = ()) -> None:
+    functions = tuple(functions)
+    plan.check_names("--no-inline", options.no_inline, functions)
+    plan.check_names("--force-inline", options.force_inline, functions)
+
+
 def helper_set(options: LinkOptions) -> HelperSet | None:
     """The helpers to link in; with --abi bpftime, never the map helpers or the map runtime."""
     if not options.helpers:
@@ -82,6 +101,7 @@ def helper_set(options: LinkOptions) -> HelperSet | None:
 
 
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
+    _check_names(options, (f.name for f in obj.functions.values()))
     progs = [obj.program(options.program)] if options.program else obj.programs
     lift_options = hset.lift_options() if hset else lifter.LiftOptions()
     counts = profile.load(options.profile) if options.profile else None
@@ -105,51 +125,72 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     decisions, graph = [], None
     if isinstance(lifted, lifter.Lifted):
         counts = lifted.counts if options.profile else None
-        decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(counts),
-                                     lifted.sizes)
-        plan.apply(decisions)
-        mod = codegen.parse_ir(str(lifted.module), obj_path)
-    elif lifted[:4] == BITCODE_MAGIC:
-        mod = codegen.parse_bitcode(lifted, obj_path)
+        with stage("plan"):
+            decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(counts),
+                                         lifted.sizes)
+            plan.apply(decisions)
+        actions = [d.action for d in decisions]
+        log.info("plan: %d call sites: %d inline, %d outline, %d external", len(actions),
+                 actions.count("inline"), actions.count("outline"), actions.count("external"))
+        with stage("verify"):
+            mod = codegen.parse_ir(str(lifted.module), obj_path)
     else:
-        try:
-            mod = codegen.parse_ir(lifted.decode(), obj_path)
-        except UnicodeDecodeError:
-            raise EbpfLtoError("neither an eBPF object, LLVM bitcode nor LLVM IR text",
-                               file=obj_path) from None
+        with stage("parse"):
+            mod = _parse_foreign(lifted, obj_path)
     entries = [sym.name for sym in (*mod.functions, *mod.global_variables)
                if not sym.is_declaration and sym.linkage == llvm.Linkage.external]
+    if not isinstance(lifted, lifter.Lifted):  # IR ebpf-lto emitted keeps its map table
+        has_maps = lifter.MAP_TABLE in entries
     linked_in = hset is not None and options.inline != "none"
     if linked_in:
-        linker.link_helpers(mod, hset, tm)
-        if has_maps:  # the map runtime's host API, for hosts to reach the maps
-            entries += [name for name in hset.host_api if name not in entries]
-        linker.internalize(mod, set(entries), tm)
+        with stage(f"link helpers ({options.helpers})"):
+            linker.link_helpers(mod, hset, tm)
+            if has_maps:  # the map runtime's host API, for hosts to reach the maps
+                entries += [name for name in hset.host_api if name not in entries]
+            linker.internalize(mod, set(entries), tm)
     called = sorted(hid for fn in mod.functions if fn.is_declaration
                     and (hid := helpers.helper_id(fn.name)) is not None)
-    mod = codegen.optimize(mod, tm, options.opt_level)
+    with stage(f"optimize -O{options.opt_level} for {options.arch} ({options.cpu})"):
+        mod = codegen.optimize(mod, tm, options.opt_level)
     ours = isinstance(lifted, lifter.Lifted)
     return Linked(mod, hset, called, entries, decisions, graph, linked_in,
                   lifted.stale if ours else [], lifted.skipped_targets if ours else [])
 
 
+def _parse_foreign(data: bytes, name: str) -> llvm.ModuleRef:
+    if inputs.classify(data[:inputs.HEAD_BYTES]) == inputs.BITCODE:
+        return codegen.parse_bitcode(data, name)
+    try:
+        return codegen.parse_ir(data.decode(), name)
+    except UnicodeDecodeError as err:
+        raise EbpfLtoError(f"LLVM IR that is not UTF-8 text (byte {err.start})",
+                           file=name) from None
+
+
+def _emit(linked: Linked, options: LinkOptions, emit: str) -> bytes:
+    tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
+    with stage(f"emit {emit}"):
+        return codegen.emit(linked.module, tm, emit)
+
+
 def link_ir(data: bytes, name: str, options: LinkOptions,
             emit: str = "obj") -> tuple[bytes, Linked]:
-    """The link stage for another lifter's LLVM IR or bitcode."""
+    """The link stage for LLVM IR or bitcode: another lifter's, or ebpf-lto's own output."""
     if options.map_fds:
         raise EbpfLtoError("--map-fd names maps of an eBPF object; LLVM IR input has its maps "
                            "resolved already", file=name)
+    _check_names(options)
     hset = helper_set(options)
-    linked = compile_module(data, name, options, hset, has_maps=False)
-    tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
-    return codegen.emit(linked.module, tm, emit), linked
+    linked = compile_module(data, name, options, hset)
+    return _emit(linked, options, emit), linked
 
 
 def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
     hset = helper_set(options)
-    linked = compile_module(lift(obj, options, hset), obj.path, options, hset, bool(obj.maps))
-    tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
-    return codegen.emit(linked.module, tm, emit), linked
+    with stage("lift"):
+        lifted = lift(obj, options, hset)
+    linked = compile_module(lifted, obj.path, options, hset, bool(obj.maps))
+    return _emit(linked, options, emit), linked
 
 
 @lru_cache(maxsize=16)

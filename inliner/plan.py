@@ -9,12 +9,15 @@ decision is applied as call-site attributes that LLVM's inliner obeys
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import llvmlite.binding as llvm
 import networkx as nx
 
+from .errors import EbpfLtoError
 from .helpers import HelperSet, helper_id, helper_name
 from .helper_table import HELPER_IDS
 from .lift import Site, helper_symbol
@@ -70,6 +73,21 @@ def _matches(site: Site, names: frozenset[str]) -> bool:
     hid = site.helper_id
     return any(n == str(hid) or n == helper_name(hid) or n == f"bpf_{helper_name(hid)}"
                or HELPER_IDS.get(n.removeprefix("bpf_")) == hid for n in names)
+
+
+def check_names(option: str, names: Iterable[str], functions: Iterable[str] = ()) -> None:
+    """Refuse a --no-inline/--force-inline name that is no helper id, helper or function.
+
+    A misspelt name would otherwise match no site and change nothing, silently.
+    """
+    known = {*HELPER_IDS, *(f"bpf_{name}" for name in HELPER_IDS), *functions}
+    for name in names:
+        if name.isdigit() or name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else \
+            " (a helper name such as map_lookup_elem, its id, or a function of the object)"
+        raise EbpfLtoError(f"{option} {name}: no helper or function of that name{hint}")
 
 
 @lru_cache(maxsize=16)

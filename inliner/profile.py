@@ -9,8 +9,8 @@ shows and merges; `link --profile` reads them back into the lifter.
 from __future__ import annotations
 
 import ctypes
-from pathlib import Path
 
+from . import inputs
 from .errors import EbpfLtoError
 from .lift import COUNTERS, PROFILE_COUNT, PROFILE_TABLE
 from .runner import LoadedObjects
@@ -36,17 +36,18 @@ def read_counters(loaded: LoadedObjects) -> Counts:
 
 def load(path: str) -> Counts:
     from . import profdata  # the codec, only when a profile is read or written
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise EbpfLtoError(f"cannot read profile: {err.strerror}", file=path) from None
+    _, data = inputs.read(path, "profile")
+    name = inputs.display_name(path)
     try:
         if data[:8] == profdata.INDEXED_MAGIC.to_bytes(8, "little"):
             prof = profdata.read_indexed(data)
         else:
             prof = profdata.read_text(data.decode())
-    except (profdata.ProfdataError, UnicodeDecodeError) as err:
-        raise EbpfLtoError(f"not an LLVM instrumentation profile: {err}", file=path) from None
+    except UnicodeDecodeError:  # neither format: say what it is instead
+        raise EbpfLtoError(f"not an LLVM instrumentation profile ({inputs.describe(data)})",
+                           file=name) from None
+    except profdata.ProfdataError as err:
+        raise EbpfLtoError(f"not an LLVM instrumentation profile: {err}", file=name) from None
     return {f.name: (f.hash, list(f.counters)) for f in prof.functions.values()}
 
 

@@ -104,7 +104,7 @@ def test_failed_link_leaves_the_previous_output_untouched(tmp_path):
 
 @pytest.mark.parametrize("args,words", [
     (["run", "missing.o"], ["missing.o", "cannot read"]),
-    (["run", ROOT / "examples" / "ipv4_csum.c"], ["not an ELF file"]),
+    (["run", ROOT / "examples" / "ipv4_csum.c"], ["not an eBPF object", "C source"]),
     (["run", EXAMPLE, "--mem", "zz"], ["--mem"]),
     (["run", EXAMPLE, "--program", "nope"], ["no program named 'nope'", "ipv4_csum"]),
     (["link", EXAMPLE, "-o", "/tmp/x.o", "--cpu", "no-such-cpu"], ["no-such-cpu"]),
