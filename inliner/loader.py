@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from . import isa
+from . import inputs, isa
 from .errors import EbpfLtoError
 
 EM_BPF = 247
@@ -163,11 +163,7 @@ def from_raw(code: bytes, name: str = "main", path: str = "<raw>") -> EbpfObject
 
 def load(path: str, data: bytes | None = None) -> EbpfObject:
     if data is None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as err:
-            raise EbpfLtoError(f"cannot read: {err.strerror}", file=path) from None
+        _, data = inputs.read(path, "input", (inputs.ELF,))
     try:
         return _Loader(path, data).run()
     except EbpfLtoError as err:

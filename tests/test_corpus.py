@@ -61,7 +61,7 @@ def test_counts(small_corpus: Path, capsys):
     assert report["programs"] == {"total": 2, "linked": 1, "refused": 1, "internal": 0}
     refusals = {(g["stage"], g["reason"]): g for g in report["refusals"]}
     assert set(refusals) == {
-        ("load", "not an ELF file"),
+        ("load", "not an eBPF object (it looks like text)"),
         ("load", "malformed ELF file: Reading section N at offset N past EOF N"),
         ("link", "legacy packet load (opcode N) needs a kernel socket buffer"),
     }
