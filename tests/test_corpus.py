@@ -98,7 +98,7 @@ def test_table_output(small_corpus: Path, capsys):
     assert cli.main(["corpus", str(small_corpus), "--jobs", "1", "--helpers", "none"]) == 0
     out = capsys.readouterr().out
     assert "ktime_get_ns" in out
-    assert "not an ELF file" in out
+    assert "not an eBPF" in out
     assert "internal errors" in out  # the summary column, with no error listed below
     assert "please report" not in out
 
