@@ -220,6 +220,12 @@ KERNEL_HELPERS: dict[int, str] = {
 }
 
 HELPER_IDS: dict[str, int] = {name: hid for hid, name in KERNEL_HELPERS.items()}
+MAP_LOOKUP = HELPER_IDS["map_lookup_elem"]
+TAIL_CALL = HELPER_IDS["tail_call"]
+
+
+def helper_name(hid: int) -> str:
+    return KERNEL_HELPERS.get(hid, f"helper {hid}")
 
 # Helpers that take a map (what an lddw of a map loads) or memory a map owns
 # (ringbuf records and dynptrs). With --abi bpftime the maps are the runtime's,

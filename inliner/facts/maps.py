@@ -5,11 +5,12 @@ Every map of an object becomes, in the linked code, a constant descriptor
 the map runtime folds it) pointing at a zeroed, mutable `struct
 bpf_map_state` of STATE_SIZE bytes that the map runtime (helper_bitcode/src/
 maps*.c) owns. The C declarations are generated from this module
-(`python -m inliner.cabi`), so both sides agree by construction.
+(`python -m inliner.facts.cabi`), so both sides agree by construction.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 # enum bpf_map_type (include/uapi/linux/bpf.h), the types the runtime implements.
 MAP_TYPES: dict[int, str] = {
@@ -18,6 +19,9 @@ MAP_TYPES: dict[int, str] = {
     12: "array_of_maps", 13: "hash_of_maps", 22: "queue", 23: "stack", 27: "ringbuf",
 }
 MAP_TYPE_IDS: dict[str, int] = {name: tid for tid, name in MAP_TYPES.items()}
+# Types with one copy of each value per cpu.
+PER_CPU_TYPES = frozenset(MAP_TYPE_IDS[n] for n in ("percpu_hash", "percpu_array",
+                                                    "lru_percpu_hash"))
 
 # Map update flags (BPF_ANY, BPF_NOEXIST, BPF_EXIST) and map_flags bits used.
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
@@ -37,6 +41,29 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, str], ...] = (
 )
 NO_INNER = 0xFFFFFFFF
 STATE_SIZE = 128  # bytes of struct bpf_map_state; the runtime asserts its struct fits
+
+
+@dataclass(frozen=True)
+class MapDef:
+    """A map's geometry, from the legacy `maps` section or from BTF `.maps`."""
+    name: str
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int = 0
+    inner: str | None = None  # map-in-map: the name of the inner map's template
+
+    @property
+    def per_cpu(self) -> bool:
+        return self.type in PER_CPU_TYPES
+
+    def descriptor(self, ncpus: int, index: int, inner_index: int) -> dict[str, int]:
+        """The integer fields of its `struct bpf_map`, by DESCRIPTOR_FIELDS' names."""
+        return {"type": self.type, "key_size": self.key_size, "value_size": self.value_size,
+                "max_entries": self.max_entries, "map_flags": self.map_flags,
+                "ncpus": ncpus if self.per_cpu else 1, "index": index,
+                "inner_index": inner_index}
 
 
 def default_ncpus() -> int:

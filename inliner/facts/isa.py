@@ -5,6 +5,7 @@ takes opcode numbers, field layouts and mnemonics from here.
 """
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass
 
@@ -160,6 +161,24 @@ def encode(insns: list[Insn | None]) -> bytes:
 
 
 CALLX = JMP | CALL | X  # 0x8d: call through a register
+
+
+class CallKind(enum.Enum):
+    """What a call instruction calls (RFC 9669 section 4.3.1)."""
+    HELPER = "helper"        # src 0: a helper function by id
+    LOCAL = "local"          # src 1: a bpf-to-bpf call, pc-relative
+    KFUNC = "kfunc"          # src 2: a kernel function by BTF id
+    REGISTER = "register"    # callx: through a register
+
+
+def call_kind(insn: Insn | None) -> CallKind | None:
+    """The kind of call `insn` makes, or None if it is no call (or an unknown one)."""
+    if insn is None or insn.opcode not in (JMP | CALL, CALLX):
+        return None
+    if insn.opcode == CALLX:
+        return CallKind.REGISTER
+    return {CALL_HELPER: CallKind.HELPER, CALL_LOCAL: CallKind.LOCAL,
+            CALL_KFUNC: CallKind.KFUNC}.get(insn.src)
 
 
 def callx_register(insn: Insn) -> int:

@@ -1,0 +1,35 @@
+"""The native object's interface, as docs/abi.md describes it: its symbol names. Defined once.
+
+The lifter emits these names, the helper library defines some of them, and
+hosts (runner, hostmaps, profile, emulate, bench) look them up.
+"""
+from __future__ import annotations
+
+import re
+
+ENTRY_SYMBOL = "bpf_main"            # the first program's entry, `uint64_t (void *, uint64_t)`
+ABIS = ("ebpf-lto", "bpftime")       # who owns the maps: the object, or bpftime's runtime
+
+HELPER_SYMBOL = re.compile(r"^_bpf_helper_ext_(\d{4})$")
+HOST_API_PREFIX = "ebpf_lto_"        # the helper library's functions for hosts, and the tables
+
+# bpftime's lddw helpers: a map's handle from its fd, and the address of its values.
+MAP_BY_FD, MAP_VAL = "__lddw_helper_map_by_fd", "__lddw_helper_map_val"
+
+# Tables the object exports (docs/abi.md), and the map runtime's prog_array lookup.
+MAP_TABLE, MAP_COUNT = "ebpf_lto_maps", "ebpf_lto_maps_count"
+PROG_NAMES, PROG_COUNT = "ebpf_lto_program_names", "ebpf_lto_programs_count"
+COUNTERS, PROFILE_TABLE, PROFILE_COUNT = ("ebpf_lto_counters", "ebpf_lto_profile",
+                                          "ebpf_lto_profile_count")
+PROG_ARRAY_GET = "ebpf_lto_prog_array_get"   # prog_array slot -> program number
+
+
+def helper_symbol(helper_id: int) -> str:
+    """The AOT contract's name for helper `helper_id`."""
+    return f"_bpf_helper_ext_{helper_id:04d}"
+
+
+def helper_id(symbol: str) -> int | None:
+    """The id in a `_bpf_helper_ext_NNNN` symbol, or None for any other name."""
+    m = HELPER_SYMBOL.match(symbol)
+    return int(m.group(1)) if m else None

@@ -1,0 +1,330 @@
+"""Forward data flow over one function: what each register holds before each instruction.
+
+The analysis the kernel's verifier does in `do_check`, kept apart from the
+emitter as the kernel keeps its verifier apart from its JIT: it runs over
+the CFG to a fixpoint and leaves, for every reachable instruction, a
+`State` (each register's `Value`, which registers are written on every path,
+which 8-byte stack slots hold a tracked value), the way `insn_aux_data`
+leaves facts per instruction. The emitter only reads them.
+
+Where paths meet, values join (values.Value.join); at a block entered
+again and again (a loop head) ranges widen, so the fixpoint is reached in a
+few rounds. A conditional jump against a constant narrows the compared
+register's range on each edge; an edge no value can take is not followed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from heapq import heappop, heappush
+
+from .. import contexts, isa
+from ..errors import EbpfLtoError
+from . import values as v
+from .cfg import Cfg
+from .switches import taken_values
+from .values import FRAME_POINTER, UNKNOWN, Kind, Range, Value
+
+ARGS_WRITTEN = 0b10000111110   # r1-r5 (the arguments) and r10 on entry
+CALL_CLOBBERED = 0b111110      # r1-r5: unreadable after a call
+WIDEN_AFTER = 3                # visits of a block before its ranges widen
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The facts before one instruction."""
+    regs: tuple[Value, ...]              # r0..r10
+    written: int                         # bit r: r is written on every path to here
+    spills: tuple[tuple[int, Value], ...]  # (r10 offset, value) of 8-byte frame slots, sorted
+
+    def spilled(self, off: int) -> Value:
+        for at, value in self.spills:
+            if at == off:
+                return value
+        return UNKNOWN
+
+    def join(self, other: State, widen: bool = False) -> State:
+        """Where paths meet: values joined (widened at loop heads), registers written on
+        both, slots tracked on both."""
+        regs = tuple(_join(a, b, widen) for a, b in zip(self.regs, other.regs))
+        theirs = dict(other.spills)
+        spills = tuple((off, j) for off, a in self.spills if off in theirs
+                       and (j := _join(a, theirs[off], widen)) is not UNKNOWN)
+        return State(regs, self.written & other.written, spills)
+
+
+def _join(a: Value, b: Value, widen: bool) -> Value:
+    j = a.join(b)
+    if widen and j.kind is Kind.SCALAR and a.kind is Kind.SCALAR:
+        return v.scalar(a.range.widen(j.range))
+    return j
+
+
+def entry_state(args: Sequence[Value]) -> State:
+    return State((UNKNOWN, *args, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, FRAME_POINTER),
+                 ARGS_WRITTEN, ())
+
+
+# Facts the analysis needs from outside the function: what lddw at a slot loaded.
+MapAt = Callable[[int], str | None]  # slot -> map name, for lddw of a map
+
+
+class _Step:
+    """The transfer function: one instruction's effect on a mutable copy of a State."""
+
+    def __init__(self, state: State):
+        self.regs = list(state.regs)
+        self.written = state.written
+        self.spills = dict(state.spills)
+
+    def freeze(self) -> State:
+        return State(tuple(self.regs), self.written, tuple(sorted(self.spills.items())))
+
+    def run(self, insn: isa.Insn, map_at: str | None) -> None:
+        c, op = insn.cls, isa.op(insn.opcode)
+        result = UNKNOWN
+        if insn.is_wide:
+            result = (Value(Kind.MAP, map=map_at) if map_at is not None
+                      else v.const(insn.imm64) if insn.src == 0 else UNKNOWN)
+        elif c in (isa.ALU, isa.ALU64):
+            result = self._alu(insn, c == isa.ALU64, op)
+        elif c == isa.LDX:
+            result = self._load(insn)
+        elif c in (isa.ST, isa.STX):
+            self._store(insn)
+        if c == isa.JMP and op == isa.CALL:
+            for r in range(6):
+                self.regs[r] = UNKNOWN
+            self.written &= ~CALL_CLOBBERED
+        for r in isa.regs_written(insn):
+            self.regs[r] = result
+            self.written |= 1 << r
+
+    def _alu(self, insn: isa.Insn, wide: bool, op: int) -> Value:
+        dst = self.regs[insn.dst]
+        x = insn.opcode & isa.X
+        if op == isa.END:
+            if dst.kind is not Kind.SCALAR:
+                return UNKNOWN
+            if not wide and not x:  # to-le: only truncates
+                return v.scalar(v.truncate(dst.range, insn.imm) if insn.imm < 64 else dst.range)
+            return v.scalar(v.unsigned_bits(insn.imm) if insn.imm < 64 else v.FULL)
+        if op == isa.MOV:
+            if not x:
+                return v.const(insn.imm if wide else insn.imm & v.M32)
+            src = self.regs[insn.src]
+            if insn.off:  # movsx
+                r = v.sign_extend(src.range, insn.off) if src.kind is Kind.SCALAR else v.FULL
+                return v.scalar(r if wide else v.truncate(r, 32))
+            if wide:
+                return src
+            return v.scalar(v.truncate(src.range, 32) if src.kind is Kind.SCALAR else v.U32)
+        src = self.regs[insn.src] if x else v.const(insn.imm if wide else insn.imm & v.M32)
+        if wide and op in (isa.ADD, isa.SUB):
+            if not x:
+                return dst.moved(insn.imm if op == isa.ADD else -insn.imm)
+            # pointer + scalar and pointer - scalar stay in the pointer's object;
+            # scalar + pointer is not followed, so a root is always a pointer.
+            if dst.kind in (Kind.ARG, Kind.PACKET) and src.kind is Kind.SCALAR:
+                return dst
+        if dst.kind is not Kind.SCALAR or src.kind is not Kind.SCALAR:
+            return v.scalar(v.U32) if not wide else UNKNOWN
+        return v.scalar(_arith(op, insn, dst.range, src.range, wide))
+
+    def _load(self, insn: isa.Insn) -> Value:
+        base = self.regs[insn.src]
+        nbytes = isa.SIZE_BYTES[isa.size(insn.opcode)]
+        if base.kind is Kind.FRAME and nbytes == 8:
+            return self.spills.get(base.off + insn.off, UNKNOWN)
+        if base.kind is Kind.CTX:
+            field = base.layout.field_at(base.off + insn.off, nbytes)
+            if field is not None and field.kind != contexts.SCALAR:
+                return Value(Kind.PACKET)
+        if nbytes == 8:
+            return UNKNOWN
+        if isa.mode(insn.opcode) == isa.MEMSX:
+            return v.scalar(v.Range.signed(-(1 << (8 * nbytes - 1)), (1 << (8 * nbytes - 1)) - 1))
+        return v.scalar(v.unsigned_bits(8 * nbytes))
+
+    def _store(self, insn: isa.Insn) -> None:
+        base = self.regs[insn.dst]
+        if base.kind is not Kind.FRAME:
+            return
+        lo = base.off + insn.off
+        hi = lo + isa.SIZE_BYTES[isa.size(insn.opcode)]
+        for off in [off for off in self.spills if off < hi and lo < off + 8]:
+            del self.spills[off]
+        if insn.opcode == isa.STX | isa.MEM | isa.DW:
+            value = self.regs[insn.src]
+        elif insn.opcode == isa.ST | isa.MEM | isa.DW:
+            value = v.const(insn.imm)
+        else:
+            return
+        if value is not UNKNOWN:
+            self.spills[lo] = value
+
+
+def _arith(op: int, insn: isa.Insn, a: Range, b: Range, wide: bool) -> Range:
+    """The range of a scalar ALU result (32-bit operations on the low halves)."""
+    bits = 64 if wide else 32
+    if not wide:
+        a, b = v.truncate(a, 32), v.truncate(b, 32)
+    k = b.value
+    if op == isa.ADD:
+        r = v.add(a, b)
+    elif op == isa.SUB:
+        r = v.sub(a, b)
+    elif op == isa.MUL:
+        r = v.mul(a, b)
+    elif op in (isa.DIV, isa.MOD) and insn.off == 0:
+        r = v.udiv(a, b) if op == isa.DIV else v.umod(a, b)
+    elif op == isa.AND:
+        r = v.and_(a, b)
+    elif op == isa.OR:
+        r = v.or_(a, b)
+    elif op in (isa.LSH, isa.RSH) and k is not None:
+        r = (v.lsh if op == isa.LSH else v.rsh)(a, k & (bits - 1))
+    elif op == isa.ARSH and k is not None and wide:
+        r = v.arsh(a, k & 63)
+    else:
+        r = v.FULL
+    return r if wide else v.truncate(r, 32)
+
+
+def refine(state: State, insn: isa.Insn, taken: bool) -> State | None:
+    """The state on one edge of a conditional jump; None if no value takes that edge.
+
+    Only a compare of a scalar with a constant narrows, and a 32-bit compare
+    only a register whose value fits in 32 bits (then both compares agree).
+    """
+    reg = state.regs[insn.dst]
+    if reg.kind is not Kind.SCALAR:
+        return state
+    if insn.opcode & isa.X:
+        k = state.regs[insn.src].range.value if state.regs[insn.src].kind is Kind.SCALAR else None
+    else:
+        k = insn.imm
+    wide = insn.cls == isa.JMP
+    bits = 64 if wide else 32
+    if k is None or (not wide and not reg.range.fits(32)):
+        return state
+    yes = taken_values(isa.op(insn.opcode), k, bits)
+    if yes is None:
+        return state
+    spans = yes if taken else _complement(yes, (1 << bits) - 1)
+    parts = [p for lo, hi in spans if (p := reg.range.meet(Range.unsigned(lo, hi))) is not None]
+    if not parts:
+        return None
+    r = parts[0]
+    for p in parts[1:]:
+        r = r.hull(p)
+    regs = list(state.regs)
+    regs[insn.dst] = v.scalar(r)
+    return State(tuple(regs), state.written, state.spills)
+
+
+def _complement(spans: list[tuple[int, int]], top: int) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for lo, hi in spans:
+        if lo > start:
+            out.append((start, lo - 1))
+        start = hi + 1
+    if start <= top:
+        out.append((start, top))
+    return out
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The analysis of one function: the state before each reachable instruction,
+    and for each bpf-to-bpf callee the arguments its call sites here agree on."""
+    before: dict[int, State]
+    calls: dict[object, tuple[Value, ...]]
+
+    def __getitem__(self, idx: int) -> State:
+        return self.before[idx]
+
+
+# For the instructions of a block no analysed path reaches: nothing is known,
+# and nothing is refused (the kernel's verifier skips dead code too).
+DEAD = State((UNKNOWN,) * 10 + (FRAME_POINTER,), (1 << isa.NUM_REGS) - 1, ())
+
+
+def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], map_at: Mapping[int, str],
+            callee_at: Mapping[int, object]) -> Facts:
+    """The fixpoint from the given argument values, then the facts per instruction.
+
+    map_at: slot -> map name for lddw of a map; callee_at: slot -> the callee's
+    key for each bpf-to-bpf call.
+    """
+    state_in = {cfg.start: entry_state(args)}
+    heads = {head for _, head in cfg.back_edges}
+    visits: dict[int, int] = {}
+    work, queued = [cfg.start], {cfg.start}
+    while work:
+        leader = heappop(work)
+        queued.discard(leader)
+        for succ, out in _block(cfg, slots, leader, state_in[leader], map_at, None):
+            old = state_in.get(succ)
+            if old is None:
+                new = out
+            else:
+                visits[succ] = visits.get(succ, 0) + 1
+                new = old.join(out, widen=succ in heads and visits[succ] > WIDEN_AFTER)
+            if new != old:
+                state_in[succ] = new
+                if succ not in queued:
+                    queued.add(succ)
+                    heappush(work, succ)
+    before: dict[int, State] = {}
+    for leader in cfg.order:
+        list(_block(cfg, slots, leader, state_in.get(leader, DEAD), map_at, before))
+    calls: dict[object, tuple[Value, ...]] = {}
+    live = {idx for leader in state_in for idx in cfg.blocks[leader]}
+    for idx, callee in callee_at.items():
+        if idx in live:
+            site = call_args(before[idx])
+            calls[callee] = site if callee not in calls else join_args(calls[callee], site)
+    return Facts(before, calls)
+
+
+def _block(cfg: Cfg, slots, leader: int, state: State, map_at, record: dict | None):
+    """Run one block from `state`; yields (successor, state on that edge)."""
+    step = _Step(state)
+    for idx in cfg.blocks[leader]:
+        if record is not None:
+            record[idx] = step.freeze()
+        step.run(slots[idx], map_at.get(idx))
+    out = step.freeze()
+    succs = cfg.succs[leader]
+    last = slots[cfg.blocks[leader][-1]]
+    if len(succs) == 2 and succs[0] != succs[1]:
+        for succ, taken in zip(succs, (True, False)):
+            edge = refine(out, last, taken)
+            if edge is not None:
+                yield succ, edge
+        return
+    for succ in dict.fromkeys(succs):
+        yield succ, out
+
+
+def call_args(state: State) -> tuple[Value, ...]:
+    """r1-r5 as a callee sees them: a pointer into this frame or derived from a root
+    of this function is a pointer root of the callee's own."""
+    return tuple(Value(Kind.ARG, root=r) if a.kind in (Kind.FRAME, Kind.ARG, Kind.PACKET)
+                 else a for r, a in enumerate(state.regs[1:6], 1))
+
+
+def join_args(a: Sequence[Value], b: Sequence[Value]) -> tuple[Value, ...]:
+    """A function's arguments: what all its callers agree on."""
+    return tuple(x.join(y) for x, y in zip(a, b))
+
+
+def check_reads(cfg: Cfg, slots, facts: Facts) -> None:
+    """Refuse reading a register that is not written on every path to the read."""
+    for idx in cfg:
+        written = facts[idx].written
+        for r in isa.regs_read(slots[idx]):
+            if not written >> r & 1:
+                raise EbpfLtoError(f"reads r{r}, which is not written on every path to here",
+                                   insn=idx)

@@ -1,0 +1,678 @@
+"""Emission: one eBPF function to LLVM IR, reading the data-flow facts.
+
+`FunctionEmitter.insn` is the one switch over instruction classes, as the
+kernel's x86 JIT has one: every instruction is lifted in one place. It
+decides nothing about values itself; what a register points into comes from
+the facts (dataflow.py) before each instruction.
+
+Each eBPF function is an LLVM function `i64 (i64 x5)` with its own 512-byte
+frame; registers are allocas that mem2reg/SROA promote, and accesses at a
+constant offset from r10 are GEPs into the frame so that SROA promotes stack
+slots too. Every operation whose C counterpart is undefined (division by
+zero, INT_MIN / -1, wide shifts) gets the result eBPF defines, so the IR
+has no undefined behaviour.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llvmlite import ir
+
+from .. import contexts, isa, maps, symbols
+from ..errors import EbpfLtoError
+from . import switches
+from .counts import Counts
+from .dataflow import Facts
+from .values import Kind, Value
+
+if TYPE_CHECKING:
+    from .module import Func, ModuleLifter
+
+I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+I8P = I8.as_pointer()
+FRAME = ir.ArrayType(I8, isa.STACK_SIZE)
+SIZE_TYPES = {1: I8, 2: I16, 4: I32, 8: I64}
+M64 = 0xFFFFFFFFFFFFFFFF
+MAX_TAIL_CALL_CNT = 33
+ENOENT = 2
+STOPPED_R0 = M64  # r0 when a callx names nothing callable
+IF_CONVERT_LIMIT = 20  # instructions in an arm of a branch the profile leaves unweighted
+PREDICATES = {"jeq": "==", "jne": "!=", "jgt": ">", "jge": ">=", "jlt": "<", "jle": "<=",
+              "jsgt": ">", "jsge": ">=", "jslt": "<", "jsle": "<="}
+
+
+class FunctionEmitter:
+    """Emits one function's body into its `ir.Function`."""
+
+    def __init__(self, ml: ModuleLifter, func: Func, facts: Facts, counts: Counts | None,
+                 counter_base: int | None):
+        self.ml = ml
+        self.func = func
+        self.cfg = func.cfg
+        self.facts = facts
+        self.counts = counts                  # this function's profile, if it fits
+        self.counter_base = counter_base      # its first counter, when instrumented
+        self.section = func.key.section
+        self.slots = ml.obj.code[self.section]
+        self.fn = func.ir_func
+
+    def error(self, idx: int, reason: str) -> EbpfLtoError:
+        return self.ml.error(reason, self.func.key, idx)
+
+    def emit(self) -> None:
+        cfg = self.cfg
+        entry = self.fn.append_basic_block("entry")
+        self.blocks = {leader: self.fn.append_basic_block(f"L{leader}") for leader in cfg.order}
+        b = self.b = ir.IRBuilder(entry)
+        self.frame = b.alloca(FRAME, name="frame")
+        self.frame.align = 16
+        self.regs = [b.alloca(I64, name=f"r{r}") for r in range(10)]
+        for r in range(10):
+            value = self.fn.args[r - 1] if 1 <= r <= 5 else ir.Constant(I64, 0)
+            b.store(value, self.regs[r])
+        self.fp = b.ptrtoint(b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE)]), I64, name="fp")
+        # Pointer roots: an access through a register derived from one is
+        # emitted as root + (address - root), which LLVM folds to root + offset,
+        # so it can see that a loop walks consecutive memory and vectorize it.
+        self.arg_roots = {r: b.inttoptr(self.fn.args[r - 1], I8P, name=f"root{r}")
+                          for r in range(1, 6)}
+        self.pkt_root = b.alloca(I8P, name="pkt")
+        b.branch(self.blocks[cfg.start])
+        instrument = self.counter_base is not None
+        # Instrumented code keeps the trees: their branches are what the counters count.
+        self.switches = {} if instrument else switches.find(self.slots, cfg.order, cfg.succs,
+                                                            cfg.insns)
+        self.branch_index = {idx: n for n, idx in enumerate(cfg.branches)}
+        self.narrow_words: set[int] = set()  # frame words a narrow store writes (store)
+        for n, leader in enumerate(cfg.order):
+            b.position_at_end(self.blocks[leader])
+            if instrument:
+                self._count(n)
+            for idx in cfg.insns(leader):
+                self.state = self.facts[idx]
+                self.insn(idx, self.slots[idx])
+            if not b.block.is_terminated:
+                b.branch(self.blocks[cfg.succs[leader][0]])
+        # The words narrow stores read-modify-write start at zero, so that their
+        # loads never read memory nothing wrote. SROA folds the zeros into
+        # promoted slots, and DSE drops them where a full store follows.
+        b.position_before(entry.terminator)
+        for pos in sorted(self.narrow_words):
+            b.store(ir.Constant(I64, 0), self._frame_word(pos), align=8)
+
+    def _count(self, index: int) -> None:
+        """counters[base + index] += 1 (plain, not atomic: a profile tolerates races)."""
+        b = self.b
+        slot = b.gep(self.ml.counters, [I32(0), I32(self.counter_base + index)])
+        b.store(b.add(b.load(slot), ir.Constant(I64, 1)), slot)
+
+    def reg(self, r: int) -> Value:
+        """What the facts say register r holds before the current instruction."""
+        return self.state.regs[r]
+
+    def rd(self, r: int) -> ir.Value:
+        if r == 10:
+            return self.fp
+        return self.b.load(self.regs[r])
+
+    def wr(self, idx: int, r: int, value: ir.Value) -> None:
+        if r == 10:
+            raise self.error(idx, "write to r10, the read-only frame pointer")
+        self.b.store(value, self.regs[r])
+
+    def insn(self, idx: int, insn: isa.Insn) -> None:
+        c = insn.cls
+        if c in (isa.ALU, isa.ALU64):
+            self._alu(idx, insn)
+        elif c in (isa.JMP, isa.JMP32):
+            self._jmp(idx, insn)
+        elif c == isa.LDX:
+            self._ldx(idx, insn)
+        elif c in (isa.ST, isa.STX):
+            self._store(idx, insn)
+        elif insn.is_wide:
+            self._ld_imm64(idx, insn)
+        else:
+            raise self.error(idx, f"unsupported instruction (opcode {insn.opcode:#04x}); legacy "
+                                  "packet loads (ld_abs/ld_ind) need a kernel socket buffer")
+
+    # ALU / ALU64
+
+    def _alu(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        wide = insn.cls == isa.ALU64
+        ty = I64 if wide else I32
+        bits = 64 if wide else 32
+        op = isa.op(insn.opcode)
+        if op == isa.END:
+            self._end(idx, insn)
+            return
+        dst = self.rd(insn.dst)
+        a = dst if wide else b.trunc(dst, I32)
+        if insn.opcode & isa.X:
+            src = self.rd(insn.src)
+            v = src if wide else b.trunc(src, I32)
+        else:
+            v = ir.Constant(ty, insn.imm & ((1 << bits) - 1))
+        signed = insn.off == 1
+        if op == isa.ADD:
+            r = b.add(a, v)
+        elif op == isa.SUB:
+            r = b.sub(a, v)
+        elif op == isa.MUL:
+            r = b.mul(a, v)
+        elif op in (isa.DIV, isa.MOD):
+            r = self._divmod(a, v, ty, bits, op == isa.DIV, signed)
+        elif op == isa.OR:
+            r = b.or_(a, v)
+        elif op == isa.AND:
+            r = b.and_(a, v)
+        elif op == isa.XOR:
+            r = b.xor(a, v)
+        elif op in (isa.LSH, isa.RSH, isa.ARSH):
+            count = b.and_(v, ir.Constant(ty, bits - 1))
+            r = {isa.LSH: b.shl, isa.RSH: b.lshr, isa.ARSH: b.ashr}[op](a, count)
+        elif op == isa.NEG:
+            r = b.neg(a)
+        elif op == isa.MOV:
+            if insn.off and insn.opcode & isa.X:
+                from_ty = {8: I8, 16: I16, 32: I32}.get(insn.off)
+                if from_ty is None or (not wide and insn.off == 32):
+                    raise self.error(idx, f"movsx with offset {insn.off}")
+                r = b.sext(b.trunc(src, from_ty), ty)
+            elif insn.opcode & isa.X:
+                r = v
+            else:
+                # mov64 sign-extends its immediate; mov32 zero-extends.
+                r = ir.Constant(ty, insn.imm & ((1 << bits) - 1)) if not wide \
+                    else ir.Constant(I64, insn.imm & M64)
+        else:
+            raise self.error(idx, f"unknown ALU operation (opcode {insn.opcode:#04x})")
+        self.wr(idx, insn.dst, r if wide else b.zext(r, I64))
+
+    def _divmod(self, a, v, ty, bits, is_div, signed):
+        """eBPF division: x / 0 = 0, x % 0 = x, INT_MIN / -1 = INT_MIN, INT_MIN % -1 = 0."""
+        b = self.b
+        zero, one = ir.Constant(ty, 0), ir.Constant(ty, 1)
+        is_zero = b.icmp_unsigned("==", v, zero)
+        bad = is_zero
+        if signed:
+            int_min = ir.Constant(ty, 1 << (bits - 1))
+            overflow = b.and_(b.icmp_unsigned("==", a, int_min),
+                              b.icmp_signed("==", v, ir.Constant(ty, -1)))
+            # With divisor 1, INT_MIN / 1 and INT_MIN % 1 give the results eBPF defines.
+            bad = b.or_(is_zero, overflow)
+        safe = b.select(bad, one, v)
+        if is_div:
+            q = b.sdiv(a, safe) if signed else b.udiv(a, safe)
+            return b.select(is_zero, zero, q)
+        rem = b.srem(a, safe) if signed else b.urem(a, safe)
+        return b.select(is_zero, a, rem)
+
+    def _end(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        width = insn.imm
+        if width not in (16, 32, 64):
+            raise self.error(idx, f"byte swap of width {width}")
+        ty = SIZE_TYPES[width // 8]
+        v = self.rd(insn.dst)
+        narrow = v if width == 64 else b.trunc(v, ty)
+        # eBPF is little-endian: to-le only truncates; to-be and bswap swap.
+        swap = insn.cls == isa.ALU64 or insn.opcode & isa.X == isa.TO_BE
+        if swap and width > 8:
+            bswap = self.ml.module.declare_intrinsic("llvm.bswap", [ty])
+            narrow = b.call(bswap, [narrow])
+        self.wr(idx, insn.dst, narrow if width == 64 else b.zext(narrow, I64))
+
+    # jumps, calls, exit
+
+    def _jmp(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        op = isa.op(insn.opcode)
+        wide = insn.cls == isa.JMP
+        if op == isa.EXIT and wide:
+            self._ret(self.rd(0), stopped=False)
+            return
+        if op == isa.CALL and wide:
+            self._call(idx, insn)
+            return
+        succs = self.cfg.succs[self.cfg.block_of[idx]]
+        if op == isa.JA:
+            b.branch(self.blocks[succs[0]])
+            return
+        if op not in isa.COND_JMP_OPS:
+            raise self.error(idx, f"unknown jump operation (opcode {insn.opcode:#04x})")
+        ty = I64 if wide else I32
+        a = self.rd(insn.dst)
+        if insn.opcode & isa.X:
+            v = self.rd(insn.src)
+        else:
+            v = ir.Constant(I64, insn.imm & M64)  # sign-extended
+        if not wide:
+            a, v = b.trunc(a, I32), b.trunc(v, I32)
+        if idx in self.switches:
+            self._switch(self.switches[idx], a)
+            return
+        if op == isa.JSET:
+            cond = b.icmp_unsigned("!=", b.and_(a, v), ir.Constant(ty, 0))
+        else:
+            name = isa.COND_JMP_OPS[op]
+            cond = (b.icmp_signed if name.startswith("js") else b.icmp_unsigned)(
+                PREDICATES[name], a, v)
+        taken, fall = succs
+        instrument = self.counter_base is not None
+        target = self.fn.append_basic_block(f"L{idx}.taken") if instrument else self.blocks[taken]
+        br = b.cbranch(cond, target, self.blocks[fall])
+        if instrument:
+            b.position_at_end(target)
+            self._count(len(self.cfg.order) + self.branch_index[idx])
+            b.branch(self.blocks[taken])
+        if self.counts is not None and not self._if_convertible(taken, fall):
+            hits = self.counts.taken[idx]
+            total = self.counts.blocks[self.cfg.block_of[idx]]
+            self._weights(br, [hits, max(total - hits, 0)])
+
+    def _weights(self, inst, weights: list[int]) -> None:
+        scale = max(1, max(weights) >> 31)  # LLVM's branch weights are 32-bit
+        inst.set_metadata("prof", self.ml.module.add_metadata(
+            [ir.MetaDataString(self.ml.module, "branch_weights"),
+             *(ir.Constant(I32, w // scale) for w in weights)]))
+
+    def _switch(self, sw: switches.Switch, value: ir.Value) -> None:
+        """A compare tree as one switch (switches.py); with a profile, each case is weighed
+        by the count of the tree edge its value took, shared among that edge's values."""
+        ty = value.type
+        inst = self.b.switch(value, self.blocks[sw.default])
+        for case, leaf, _ in sw.cases:
+            inst.add_case(ir.Constant(ty, case), self.blocks[leaf])
+        if self.counts is None:
+            return
+
+        def count(e: switches.Edge) -> int:
+            hits = self.counts.taken[e.jump]
+            return hits if e.taken else max(
+                self.counts.blocks[self.cfg.block_of[e.jump]] - hits, 0)
+        weights = [sum(count(e) for e in sw.edges if e.leaf == sw.default)]
+        weights += [count(sw.edges[n]) // sw.edges[n].values for _, _, n in sw.cases]
+        self._weights(inst, weights)
+
+    def _if_convertible(self, taken: int, fall: int) -> bool:
+        """A branch around a few instructions that rejoin: a select in the source.
+
+        eBPF has no select, so the compiler for eBPF made each one a branch.
+        Weighted, LLVM would keep it a branch (a predictable one); unweighted,
+        SimplifyCFG turns it back into a select, as clang does before it reads
+        a profile of its own.
+        """
+        succs = self.cfg.succs
+        if succs.get(taken) == (fall,):
+            return self._cheap_arm(taken)
+        if succs.get(fall) == (taken,):
+            return self._cheap_arm(fall)
+        return (len(succs.get(taken, ())) == 1 and succs.get(taken) == succs.get(fall)
+                and self._cheap_arm(taken) and self._cheap_arm(fall))
+
+    def _cheap_arm(self, leader: int) -> bool:
+        """A block of at most IF_CONVERT_LIMIT ALU instructions and stack accesses."""
+        body = [self.slots[i] for i in self.cfg.insns(leader)]
+        body = [i for i in body if not (i.cls in (isa.JMP, isa.JMP32) and isa.op(i.opcode) == isa.JA)]
+
+        def cheap(i: isa.Insn) -> bool:
+            if i.cls in (isa.ALU, isa.ALU64):
+                return True
+            if i.cls in (isa.ST, isa.STX):
+                return i.dst == 10 and isa.mode(i.opcode) == isa.MEM
+            return i.cls == isa.LDX and i.src == 10
+        return len(body) <= IF_CONVERT_LIMIT and all(cheap(i) for i in body)
+
+    def _ret(self, r0: ir.Value, stopped: bool) -> None:
+        if self.func.may_stop:
+            ty = self.fn.function_type.return_type
+            agg = self.b.insert_value(ir.Constant(ty, ir.Undefined), r0, 0)
+            self.b.ret(self.b.insert_value(agg, ir.Constant(I1, int(stopped)), 1))
+        else:
+            self.b.ret(r0)
+
+    def _stop_if(self, cond: ir.Value, r0: ir.Value) -> None:
+        """End the whole program with r0 when cond holds."""
+        stop = self.fn.append_basic_block("stop")
+        cont = self.fn.append_basic_block("cont")
+        self.b.cbranch(cond, stop, cont)
+        self.b.position_at_end(stop)
+        self._ret(r0, stopped=True)
+        self.b.position_at_end(cont)
+
+    def _args(self) -> list[ir.Value]:
+        """r1-r5 for a call; a pointer argument keeps its root, so that once the
+        callee is inlined LLVM still knows which object it points into."""
+        out = []
+        for r in range(1, 6):
+            fact, value = self.reg(r), self.rd(r)
+            if fact.kind is Kind.FRAME and 0 <= isa.STACK_SIZE + fact.off <= isa.STACK_SIZE:
+                ptr = self.b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE + fact.off)])
+                value = self.b.ptrtoint(ptr, I64)
+            elif fact.kind in (Kind.ARG, Kind.PACKET):
+                value = self.b.ptrtoint(self._rebased(fact, value), I64)
+            out.append(value)
+        return out
+
+    def _rebased(self, fact: Value, addr: ir.Value) -> ir.Value:
+        """addr as a pointer derived from its root: root + (addr - root)."""
+        if fact.kind is Kind.PACKET:
+            root = self.b.load(self.pkt_root)
+            root_addr = self.b.ptrtoint(root, I64)
+        else:
+            root, root_addr = self.arg_roots[fact.root], self.fn.args[fact.root - 1]
+        return self.b.gep(root, [self.b.sub(addr, root_addr)])
+
+    def _call(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        if insn.opcode == isa.CALLX:
+            self._callx(idx, insn)
+            return
+        kind = symbols.call_kind(insn)
+        if kind is symbols.CallKind.LOCAL:
+            ref = self.ml.obj.refs.get((self.section, idx))
+            if ref is None or ref.function is None:
+                raise self.error(idx, "local call without a resolved target")
+            self._site(idx, self._call_local(self.ml.funcs[ref.function]), None)
+        elif kind is symbols.CallKind.TAIL_CALL and not self.ml.options.bpftime:
+            self._tail_call(idx)
+        elif kind is symbols.CallKind.MAP_LOOKUP and (array := self._runtime_array(1)) is not None:
+            self._array_lookup(idx, array)
+        elif kind in (symbols.CallKind.HELPER, symbols.CallKind.TAIL_CALL,
+                      symbols.CallKind.MAP_LOOKUP):
+            r0 = b.call(self.ml.helper(insn.imm), self._args())
+            self._site(idx, r0, insn.imm)
+            self.wr(idx, 0, r0)
+            if insn.imm in self.ml.options.unwind_helpers:
+                self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+        elif kind is symbols.CallKind.KFUNC:
+            raise self.error(idx, f"call to kernel function (kfunc) with BTF id {insn.imm}, "
+                                  "which needs a kernel")
+        else:
+            raise self.error(idx, f"call with unknown source {insn.src}")
+
+    def _tcc(self) -> ir.Value:
+        return self.fn.args[5] if self.func.has_tcc else ir.Constant(I64, 0)
+
+    def _call_local(self, callee: Func) -> ir.CallInstr:
+        b = self.b
+        result = call = b.call(callee.ir_func, self._args() + [self._tcc()] * callee.has_tcc)
+        if callee.may_stop:
+            r0 = b.extract_value(result, 0)
+            b.store(r0, self.regs[0])
+            self._stop_if(b.extract_value(result, 1), r0)
+        else:
+            b.store(result, self.regs[0])
+        return call
+
+    def _in_loop(self, idx: int) -> bool:
+        return self.cfg.block_of[idx] in self.cfg.loop_blocks
+
+    def _site(self, idx: int, call: ir.CallInstr, helper_id: int | None) -> None:
+        self.ml.add_site(self.func, idx, call.callee.name, helper_id, self._in_loop(idx), call)
+
+    def _runtime_array(self, r: int):
+        """The bpftime runtime's ARRAY map that register r holds, if the facts know one."""
+        fact = self.reg(r)
+        if not self.ml.options.bpftime or fact.kind is not Kind.MAP or fact.off:
+            return None
+        m = self.ml.obj.maps[fact.map]
+        # The kernel refuses arrays with other keys; PERCPU_ARRAY has one copy per cpu.
+        return m if m.type == maps.MAP_TYPE_IDS["array"] and m.key_size == 4 else None
+
+    def _array_lookup(self, idx: int, m) -> None:
+        """bpf_map_lookup_elem(array, &key) without a call, as bpftime stores arrays.
+
+        The runtime's array keeps its max_entries values value_size apart from
+        the address `__lddw_helper_map_val(handle)` gives (its first value),
+        so the lookup is arithmetic on the object's geometry, which the
+        optimizer folds into the code around it. A base of 0 (the runtime
+        knows no such map) gives NULL, as the runtime's own lookup would.
+        """
+        b = self.b
+        ptr, align = self._address(idx, 2, 0, 4)
+        key = b.zext(b.load(ptr, typ=I32, align=align), I64)
+        base = b.call(self.ml.lddw_helper(symbols.MAP_VAL, I64), [self.rd(1)])
+        value = b.add(base, b.mul(key, ir.Constant(I64, m.value_size)))
+        found = b.and_(b.icmp_unsigned("<", key, ir.Constant(I64, m.max_entries)),
+                       b.icmp_unsigned("!=", base, ir.Constant(I64, 0)))
+        self.wr(idx, 0, b.select(found, value, ir.Constant(I64, 0)))
+        self.ml.add_site(self.func, idx, symbols.helper_symbol(symbols.MAP_LOOKUP),
+                         symbols.MAP_LOOKUP, self._in_loop(idx), None,
+                         f"ARRAY {m.name}: __lddw_helper_map_val + key * {m.value_size} "
+                         "(--abi bpftime)")
+
+    def _tail_call(self, idx: int) -> None:
+        """bpf_tail_call(ctx, prog_array, index): run that program in place of this one.
+
+        On success the target's r0 ends this program (through the stop path);
+        otherwise r0 = -ENOENT and this program goes on, as in the kernel.
+        The depth is counted so that a chain stops after MAX_TAIL_CALL_CNT.
+        """
+        b = self.b
+        ml = self.ml
+        tcc = self._tcc()
+        fail = self.fn.append_basic_block(f"tail{idx}.fail")
+        lookup = self.fn.append_basic_block(f"tail{idx}.lookup")
+        b.cbranch(b.icmp_unsigned("<", tcc, ir.Constant(I64, MAX_TAIL_CALL_CNT)), lookup, fail)
+        b.position_at_end(lookup)
+        number = b.call(ml.prog_array_get(), [b.inttoptr(self.rd(2), I8P), b.trunc(self.rd(3), I32)])
+        ctx = self.rd(1)
+        switch = b.switch(number, fail)
+        zero = ir.Constant(I64, 0)
+        for n, prog in enumerate(ml.obj.programs):
+            target = ml.funcs.get(prog.entry)
+            if target is None:
+                continue
+            blk = self.fn.append_basic_block(f"tail{idx}.p{n}")
+            switch.add_case(ir.Constant(I32, n), blk)
+            b.position_at_end(blk)
+            args = [ctx, zero, zero, zero, zero]
+            if target.has_tcc:
+                args.append(b.add(tcc, ir.Constant(I64, 1)))
+            result = b.call(target.ir_func, args)
+            self._ret(b.extract_value(result, 0) if target.may_stop else result, stopped=True)
+        b.position_at_end(fail)
+        self.wr(idx, 0, ir.Constant(I64, -ENOENT & M64))
+
+    def _callx(self, idx: int, insn: isa.Insn) -> None:
+        """Call through a register: a helper id of the set, or a function address."""
+        b = self.b
+        target = self.rd(isa.callx_register(insn))
+        done = self.fn.append_basic_block(f"callx{idx}.done")
+        fail = self.fn.append_basic_block(f"callx{idx}.none")
+        switch = b.switch(target, fail)
+        for hid in self.ml.options.callx_helpers:
+            blk = self.fn.append_basic_block(f"callx{idx}.h{hid}")
+            switch.add_case(ir.Constant(I64, hid), blk)
+            b.position_at_end(blk)
+            r0 = b.call(self.ml.helper(hid), self._args())
+            self.wr(idx, 0, r0)
+            if hid in self.ml.options.unwind_helpers:
+                self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+            b.branch(done)
+        b.position_at_end(fail)
+        # Functions whose address the program takes are the other legal targets.
+        for key in sorted(self.ml.funcs, key=lambda k: (k.section, k.start)):
+            if key not in self.ml.address_taken:
+                continue
+            callee = self.ml.funcs[key]
+            hit = self.fn.append_basic_block(f"callx{idx}.f{key.start}")
+            miss = self.fn.append_basic_block(f"callx{idx}.n{key.start}")
+            addr = b.ptrtoint(callee.ir_func, I64)
+            b.cbranch(b.icmp_unsigned("==", target, addr), hit, miss)
+            b.position_at_end(hit)
+            self._call_local(callee)
+            b.branch(done)
+            b.position_at_end(miss)
+        self._ret(ir.Constant(I64, STOPPED_R0), stopped=True)
+        b.position_at_end(done)
+
+    # memory
+
+    def _address(self, idx: int, base: int, off: int, size: int,
+                 store: bool = False) -> tuple[ir.Value, int]:
+        """Pointer and alignment for an access of `size` bytes at base+off.
+
+        The pointer is typed to the access width because llvmlite's builder
+        checks load/store types against it; LLVM itself sees an opaque ptr.
+        """
+        ptr_ty = SIZE_TYPES[size].as_pointer()
+        fact = self.reg(base)
+        if fact.kind is Kind.FRAME:
+            pos = isa.STACK_SIZE + fact.off + off
+            if pos < 0 or pos + size > isa.STACK_SIZE:
+                raise self.error(idx, f"stack access at r10{fact.off + off:+d} of {size} bytes is "
+                                      f"outside the {isa.STACK_SIZE}-byte frame")
+            align = min(16, pos & -pos) if pos else 16
+            ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), ptr_ty)
+            return ptr, min(align, size)
+        if fact.kind is Kind.CTX:
+            field = self._ctx_field(idx, fact, off, size, store)
+            user = field.user_off + (fact.off + off - field.kernel_off)
+            return self.b.inttoptr(self._ctx_base(base, fact, user), ptr_ty), 1
+        addr = self.rd(base)
+        if off:
+            addr = self.b.add(addr, ir.Constant(I64, off & M64))
+        if fact.kind in (Kind.ARG, Kind.PACKET):
+            return self.b.bitcast(self._rebased(fact, addr), ptr_ty), 1
+        return self.b.inttoptr(addr, ptr_ty), 1
+
+    def _ctx_field(self, idx: int, fact: Value, off: int, size: int, store: bool):
+        layout = fact.layout
+        kernel_off = fact.off + off
+        field = layout.field_at(kernel_off, size)
+        if field is None:
+            raise self.error(idx, f"context access at offset {kernel_off} of {size} bytes is not a "
+                                  f"field of struct {layout.name} that userspace provides")
+        if store and not field.writable:
+            raise self.error(idx, f"write to {layout.name}.{field.name}, which is read-only")
+        return field
+
+    def _ctx_base(self, base: int, fact: Value, user_off: int) -> ir.Value:
+        """The address of userspace context offset `user_off`, from a register at ctx + off."""
+        return self.b.add(self.rd(base), ir.Constant(I64, (user_off - fact.off) & M64))
+
+    def _ldx(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        mode = isa.mode(insn.opcode)
+        if mode not in (isa.MEM, isa.MEMSX):
+            raise self.error(idx, f"unknown load mode (opcode {insn.opcode:#04x})")
+        nbytes = isa.SIZE_BYTES[isa.size(insn.opcode)]
+        if mode == isa.MEMSX and nbytes == 8:
+            raise self.error(idx, "sign-extending load of 8 bytes")
+        fact = self.reg(insn.src)
+        if fact.kind is Kind.CTX:
+            field = self._ctx_field(idx, fact, insn.off, nbytes, store=False)
+            if field.kind != contexts.SCALAR:
+                # The kernel's verifier turns this 32-bit load into a pointer load.
+                ptr = b.inttoptr(self._ctx_base(insn.src, fact, field.user_off), I64.as_pointer())
+                value = b.load(ptr, typ=I64, align=1)
+                if field.kind == contexts.META_POINTER:
+                    data_ptr = b.inttoptr(self._ctx_base(insn.src, fact, contexts.XDP_DATA),
+                                          I64.as_pointer())
+                    meta_len = b.load(ptr, typ=I32, align=1)
+                    value = b.sub(b.load(data_ptr, typ=I64, align=1), b.zext(meta_len, I64))
+                b.store(b.inttoptr(value, I8P), self.pkt_root)
+                self.wr(idx, insn.dst, value)
+                return
+        ptr, align = self._address(idx, insn.src, insn.off, nbytes)
+        v = b.load(ptr, typ=SIZE_TYPES[nbytes], align=align)
+        if nbytes < 8:
+            v = b.sext(v, I64) if mode == isa.MEMSX else b.zext(v, I64)
+        self.wr(idx, insn.dst, v)
+
+    def _store(self, idx: int, insn: isa.Insn) -> None:
+        b = self.b
+        mode = isa.mode(insn.opcode)
+        nbytes = isa.SIZE_BYTES[isa.size(insn.opcode)]
+        ty = SIZE_TYPES[nbytes]
+        if mode == isa.ATOMIC and insn.cls == isa.STX:
+            self._atomic(idx, insn, nbytes)
+            return
+        if mode != isa.MEM:
+            raise self.error(idx, f"unknown store mode (opcode {insn.opcode:#04x})")
+        ptr, align = self._address(idx, insn.dst, insn.off, nbytes, store=True)
+        if insn.cls == isa.ST:
+            value = ir.Constant(ty, insn.imm & ((1 << (8 * nbytes)) - 1))
+        else:
+            value = self.rd(insn.src)
+            if nbytes < 8:
+                value = b.trunc(value, ty)
+        word = self._stack_word(insn.dst, insn.off, nbytes)
+        if word is None:
+            b.store(value, ptr, align=align)
+            return
+        # A narrow stack store becomes a read-modify-write of its aligned
+        # 8-byte word (`ptr` above only checked the bounds), so that every
+        # store to the word is full width: GVN then forwards a key built field
+        # by field into the word loads a spliced hash or compare makes, and
+        # the CPU does not stall a wide load over several narrow stores. The
+        # stack is private, so the extra load and store are not observable.
+        pos, shift = word
+        wptr = self._frame_word(pos)
+        self.narrow_words.add(pos)
+        mask = ((1 << (8 * nbytes)) - 1) << shift
+        kept = b.and_(b.load(wptr, typ=I64, align=8), ir.Constant(I64, ~mask & M64))
+        new = b.shl(b.zext(value, I64), ir.Constant(I64, shift)) if shift else b.zext(value, I64)
+        b.store(b.or_(kept, new), wptr, align=8)
+
+    def _stack_word(self, base: int, off: int, nbytes: int) -> tuple[int, int] | None:
+        """The frame position of the aligned 8-byte word holding a narrower
+        stack access, and the access's bit offset in it; None unless the access
+        is narrower than 8 bytes, at a constant r10 offset and inside one word."""
+        fact = self.reg(base)
+        if nbytes == 8 or fact.kind is not Kind.FRAME:
+            return None
+        pos = isa.STACK_SIZE + fact.off + off
+        if (pos & 7) + nbytes > 8:
+            return None
+        return pos & ~7, 8 * (pos & 7)
+
+    def _frame_word(self, pos: int) -> ir.Value:
+        return self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), I64.as_pointer())
+
+    def _atomic(self, idx: int, insn: isa.Insn, nbytes: int) -> None:
+        b = self.b
+        if nbytes not in (4, 8):
+            raise self.error(idx, f"atomic operation on {nbytes} bytes")
+        ty = SIZE_TYPES[nbytes]
+        if self.reg(insn.dst).kind is Kind.CTX:
+            raise self.error(idx, "atomic operation on the context")
+        ptr, _ = self._address(idx, insn.dst, insn.off, nbytes)
+        src = self.rd(insn.src)
+        val = src if nbytes == 8 else b.trunc(src, ty)
+        widen = (lambda x: x) if nbytes == 8 else (lambda x: b.zext(x, I64))
+        if insn.imm == isa.CMPXCHG:
+            expected = self.rd(0)
+            expected = expected if nbytes == 8 else b.trunc(expected, ty)
+            pair = b.cmpxchg(ptr, expected, val, "seq_cst", "seq_cst")
+            self.wr(idx, 0, widen(b.extract_value(pair, 0)))
+            return
+        if insn.imm == isa.XCHG:
+            self.wr(idx, insn.src, widen(b.atomic_rmw("xchg", ptr, val, "seq_cst")))
+            return
+        name = isa.ATOMIC_OPS.get(insn.imm & ~isa.FETCH)
+        if name is None or insn.imm & ~(0xF0 | isa.FETCH):
+            raise self.error(idx, f"unknown atomic operation {insn.imm:#x}")
+        old = b.atomic_rmw(name, ptr, val, "seq_cst")
+        if insn.imm & isa.FETCH:
+            self.wr(idx, insn.src, widen(old))
+
+    def _ld_imm64(self, idx: int, insn: isa.Insn) -> None:
+        ref = self.ml.obj.refs.get((self.section, idx))
+        if ref is None:
+            if insn.src != 0:
+                raise self.error(idx, f"lddw with source {insn.src} (a map or function reference) "
+                                      "has no relocation")
+            self.wr(idx, insn.dst, ir.Constant(I64, insn.imm64))
+            return
+        if ref.kind not in ("data", "map", "func"):
+            raise self.error(idx, f"lddw with a {ref.kind} relocation")
+        if ref.kind == "map" and self.ml.options.bpftime:
+            fd = ir.Constant(I32, self.ml.options.map_fds[ref.target])
+            self.wr(idx, insn.dst, self.b.call(self.ml.lddw_helper(symbols.MAP_BY_FD, I32), [fd]))
+            return
+        self.wr(idx, insn.dst, self.ml.address_of(ref).ptrtoint(I64))

@@ -1,0 +1,388 @@
+"""The module lifter: which functions to lift, their analysis in call order, then emission.
+
+It gathers the programs and every function they reach, refuses what the
+kernel refuses of the call graph (recursion, frames nested too deep),
+builds each function's CFG (cfg.py) and runs the data flow over them all,
+argument values flowing from call sites to callees (dataflow.py), then has
+each function emitted (emit.py) and adds the entries and tables (tables.py).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from llvmlite import ir
+
+from ..elf.model import EbpfObject, FuncKey, Program
+from ..errors import EbpfLtoError
+from ..facts import abi, contexts, isa
+from ..facts.helpers import TAIL_CALL
+from . import cfg as cfgs, counts as profile_counts, dataflow, tables, validity
+from .cfg import Cfg
+from .dataflow import Facts
+from .emit import I1, I8P, I32, I64, FunctionEmitter
+from .model import LiftOptions, Lifted, Site
+from .values import UNKNOWN, Kind, Value
+
+PTR = ir.PointerType()
+
+
+@dataclass
+class Func:
+    """A function being lifted: where it is, what it calls, how it is called."""
+    key: FuncKey
+    name: str
+    end: int
+    may_stop: bool = False   # can end the whole program (returns {i64, i1})
+    has_tcc: bool = False    # takes the tail-call depth as a sixth argument
+    ir_func: ir.Function | None = None
+    callees: set[FuncKey] = field(default_factory=set)
+    cfg: Cfg | None = None
+
+
+class ModuleLifter:
+    def __init__(self, obj: EbpfObject, options: LiftOptions, name: str):
+        self.obj = obj
+        self.options = options
+        self.module = ir.Module(name=name)
+        self.funcs: dict[FuncKey, Func] = {}
+        self.helpers: dict[int, ir.Function] = {}
+        self.data: dict[str, ir.GlobalVariable] = {}
+        self.maps: dict[str, ir.GlobalVariable] = {}
+        self.sites: list[Site] = []
+        self.counts: dict[tuple[str, int], int] = {}
+        self.stale: list[str] = []
+        self.skipped_targets: list[str] = []
+        self.tail_calls = False
+        self.counters: ir.GlobalVariable | None = None
+        # Functions whose address the code loads or the data holds: callbacks and tables.
+        self.address_taken = {r.function for r in (*obj.refs.values(), *obj.data_refs.values())
+                              if r.kind == "func"}
+
+    def error(self, reason: str, key: FuncKey | None = None, insn: int | None = None):
+        return EbpfLtoError(reason, file=self.obj.path,
+                            section=key.section if key else None, insn=insn)
+
+    def run(self, programs: list[Program]) -> Lifted:
+        self._collect([p.entry for p in programs] + sorted(
+            {r.function for r in self.obj.data_refs.values() if r.kind == "func"},
+            key=lambda k: (k.section, k.start)))
+        entries = list(programs)
+        if self.tail_calls:
+            # Any program of the object may be the target of a tail call; one that
+            # cannot be compiled is left out, and a tail call to it fails as to an
+            # empty slot.
+            for prog in self.obj.programs:
+                if prog not in programs and self._collect_target(prog):
+                    entries.append(prog)
+        for func in self.funcs.values():
+            if func.cfg is None:
+                self._prepare(func)
+        self._check_calls([p.entry for p in entries])
+        self._mark_stopping()
+        names: set[str] = set()
+        for func in self.funcs.values():
+            # Callbacks are called from C with five arguments, so they count from 0.
+            func.has_tcc = self.tail_calls and func.key not in self.address_taken
+            ret = ir.LiteralStructType([I64, I1]) if func.may_stop else I64
+            fnty = ir.FunctionType(ret, [I64] * (6 if func.has_tcc else 5))
+            func.ir_func = ir.Function(self.module, fnty, tables.unique(f"bpf.{func.name}", names))
+            func.ir_func.linkage = "internal"
+        if self.options.bpftime:
+            self._check_map_fds()
+        else:
+            self.maps = tables.map_descriptors(self.module, self.obj.maps, self.options.ncpus,
+                                               self.options.maps_extern)
+        facts = self._analyze(entries)
+        bases = self._instrument() if self.options.instrument else {}
+        for func in self.funcs.values():
+            FunctionEmitter(self, func, facts[func.key], self._profile(func),
+                            bases.get(func.key)).emit()
+        for i, prog in enumerate(programs):
+            self._entry(prog.name, prog)
+            if i == 0:
+                self._entry(abi.ENTRY_SYMBOL, prog)
+        if not self.options.bpftime:  # bpftime's prog_array values are its program fds
+            tables.program_table(self.module, [p.name for p in self.obj.programs])
+        sizes = {f.ir_func.name: f.end - f.key.start for f in self.funcs.values()}
+        return Lifted(self.module, self.sites, sizes, self.counts, self.stale,
+                      self.skipped_targets)
+
+    # -- the functions to lift ---------------------------------------------
+
+    def _collect(self, entries: list[FuncKey]) -> None:
+        todo = deque(entries)
+        while todo:
+            key = todo.popleft()
+            if key in self.funcs:
+                continue
+            fdef = self.obj.functions.get(key)
+            if fdef is None:
+                raise self.error(f"no function starts at instruction {key.start}", key)
+            func = Func(key, fdef.name, fdef.end)
+            slots = self.obj.code[key.section]
+            for idx in range(key.start, min(fdef.end, len(slots))):
+                ref = self.obj.refs.get((key.section, idx))
+                if ref is not None and ref.function is not None:
+                    func.callees.add(ref.function)
+                    todo.append(ref.function)
+                kind = isa.call_kind(slots[idx])
+                if kind is isa.CallKind.REGISTER:
+                    func.may_stop = True
+                elif kind is isa.CallKind.HELPER:
+                    if slots[idx].imm == TAIL_CALL and not self.options.bpftime:
+                        self.tail_calls = func.may_stop = True
+                    elif slots[idx].imm in self.options.unwind_helpers:
+                        func.may_stop = True
+            self.funcs[key] = func
+
+    def _prepare(self, func: Func) -> None:
+        """Every slot a valid instruction (reachable or not, as the kernel checks), and the CFG."""
+        slots = self.obj.code[func.key.section]
+        try:
+            for idx in range(func.key.start, min(func.end, len(slots))):
+                reason = slots[idx] is not None and validity.check(slots[idx])
+                if reason:
+                    raise EbpfLtoError(reason, insn=idx)
+            func.cfg = cfgs.build(slots, func.key.start, func.end)
+        except EbpfLtoError as err:
+            raise err.located(file=self.obj.path, section=func.key.section)
+
+    def _collect_target(self, prog: Program) -> bool:
+        before = set(self.funcs)
+        try:
+            self._collect([prog.entry])
+            for key in [key for key in self.funcs if key not in before]:
+                self._prepare(self.funcs[key])
+        except EbpfLtoError as err:
+            for key in [key for key in self.funcs if key not in before]:
+                del self.funcs[key]
+            self.skipped_targets.append(f"{prog.name}: {err.reason}")
+            return False
+        return True
+
+    def _local_calls(self, func: Func) -> dict[int, FuncKey]:
+        """Each bpf-to-bpf call of the function: slot -> callee."""
+        slots = self.obj.code[func.key.section]
+        return {idx: self.obj.refs[(func.key.section, idx)].function for idx in func.cfg
+                if isa.call_kind(slots[idx]) is isa.CallKind.LOCAL}
+
+    def _check_calls(self, entries: list[FuncKey]) -> None:
+        """Refuse bpf-to-bpf recursion and chains deeper than the kernel's frames.
+
+        Native code would recurse until the host stack overflows; the kernel
+        refuses both, so the lifter does too, at the offending call.
+        """
+        calls = {key: sorted(self._local_calls(func).items()) for key, func in self.funcs.items()}
+        depth: dict[FuncKey, int] = {}  # frames of the deepest chain from a function down
+
+        def visit(key: FuncKey, path: list[FuncKey]) -> int:
+            if key in depth:
+                return depth[key]
+            deepest = 1
+            for idx, callee in calls[key]:
+                chain = path + [key]
+                if callee in chain:
+                    cycle = " -> ".join(self.funcs[k].name
+                                        for k in chain[chain.index(callee):] + [callee])
+                    raise self.error(f"bpf-to-bpf recursion ({cycle}); the kernel refuses it",
+                                     key, idx)
+                below = visit(callee, path + [key])
+                if below + 1 > isa.MAX_CALL_DEPTH:
+                    raise self.error(f"bpf-to-bpf calls nest {below + 1} frames deep here; "
+                                     f"the kernel allows {isa.MAX_CALL_DEPTH}", key, idx)
+                deepest = max(deepest, below + 1)
+            depth[key] = deepest
+            return deepest
+
+        for entry in entries:
+            visit(entry, [])
+
+    def _mark_stopping(self) -> None:
+        """A function that calls one that may stop the program may stop it too."""
+        changed = True
+        while changed:
+            changed = False
+            for func in self.funcs.values():
+                if not func.may_stop and any(self.funcs[c].may_stop for c in func.callees):
+                    func.may_stop = changed = True
+
+    # -- analysis --------------------------------------------------------------
+
+    def _analyze(self, programs: list[Program]) -> dict[FuncKey, Facts]:
+        """Data flow over every function, argument values flowing from call sites to callees.
+
+        A program's entry gets the context in r1 when its type has a context
+        layout (else a pointer root); a function whose address is taken (a
+        callback) gets nothing known, since its callers are not known.
+        """
+        unknown = (UNKNOWN,) * 5
+        args: dict[FuncKey, tuple[Value, ...] | None] = {key: None for key in self.funcs}
+        for ref in self.obj.refs.values():
+            if ref.function in self.address_taken and ref.function in args:
+                args[ref.function] = unknown
+        for prog in programs:
+            layout = contexts.for_program_type(prog.prog_type)
+            r1 = Value(Kind.CTX, layout=layout) if layout else Value(Kind.ARG, root=1)
+            new = (r1,) + unknown[1:]
+            old = args[prog.entry]
+            args[prog.entry] = new if old is None else dataflow.join_args(old, new)
+        facts: dict[FuncKey, Facts] = {}
+        work = deque(key for key, a in args.items() if a is not None)
+        while work:
+            key = work.popleft()
+            facts[key] = self._analyze_one(self.funcs[key], args[key])
+            for callee, site_args in facts[key].calls.items():
+                old = args[callee]
+                new = site_args if old is None else dataflow.join_args(old, site_args)
+                if new != old:
+                    args[callee] = new
+                    work.append(callee)
+        for key, func in self.funcs.items():
+            if args[key] is None:  # reached by no analysed path: analyse as it is
+                facts[key] = self._analyze_one(func, unknown)
+        return facts
+
+    def _analyze_one(self, func: Func, args: tuple[Value, ...]) -> Facts:
+        section = func.key.section
+        slots = self.obj.code[section]
+        map_at = {idx: ref.target for idx in func.cfg
+                  if (ref := self.obj.refs.get((section, idx))) is not None and ref.kind == "map"}
+        result = dataflow.analyze(func.cfg, slots, args, map_at, self._local_calls(func))
+        try:
+            dataflow.check_reads(func.cfg, slots, result)
+        except EbpfLtoError as err:
+            raise err.located(file=self.obj.path, section=section)
+        return result
+
+    # -- profiles and counters -------------------------------------------------
+
+    def _instrument(self) -> dict[FuncKey, int]:
+        """The counter tables; each function's first counter."""
+        first, rows, bases = 0, [], {}
+        for func in self.funcs.values():
+            n = profile_counts.ncounters(func.cfg)
+            bases[func.key] = first
+            rows.append((func.name, profile_counts.cfg_hash(func.cfg), n, first))
+            first += n
+        self.counters = tables.counter_tables(self.module, rows)
+        return bases
+
+    def _profile(self, func: Func) -> profile_counts.Counts | None:
+        """This function's counts from the profile, if it has them and they still fit."""
+        record = (self.options.profile or {}).get(func.name)
+        if record is None:
+            return None
+        counts = profile_counts.match(func.cfg, record)
+        if counts is None:
+            self.stale.append(func.name)
+            return None
+        slots = self.obj.code[func.key.section]
+        for idx in func.cfg:
+            if isa.call_kind(slots[idx]) is not None:
+                self.counts[(func.name, idx)] = counts.at(func.cfg, idx)
+        func.ir_func.set_metadata("prof", self.module.add_metadata(
+            [ir.MetaDataString(self.module, "function_entry_count"),
+             ir.Constant(I64, counts.blocks[func.cfg.start])]))
+        return counts
+
+    # -- what emitters ask for -----------------------------------------------
+
+    def add_site(self, func: Func, idx: int, callee: str, helper_id: int | None, in_loop: bool,
+                 call: ir.CallInstr | None, lowered: str = "") -> None:
+        self.sites.append(Site(func.name, idx, callee, helper_id, in_loop, call, lowered))
+
+    def helper(self, helper_id: int) -> ir.Function:
+        fn = self.helpers.get(helper_id)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I64, [I64] * 5),
+                             abi.helper_symbol(helper_id))
+            self.helpers[helper_id] = fn
+        return fn
+
+    def lddw_helper(self, name: str, arg: ir.IntType) -> ir.Function:
+        """One of bpftime's lddw helpers, `uint64_t name(arg)`.
+
+        Declared readnone: for one run of the program the answer depends on
+        the argument alone, so LLVM may share one call among many uses.
+        """
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I64, [arg]), name)
+            fn.attributes.add("readnone")
+            fn.attributes.add("nounwind")
+        return fn
+
+    def prog_array_get(self) -> ir.Function:
+        fn = self.module.globals.get(abi.PROG_ARRAY_GET)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I32, [I8P, I32]), abi.PROG_ARRAY_GET)
+        return fn
+
+    def address_of(self, ref) -> ir.Constant:
+        """What a relocation names, as a constant pointer."""
+        if ref.kind == "data":
+            return self._data_global(ref.target).bitcast(I8P).gep([ir.Constant(I64, ref.offset)])
+        if ref.kind == "map":
+            if self.options.bpftime:
+                raise self.error(f"initialized data holds the address of map {ref.target!r}, "
+                                 "which with --abi bpftime exists only at run time")
+            return self.maps[ref.target].bitcast(I8P)
+        return self.funcs[ref.function].ir_func.bitcast(I8P)
+
+    def _data_global(self, name: str) -> ir.GlobalVariable:
+        gv = self.data.get(name)
+        if gv is not None:
+            return gv
+        sec = self.obj.data[name]
+        pointers = sorted((off, ref) for (section, off), ref in self.obj.data_refs.items()
+                          if section == name)
+        chunks, pos = [], 0
+        for off, _ in pointers:
+            chunks += [ir.ArrayType(ir.IntType(8), off - pos), I64]
+            pos = off + 8
+        chunks.append(ir.ArrayType(ir.IntType(8), len(sec.data) - pos))
+        ty = ir.LiteralStructType(chunks, packed=True)
+        gv = ir.GlobalVariable(self.module, ty,
+                               tables.unique("bpf.data" + name, self.module.globals))
+        gv.global_constant = not sec.writable
+        gv.linkage = "internal"
+        gv.align = 16
+        # Registered before its initializer: data may point at itself or in a cycle.
+        self.data[name] = gv
+        values, pos = [], 0
+        for off, ref in pointers:
+            values += [ir.Constant(chunks[len(values)], bytearray(sec.data[pos:off])),
+                       self.address_of(ref).ptrtoint(I64)]
+            pos = off + 8
+        values.append(ir.Constant(chunks[-1], bytearray(sec.data[pos:])))
+        gv.initializer = ir.Constant(ty, values)
+        return gv
+
+    def _check_map_fds(self) -> None:
+        """With the bpftime ABI every map the lifted code loads needs the fd the runtime gave it."""
+        fds = self.options.map_fds
+        unknown = sorted(set(fds) - set(self.obj.maps))
+        if unknown:
+            known = ", ".join(self.obj.maps) or "none"
+            raise self.error(f"--map-fd names {unknown[0]!r}, which is not a map of the object "
+                             f"(maps: {known})")
+        used = {ref.target for key, func in self.funcs.items() for idx in range(key.start, func.end)
+                if (ref := self.obj.refs.get((key.section, idx))) is not None and ref.kind == "map"}
+        for name in self.obj.maps:
+            if name in used and name not in fds:
+                raise self.error(f"map {name!r} has no fd: --abi bpftime needs "
+                                 f"--map-fd {name}=FD")
+
+    def _entry(self, symbol: str, prog: Program) -> None:
+        if symbol in self.module.globals:
+            raise self.error(f"program name {symbol!r} is used twice")
+        fn = ir.Function(self.module, ir.FunctionType(I64, [PTR, I64]), symbol)
+        ctx, ctx_len = fn.args
+        ctx.name, ctx_len.name = "ctx", "ctx_len"
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        target = self.funcs[prog.entry]
+        zero = ir.Constant(I64, 0)
+        args = [b.ptrtoint(ctx, I64), ctx_len, zero, zero, zero] + [zero] * target.has_tcc
+        result = b.call(target.ir_func, args)
+        b.ret(b.extract_value(result, 0) if target.may_stop else result)
