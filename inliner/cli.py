@@ -149,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     p.set_defaults(func=cmd_conformance)
 
-    p = sub.add_parser("conformance-plugin", help="the bpf_conformance runner's plugin: "
-                       "memory hex in argv, program hex on stdin, r0 in hex on stdout")
-    p.add_argument("memory", nargs="?", default="", help="input memory as hex bytes")
-    p.add_argument("plugin_options", nargs="?", default="",
-                   help="options in one argument, as the runner passes them (e.g. '-O 0')")
+    # No '-' prefix: every word, options included, reaches the command as it
+    # came, since runners give the options as one argument or split on spaces.
+    p = sub.add_parser("conformance-plugin", prefix_chars="+", add_help=False,
+                       help="the bpf_conformance runner's plugin: memory hex in argv, "
+                            "program hex on stdin, r0 in hex on stdout (-h for its options)")
+    p.add_argument("words", nargs="*", metavar="[MEMORY] [OPTIONS]")
     p.set_defaults(func=cmd_conformance_plugin)
 
     p = sub.add_parser("corpus", help="link every program of every object under a folder "
@@ -404,21 +405,36 @@ def cmd_conformance(args) -> int:
     return 1 if counts["fail"] else 0
 
 
+def _plugin_options() -> argparse.ArgumentParser:
+    p = _Parser(prog="ebpf-lto conformance-plugin",
+                usage="%(prog)s [MEMORY] [-O N] [--cpu NAME] [--elf]",
+                description="The bpf_conformance runner's plugin: MEMORY as hex bytes, the "
+                            "program as hex bytes on standard input, r0 in hex on standard "
+                            "output. The options may come as one argument ('-O 0', older "
+                            "runners) or as separate words (newer runners split them).")
+    p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
+                   metavar="N", help="optimization level 0-3 (default 2)")
+    p.add_argument("--cpu", default="generic", help="LLVM cpu name (default generic)")
+    p.add_argument("--elf", action="store_true",
+                   help="standard input holds an eBPF ELF object, as the runner's --elf sends")
+    return p
+
+
 def cmd_conformance_plugin(args) -> int:
     from . import conformance
-    plugin_args = _Parser(prog="ebpf-lto conformance-plugin options")
-    plugin_args.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS,
-                             default=2)
-    plugin_args.add_argument("--cpu", default="generic")
-    opts = plugin_args.parse_args(args.plugin_options.split())
+    words = list(args.words)
+    # The memory comes first: always from older runners (maybe empty), only
+    # when the test has some from newer ones. Hex bytes never start with '-'.
+    memory = words.pop(0) if words and not words[0].startswith("-") else ""
+    opts = _plugin_options().parse_args(" ".join(words).split())
     try:
-        memory = bytes.fromhex(args.memory)
+        mem = bytes.fromhex(memory)
         code = bytes.fromhex(sys.stdin.read())
     except ValueError:
         raise EbpfLtoError("memory and program must be hex bytes") from None
     options = pipeline.LinkOptions(opt_level=opts.opt_level, cpu=opts.cpu,
                                    helpers=conformance.HELPERS)
-    r0 = conformance.run_program(code, memory or None, options)
+    r0 = conformance.run_program(code, mem or None, options, elf=opts.elf)
     print(f"{r0:x}")
     return 0
 
