@@ -51,6 +51,7 @@ from . import codegen, contexts, helpers, isa, loader, maps, pipeline, profile
 from .errors import EbpfLtoError
 from .lift import helper_symbol
 from .loader import EbpfObject
+from .progress import Progress
 
 OPT_LEVEL = 3
 DEFAULT_REPS = 31
@@ -1011,15 +1012,26 @@ def _timed_link(args: list[str], timeout: float | None = None) -> dict:
 
 def compile_cost(sizes: tuple[int, ...] = COMPILE_COST_SIZES, opt_level: int = 2,
                  timeout: float = COMPILE_COST_TIMEOUT, work: Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict:
+                 progress: Progress | None = None) -> dict:
     """Time `ebpf-lto link` on generated programs of each size, --inline auto and none."""
     from .asm import assemble_bytes
     own = work is None
     work = work or Path(tempfile.mkdtemp(prefix="ebpf-lto-cc-"))
     rows = []
+
+    def timed(row: dict, args: list[str]) -> None:
+        if progress:
+            progress.working_on(row["what"])
+        row.update(_timed_link(args, timeout))
+        rows.append(row)
+        if progress:
+            progress.done(f"{row['insns']} instructions, {row['what']}: "
+                          f"{row['wall_s']:.2f} s, {row['peak_rss_mib']:.0f} MiB, "
+                          f"{'ok' if row['status'] == 0 else row['status']}")
+
     try:
-        rows.append({"insns": 0, "what": "interpreter start-up (ebpf-lto --version)",
-                     "inline": None, **_timed_link(["--version"])})
+        timed({"insns": 0, "what": "interpreter start-up (ebpf-lto --version)", "inline": None},
+              ["--version"])
         for n in sizes:
             code = assemble_bytes(synthetic_asm(n))
             path = work / f"synthetic_{n}.o"
@@ -1027,12 +1039,10 @@ def compile_cost(sizes: tuple[int, ...] = COMPILE_COST_SIZES, opt_level: int = 2
             insns = len(code) // 8
             calls = sum(1 for line in synthetic_asm(n).splitlines() if line.startswith("call"))
             for inline in ("none", "auto"):
-                if progress:
-                    progress(f"linking {insns} instructions, --inline {inline}")
-                rows.append({"insns": insns, "helper_calls": calls,
-                             "what": f"link -O{opt_level} --inline {inline}", "inline": inline,
-                             **_timed_link(["link", str(path), "-o", str(work / "out.o"),
-                                            f"-O{opt_level}", "--inline", inline], timeout)})
+                timed({"insns": insns, "helper_calls": calls,
+                       "what": f"link -O{opt_level} --inline {inline}", "inline": inline},
+                      ["link", str(path), "-o", str(work / "out.o"), f"-O{opt_level}",
+                       "--inline", inline])
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
@@ -1107,15 +1117,62 @@ def select(names: list[str]) -> list[Benchmark]:
 
 def run_suite(benches: list[Benchmark], modes: list[str], reps: int, quick: bool,
               work: Path, cpu: str = "native", rep_ms: float = REP_MS,
-              progress: Callable[[str], None] | None = None) -> list[Result]:
+              progress: Progress | None = None) -> list[Result]:
     builder = Builder(work, Toolchain.find(), cpu)
     results = []
     for bench in benches:
         if progress:
-            progress(bench.name)
+            progress.working_on(bench.name)
         results.append(run_benchmark(builder, bench, modes, reps, quick, rep_ms=rep_ms,
                                      warmup_ms=1.0 if quick else WARMUP_MS))
+        if progress:
+            progress.done(result_line(results[-1], modes))
     return results
+
+
+def result_line(res: Result, modes: list[str]) -> str:
+    """One benchmark in a line: each timed mode's time over the twin's, or how each mode answered."""
+    parts = []
+    twin = res.outcomes.get(REFERENCE)
+    if twin is not None and twin.median:
+        parts.append(f"twin {_fmt_ns(twin.median)} ns")
+        timed = [f"{m} {_fmt_ratio(res.ratio(m, REFERENCE))}" for m in modes
+                 if m != REFERENCE and res.ratio(m, REFERENCE)]
+        if timed:
+            parts.append("× twin: " + ", ".join(timed))
+    by_status: dict[str, list[str]] = {}
+    for mode in modes:
+        out = res.outcomes.get(mode)
+        if out is not None and not (out.status == "ok" and (out.median or mode == REFERENCE)):
+            by_status.setdefault("same as the twin" if out.status == "ok" else out.status,
+                                 []).append(mode)
+    parts += [f"{status}: {', '.join(names)}" for status, names in by_status.items()]
+    return f"{res.bench.name}: {'; '.join(parts)}"
+
+
+def summary_line(results: list[Result], modes: list[str], seconds: float) -> str:
+    """The run in a line: benchmarks, and the headline ratios (or, for --quick, the checks)."""
+    labels = {m.key: m.label for m in MODES}
+    head = f"{len(results)} benchmark{'' if len(results) == 1 else 's'}, {seconds:.0f} s"
+    if not any(o.reps for r in results for o in r.outcomes.values()):
+        statuses: dict[str, int] = {}
+        for r in results:
+            for mode, o in r.outcomes.items():
+                if mode != REFERENCE:
+                    key = "same as the twin" if o.status == "ok" else o.status
+                    statuses[key] = statuses.get(key, 0) + 1
+        return f"{head}; modes: " + ", ".join(f"{n} {k}" for k, n in statuses.items())
+    summ = summary(results, modes)
+    parts = [head]
+    vs_twin = [f"{labels[m]} {_fmt_ratio(summ[m]['geomean_vs_twin'])}" for m in modes
+               if m != REFERENCE and summ[m]["geomean_vs_twin"]]
+    if vs_twin:
+        parts.append("time × native twin (geomean): " + ", ".join(vs_twin))
+    lto = summ.get("lto", {}).get("geomean_speedup_heavy")
+    if lto:
+        parts.append(f"{labels['lto']} {lto:.2f}× as fast as {labels[BASELINE]} "
+                     "on the helper/map set")
+    return "; ".join(parts)
 
 
 def _command_line(args) -> str:
@@ -1135,14 +1192,12 @@ def _command_line(args) -> str:
 
 def command(args) -> int:
     """`ebpf-lto bench`; returns the exit status."""
-    from rich.console import Console
-    console = Console(stderr=True)
-    progress = (lambda msg: console.log(msg)) if sys.stderr.isatty() and not args.json else None
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": _command_line(args), "machine": machine(),
             "load_average_before": os.getloadavg()}
     if args.compile_cost:
-        report = compile_cost(progress=progress)
+        with Progress("bench --compile-cost", 1 + 2 * len(COMPILE_COST_SIZES)) as progress:
+            report = compile_cost(progress=progress)
         report.update(meta)
         if args.json:
             print(json.dumps(report, indent=2))
@@ -1161,9 +1216,11 @@ def command(args) -> int:
     reps = 1 if args.quick else args.reps
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ebpf-lto-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    progress = Progress("bench --quick" if args.quick else "bench", len(benches))
     try:
-        results = run_suite(benches, modes, reps, args.quick, work.resolve(), cpu=args.cpu,
-                            progress=progress)
+        with progress:
+            results = run_suite(benches, modes, reps, args.quick, work.resolve(), cpu=args.cpu,
+                                progress=progress)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -1179,6 +1236,7 @@ def command(args) -> int:
            if o.status in ("wrong", "failed") or (m == REFERENCE and o.status != "ok")]
     for name, mode, o in bad:
         print(f"ebpf-lto: bench: {name}: {mode}: {o.status}: {o.reason}", file=sys.stderr)
+    progress.summary(summary_line(results, modes, progress.seconds))
     return 1 if bad else 0
 
 

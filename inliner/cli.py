@@ -444,12 +444,13 @@ def cmd_corpus(args) -> int:
     from .helpers import resolve
     resolve(args.helpers, codegen.host_arch())  # a bad --helpers is the user's, said once
     report = corpus.survey(args.directory, opt_level=args.opt_level, jobs=args.jobs,
-                           timeout=args.timeout, progress=sys.stderr.isatty(),
+                           timeout=args.timeout, progress=True,
                            helpers=args.helpers, compare=args.compare)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         corpus.print_report(report)
+    print(f"corpus: {corpus.summary_line(report)}", file=sys.stderr)
     # Refusals are answers; an internal error or a difference is a bug of ours.
     differ = report["compared"] and report["compared"]["differ"]
     return EXIT_INTERNAL if report["internal_errors"] or differ else 0

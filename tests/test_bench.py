@@ -7,6 +7,7 @@ native twin computes the right thing (checked against Python).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import zlib
@@ -170,6 +171,39 @@ def test_without_dpdk_the_peer_is_unavailable_and_the_run_passes(capsys, monkeyp
     modes = report["benchmarks"][0]["modes"]
     assert modes["dpdk-interp"]["status"] == modes["dpdk-jit"]["status"] == "unavailable"
     assert modes["lto"]["status"] == "ok"
+
+
+def test_off_a_terminal_quick_prints_a_line_per_benchmark_and_a_summary(capsys, monkeypatch):
+    """Redirected (stderr captured here), --quick says how each benchmark's modes
+    answered as it goes, then sums up; no DPDK, so both of its modes are unavailable."""
+    monkeypatch.setenv("EBPF_LTO_BENCH_DPDK_LIB", "libno-such-dpdk.so")
+    assert main(["bench", "--quick", "csum_hdrs", "crc32"]) == 0
+    lines = [re.sub(r"\d+ s;", "T s;", line) for line in capsys.readouterr().err.splitlines()]
+    peers = "unavailable: dpdk-interp, dpdk-jit"
+    assert lines == [f"bench --quick [1/2] csum_hdrs: same as the twin: none, lto, pgo; {peers}",
+                     f"bench --quick [2/2] crc32: same as the twin: none, lto, pgo; {peers}",
+                     "bench --quick: 2 benchmarks, T s; modes: 6 same as the twin, "
+                     "4 unavailable"]
+
+
+def test_off_a_terminal_a_timed_run_ends_with_its_headline_ratios(capsys):
+    """The summary's ratios are the medians' (recomputed here from the JSON
+    report); nothing about their size is asserted."""
+    assert main(["bench", "csum_counter/64", "--reps", "1", "--modes", "none,lto",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    medians = {m: o["median_ns"] for m, o in
+               json.loads(captured.out)["benchmarks"][0]["modes"].items()}
+    item, summary = captured.err.splitlines()
+    assert item.startswith("bench [1/1] csum_counter/64: twin ")
+    assert item.endswith(f" ns; × twin: none {medians['none'] / medians['twin']:.2f}, "
+                         f"lto {medians['lto'] / medians['twin']:.2f}")
+    assert re.fullmatch(
+        r"bench: 1 benchmark, \d+ s; time × native twin \(geomean\): "
+        + re.escape(f"--inline none {medians['none'] / medians['twin']:.2f}, "
+                    f"inline+LTO {medians['lto'] / medians['twin']:.2f}; inline+LTO "
+                    f"{medians['none'] / medians['lto']:.2f}× as fast as --inline none "
+                    "on the helper/map set"), summary)
 
 
 def test_unknown_benchmark_is_one_line_of_bad_input(capsys):
