@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__, codegen, isa, loader, maps, pipeline, plan
+from .asm import SYNTAXES
 from .errors import EbpfLtoError
 from .lift import ABIS, ENTRY_SYMBOL
 
@@ -130,13 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="show which call sites the plan splices in, and why")
     p.add_argument("input", help="eBPF ELF object")
-    p.add_argument("--dot", metavar="FILE", help="also write the call graph in Graphviz DOT")
+    p.add_argument("--dot", metavar="FILE",
+                   help="also write the program's call graph (its functions and the helpers "
+                        "they call, edges coloured by decision) in Graphviz DOT; render it "
+                        "with: dot -Tsvg FILE -o graph.svg")
+    p.add_argument("--json", action="store_true",
+                   help="print the plan as JSON (schema: docs/cli.md)")
     _add_link_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("disasm", help="print the programs of an eBPF object as assembly")
     p.add_argument("input", help="eBPF ELF object")
     p.add_argument("--raw", action="store_true", help="show each instruction's bytes")
+    p.add_argument("--syntax", choices=SYNTAXES, default="ubpf",
+                   help="ubpf: bpf_conformance's syntax, which `ebpf-lto` assembles back "
+                        "(ldxw %%r2, [%%r1+4]; the default); llvm: llvm-objdump's and "
+                        "bpftool's (r2 = *(u32 *)(r1 + 0x4))")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: each function and its instructions (schema: docs/cli.md)")
     p.set_defaults(func=cmd_disasm)
 
     p = sub.add_parser("conformance", help="run a bpf_conformance test folder")
@@ -321,12 +333,21 @@ def cmd_run(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from .helpers import helper_name
     obj = loader.load(args.input)
     _, linked = pipeline.link(obj, _options(args), emit="llvm")
+    programs = [obj.program(args.program)] if args.program else obj.programs
+    if args.dot:
+        write_atomically(args.dot, plan.to_dot(
+            linked.decisions, {obj.functions[p.entry].name: p.prog_type for p in programs}
+        ).encode())
+    if args.json:
+        print(json.dumps({"file": args.input, "programs": [p.name for p in programs],
+                          "sites": [_site_json(d, helper_name) for d in linked.decisions]},
+                         indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
     table = Table(title=f"call sites of {args.input}")
     for column in ("function", "insn", "callee", "in loop", "count", "cost", "growth",
                    "decision", "reason"):
@@ -344,10 +365,16 @@ def cmd_explain(args) -> int:
                       f"[{colour[d.action]}]{d.action}[/]", d.reason)
     # Not a terminal: wide enough that the reasons stay on one line.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
-    if args.dot:
-        from .plan import to_dot
-        write_atomically(args.dot, to_dot(linked.graph, linked.decisions).encode())
     return 0
+
+
+def _site_json(d: plan.Decision, helper_name) -> dict:
+    site = d.site
+    helper = site.helper_id is not None
+    return {"function": site.function, "insn": site.insn,
+            "callee": helper_name(site.helper_id) if helper else site.callee.removeprefix("bpf."),
+            "helper_id": site.helper_id, "in_loop": site.in_loop, "count": d.count,
+            "cost": d.cost, "growth": d.growth, "decision": d.action, "reason": d.reason}
 
 
 def cmd_disasm(args) -> int:
@@ -355,18 +382,33 @@ def cmd_disasm(args) -> int:
     from .helpers import helper_name
     obj = loader.load(args.input)
     programs = {p.entry: p for p in obj.programs}
+    functions = []
     for key, func in sorted(obj.functions.items(), key=lambda kv: (kv[0].section, kv[0].start)):
         prog = programs.get(key)
-        kind = f"program, type {prog.prog_type}" if prog else "function"
-        print(f"{func.name} ({kind}, section {key.section}):")
-        slots = obj.code[key.section]
+        insns = []
         for idx in range(key.start, func.end):
-            insn = slots[idx]
+            insn = obj.code[key.section][idx]
             if insn is None:
                 continue
             note = _annotation(obj, key.section, idx, insn, helper_name)
-            raw = f"{insn.encode().hex(' '):<48} " if args.raw else ""
-            print(f"{idx:6}: {raw}{format_insn(insn, note)}")
+            insns.append({"slot": idx, "bytes": insn.encode().hex(), "opcode": insn.opcode,
+                          "dst": insn.dst, "src": insn.src, "off": insn.off, "imm": insn.imm,
+                          **({"next_imm": insn.next_imm} if insn.is_wide else {}),
+                          "text": format_insn(insn, syntax=args.syntax), "comment": note})
+        functions.append({"name": func.name, "section": key.section, "program": prog is not None,
+                          "type": prog.prog_type if prog else None, "start": key.start,
+                          "end": func.end, "insns": insns})
+    if args.json:
+        print(json.dumps({"file": args.input, "syntax": args.syntax, "functions": functions},
+                         indent=2))
+        return 0
+    for f in functions:
+        kind = f"program, type {f['type']}" if f["program"] else "function"
+        print(f"{f['name']} ({kind}, section {f['section']}):")
+        for i in f["insns"]:
+            raw = f"{bytes.fromhex(i['bytes']).hex(' '):<48} " if args.raw else ""
+            note = f" # {i['comment']}" if i["comment"] else ""
+            print(f"{i['slot']:6}: {raw}{i['text']}{note}")
         print()
     return 0
 
