@@ -236,15 +236,19 @@ class Mode:
     key: str
     label: str
     about: str
+    colour: str  # the mode's colour in every chart (matplotlib's tab10)
 
 
 MODES: tuple[Mode, ...] = (
-    Mode("none", "--inline none", "helpers out of line in their own object (bpftime AOT)"),
-    Mode("lto", "inline+LTO", "ebpf-lto link --inline auto"),
-    Mode("pgo", "inline+LTO+PGO", "ebpf-lto link --profile, trained on the benchmark's input"),
-    Mode("twin", "native twin", "the C compiled natively, clang -O3 -flto with the helper C"),
-    Mode("dpdk-interp", "DPDK interp", "librte_bpf's interpreter"),
-    Mode("dpdk-jit", "DPDK JIT", "librte_bpf's x86-64 JIT"),
+    Mode("none", "--inline none", "helpers out of line in their own object (bpftime AOT)",
+         "tab:gray"),
+    Mode("lto", "inline+LTO", "ebpf-lto link --inline auto", "tab:blue"),
+    Mode("pgo", "inline+LTO+PGO", "ebpf-lto link --profile, trained on the benchmark's input",
+         "tab:green"),
+    Mode("twin", "native twin", "the C compiled natively, clang -O3 -flto with the helper C",
+         "tab:brown"),
+    Mode("dpdk-interp", "DPDK interp", "librte_bpf's interpreter", "tab:orange"),
+    Mode("dpdk-jit", "DPDK JIT", "librte_bpf's x86-64 JIT", "tab:purple"),
 )
 MODE_KEYS = tuple(m.key for m in MODES)
 REFERENCE = "twin"
@@ -884,35 +888,75 @@ def _pyplot(directory: str):
 
 def plot(results: list[Result], modes: list[str], directory: str, meta: dict) -> list[Path]:
     plt, out_dir = _pyplot(directory)
-    labels = {m.key: m.label for m in MODES}
     written = []
-    for to, fname, title in ((REFERENCE, "bench_vs_twin", "time relative to the native twin"),
-                             (BASELINE, "bench_vs_none",
-                              "time relative to --inline none (bpftime AOT shape)")):
-        shown = [m for m in modes if m != to and any(r.ratio(m, to) for r in results)]
-        rows = [r for r in results if any(r.ratio(m, to) for m in shown)]
-        if not rows or not shown:
-            continue
-        fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(rows) + 2), 4.8))
-        width = 0.8 / len(shown)
-        for k, mode in enumerate(shown):
-            xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(rows))]
-            ys = [r.ratio(mode, to) or 0 for r in rows]
-            ax.bar(xs, ys, width, label=labels[mode])
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([r.bench.name for r in rows], rotation=40, ha="right", fontsize=8)
-        ax.set_ylabel(f"median time / {labels[to]} (log; lower is faster)")
-        ax.set_title(f"ebpf-lto bench: {title}")
-        ax.legend(fontsize=8)
-        ax.grid(axis="y", which="both", alpha=0.3)
-        fig.tight_layout()
-        for ext in ("png", "svg"):
-            path = out_dir / f"{fname}.{ext}"
-            fig.savefig(path, dpi=110)
-            written.append(path)
-        plt.close(fig)
+    for to, fname in ((REFERENCE, "bench_vs_twin"), (BASELINE, "bench_vs_none")):
+        fig = ratio_chart(plt, results, modes, to)
+        if fig is not None:
+            written += _save(plt, fig, out_dir, fname)
+    return written
+
+
+_CHART_TITLES = {REFERENCE: "time relative to the native twin",
+                 BASELINE: "time relative to --inline none (bpftime AOT shape)"}
+
+
+def ratio_chart(plt, results: list[Result], modes: list[str], to: str):
+    """Bars of each mode's median time over mode `to`'s, per benchmark; None if none ran."""
+    by_key = {m.key: m for m in MODES}
+    shown = [m for m in modes if m != to and any(r.ratio(m, to) for r in results)]
+    rows = [r for r in results if any(r.ratio(m, to) for m in shown)]
+    if not rows or not shown:
+        return None
+    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(rows) + 2), 4.8))
+    width = 0.8 / len(shown)
+    for k, mode in enumerate(shown):
+        xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(rows))]
+        ys = [r.ratio(mode, to) or math.nan for r in rows]
+        ax.bar(xs, ys, width, label=by_key[mode].label, color=by_key[mode].colour)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ratios = [v for r in rows for m in shown if (v := r.ratio(m, to))]
+    _ratio_axis(ax, min(ratios), max(ratios))
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r.bench.name for r in rows], rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel(f"median time / {by_key[to].label} (log scale; lower is faster)")
+    ax.set_title(f"ebpf-lto bench: {_CHART_TITLES[to]}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the bars
+    ax.grid(axis="y", which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _ratio_axis(ax, low: float, high: float) -> None:
+    """A log y axis read as ratios: ticks at powers of two, labelled 0.5×, 1×, 2×,
+    from the one at or below `low` to the one above `high` (two at least)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    ax.set_yscale("log", base=2)
+    bottom = 2.0 ** math.floor(math.log2(low))
+    ax.set_ylim(bottom, max(2.0 ** math.ceil(math.log2(high)), 2 * bottom))
+    ax.yaxis.set_major_locator(LogLocator(base=2))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}×"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _plain_log_axis(axis) -> None:
+    """Plain numbers on a base-10 log axis (100, 200, 500; not 2×10^2), minor ticks
+    labelled at 2 and 5 times a power of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(value: float, _) -> str:
+        mantissa = value / 10 ** math.floor(math.log10(value))
+        return f"{value:g}" if round(mantissa, 6) in (2, 5) else ""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _save(plt, fig, out_dir: Path, fname: str) -> list[Path]:
+    written = []
+    for ext in ("png", "svg"):
+        path = out_dir / f"{fname}.{ext}"
+        fig.savefig(path, dpi=110)
+        written.append(path)
+    plt.close(fig)
     return written
 
 
@@ -1069,34 +1113,33 @@ def print_compile_cost(report: dict, console=None) -> None:
 def plot_compile_cost(report: dict, directory: str) -> list[Path]:
     plt, out_dir = _pyplot(directory)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for inline in ("none", "auto"):
+    by_key = {m.key: m for m in MODES}
+    for inline, mode in (("none", "none"), ("auto", "lto")):  # the bench mode each link is
+        colour = by_key[mode].colour
         rows = [r for r in report["rows"] if r.get("inline") == inline and r["status"] == 0]
         xs = [r["insns"] for r in rows]
-        line, = ax1.plot(xs, [r["wall_s"] for r in rows], marker="o",
-                         label=f"--inline {inline}, wall")
-        ax1.plot(xs, [r["cpu_s"] for r in rows], marker="x", linestyle="--",
-                 color=line.get_color(), label=f"--inline {inline}, CPU")
-        ax2.plot(xs, [r["peak_rss_mib"] for r in rows], marker="o", label=f"--inline {inline}")
+        ax1.plot(xs, [r["wall_s"] for r in rows], marker="o", color=colour,
+                 label=f"--inline {inline}, wall")
+        ax1.plot(xs, [r["cpu_s"] for r in rows], marker="x", linestyle="--", color=colour,
+                 label=f"--inline {inline}, CPU")
+        ax2.plot(xs, [r["peak_rss_mib"] for r in rows], marker="o", color=colour,
+                 label=f"--inline {inline}")
     base = next((r for r in report["rows"] if r["insns"] == 0), None)
     for ax, key, ylabel in ((ax1, "wall_s", "seconds"), (ax2, "peak_rss_mib",
                                                               "peak RSS, MiB")):
         if base:
-            ax.axhline(base[key], color="grey", linestyle=":", label="start-up only")
+            ax.axhline(base[key], color="black", linestyle=":", label="start-up only")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_axis(ax.xaxis)
+        _plain_log_axis(ax.yaxis)
         ax.set_xlabel("eBPF instructions")
         ax.set_ylabel(ylabel)
         ax.grid(which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"ebpf-lto link -O{report['opt_level']}: compile cost")
     fig.tight_layout()
-    written = []
-    for ext in ("png", "svg"):
-        path = out_dir / f"compile_cost.{ext}"
-        fig.savefig(path, dpi=110)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return _save(plt, fig, out_dir, "compile_cost")
 
 
 # --- the command ----------------------------------------------------------------------
@@ -1190,8 +1233,50 @@ def _command_line(args) -> str:
     return " ".join(words)
 
 
+def results_from_json(report: dict) -> tuple[list[Result], list[str]]:
+    """The results and modes of a saved `bench --json` report."""
+    by_name = {b.name: b for b in BENCHMARKS}
+    results = []
+    for b in report["benchmarks"]:
+        # One since renamed or dropped keeps its row, without the heavy set's flag.
+        known = by_name.get(b["name"]) or Benchmark(b["name"], b["source"], b["program"],
+                                                     lambda: b"", about=b["about"])
+        outcomes = {mode: Outcome(o["status"], o["reason"] or "", o["r0"], o["output_sha256"],
+                                  o["reps_ns"], o["calls_per_rep"])
+                    for mode, o in b["modes"].items()}
+        results.append(Result(known, b["type"], outcomes, b["harness_ns"]))
+    return results, list(report["modes"])
+
+
+def _saved(args) -> int:
+    """--from: print and draw a saved run again, with today's table and charts."""
+    try:
+        report = json.loads(Path(args.from_json).read_text())
+        compile_report = "rows" in report
+        results, modes = ([], []) if compile_report else results_from_json(report)
+    except OSError as err:
+        raise EbpfLtoError(f"cannot read: {err.strerror}", file=args.from_json) from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise EbpfLtoError("not a saved `ebpf-lto bench --json` report",
+                           file=args.from_json) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif compile_report:
+        print_compile_cost(report)
+    else:
+        print_table(results, modes)
+    if args.plot:
+        if compile_report:
+            plot_compile_cost(report, args.plot)
+        else:
+            plot(results, modes, args.plot, report)
+    return 0
+
+
 def command(args) -> int:
     """`ebpf-lto bench`; returns the exit status."""
+    if args.from_json:
+        return _saved(args)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": _command_line(args), "machine": machine(),
             "load_average_before": os.getloadavg()}
@@ -1259,3 +1344,6 @@ def add_arguments(p) -> None:
     p.add_argument("--compile-cost", action="store_true",
                    help="time `ebpf-lto link` on generated programs of 1k, 10k and 100k "
                         "instructions instead")
+    p.add_argument("--from", dest="from_json", metavar="FILE",
+                   help="run nothing: print (and with --plot, draw) the saved `bench --json` "
+                        "or `bench --compile-cost --json` report FILE")

@@ -11,6 +11,7 @@ import re
 import shutil
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -204,6 +205,57 @@ def test_off_a_terminal_a_timed_run_ends_with_its_headline_ratios(capsys):
                     f"inline+LTO {medians['lto'] / medians['twin']:.2f}; inline+LTO "
                     f"{medians['none'] / medians['lto']:.2f}× as fast as --inline none "
                     "on the helper/map set"), summary)
+
+
+def test_charts_keep_each_modes_colour_and_read_ratios_as_multiples():
+    """The two ratio charts show different modes, yet each mode keeps one
+    colour, and the log axis is labelled 0.5×, 1×, 2×... from the power of
+    two at or below the least ratio to the one above the greatest."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def timed(b: bench.Benchmark, medians: dict[str, float]) -> bench.Result:
+        return bench.Result(b, "raw", {m: bench.Outcome("ok", reps=[ns])
+                                       for m, ns in medians.items()})
+
+    results = [timed(bench.BENCHMARKS[0], {"twin": 100, "none": 300, "lto": 90, "pgo": 80,
+                                           "dpdk-jit": 150}),
+               timed(bench.BENCHMARKS[1], {"twin": 100, "none": 110, "lto": 55, "pgo": 50})]
+    modes = ["twin", "none", "lto", "pgo", "dpdk-jit"]
+    colours: dict[str, set] = {}
+    ticks = {}
+    for to in ("twin", "none"):
+        fig = bench.ratio_chart(plt, results, modes, to)
+        ax = fig.axes[0]
+        for bars in ax.containers:
+            colours.setdefault(bars.get_label(), set()).add(bars.patches[0].get_facecolor())
+        fig.canvas.draw()
+        low, high = ax.get_ylim()
+        ticks[to] = [t.get_text() for t in ax.get_yticklabels()
+                     if low * 0.999 <= t.get_position()[1] <= high * 1.001]
+        plt.close(fig)
+    # Over the twin: 0.5 (pgo/twin) to 3 (none/twin); over none: 80/300 to 100/110.
+    assert ticks == {"twin": ["0.5×", "1×", "2×", "4×"], "none": ["0.25×", "0.5×", "1×"]}
+    assert set(colours) == {"--inline none", "inline+LTO", "inline+LTO+PGO", "native twin",
+                            "DPDK JIT"}
+    assert all(len(c) == 1 for c in colours.values())
+    assert len({c for cs in colours.values() for c in cs}) == len(colours)
+
+
+def test_a_saved_run_reads_back_as_it_was_measured(tmp_path, capsys):
+    """--from redraws a saved run: the committed full run (docs/bench/run.json)
+    read back gives the summary that run computed when it was measured."""
+    saved = Path(__file__).resolve().parents[1] / "docs" / "bench" / "run.json"
+    report = json.loads(saved.read_text())
+    results, modes = bench.results_from_json(report)
+    assert modes == list(report["modes"])
+    assert bench.summary(results, modes) == report["summary"]
+    assert main(["bench", "--from", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "other.json").write_text('{"not": "a bench report"}')
+    assert main(["bench", "--from", str(tmp_path / "other.json")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "cannot read" in err[0] and "not a saved" in err[1]
 
 
 def test_unknown_benchmark_is_one_line_of_bad_input(capsys):
