@@ -144,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="eBPF ELF object")
     p.add_argument("--raw", action="store_true", help="show each instruction's bytes")
     p.add_argument("--syntax", choices=SYNTAXES, default="ubpf",
-                   help="ubpf: bpf_conformance's syntax, which `ebpf-lto` assembles back "
-                        "(ldxw %%r2, [%%r1+4]; the default); llvm: llvm-objdump's and "
-                        "bpftool's (r2 = *(u32 *)(r1 + 0x4))")
+                   help="ubpf: bpf_conformance's syntax, exact: it assembles back to the "
+                        "same bytes (ldxw %%r2, [%%r1+4]; the default); llvm: llvm-objdump's "
+                        "and bpftool's (r2 = *(u32 *)(r1 + 0x4))")
     p.add_argument("--json", action="store_true",
                    help="print JSON: each function and its instructions (schema: docs/cli.md)")
     p.set_defaults(func=cmd_disasm)

@@ -1,5 +1,6 @@
 """The command line: the main job on the shipped example, the ABI, and bad input."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -186,3 +187,14 @@ def test_output_to_a_device_writes_through_it():
     # As root, an atomic rename would replace /dev/null with a regular file.
     assert cli("link", EXAMPLE, "-o", "/dev/null").returncode == 0
     assert not Path("/dev/null").is_file()
+
+
+def test_readme_links_every_doc_and_lists_every_command():
+    readme = (ROOT / "README.md").read_text()
+    docs = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert [d for d in docs if f"](docs/{d})" not in readme] == []
+    assert len(re.findall(r"\]\(docs/helpers\.md\)", readme)) == 1
+    usage = cli("--help").stdout
+    commands = re.search(r"\{([\w,-]+)\}", usage)[1].split(",")
+    assert "bench" in commands
+    assert [c for c in commands if f"| `ebpf-lto {c}" not in readme] == []
