@@ -120,7 +120,7 @@ def test_off_a_terminal_each_object_is_a_line_and_the_run_ends_with_a_summary(
     assert lines[0] == ("corpus [1/3] nested/deeper/two_programs.o: 2 programs: 1 linked, "
                         "1 refused, 0 internal errors (T s)")
     assert lines[1].startswith("corpus [2/3] nested/truncated: refused: malformed ELF file")
-    assert lines[2] == "corpus [3/3] text.o: refused: not an ELF file"
+    assert lines[2].startswith("corpus [3/3] text.o: refused: ")  # the loader's reason
     assert lines[3:] == ["corpus: 3 objects (0 linked, 1 partly linked, 2 refused, "
                          "0 internal errors), 2 programs: 1 linked, 1 refused, "
                          "0 internal errors; T s"]
