@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__, codegen, inputs, isa, loader, maps, pipeline, plan
+from .asm import SYNTAXES
 from .errors import EbpfLtoError
 from .lift import ABIS, ENTRY_SYMBOL
 
@@ -142,13 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="show which call sites the plan splices in, and why")
     p.add_argument("input", help="eBPF ELF object")
-    p.add_argument("--dot", metavar="FILE", help="also write the call graph in Graphviz DOT")
+    p.add_argument("--dot", metavar="FILE",
+                   help="also write the program's call graph (its functions and the helpers "
+                        "they call, edges coloured by decision) in Graphviz DOT; render it "
+                        "with: dot -Tsvg FILE -o graph.svg")
+    p.add_argument("--json", action="store_true",
+                   help="print the plan as JSON (schema: docs/cli.md)")
     _add_link_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("disasm", help="print the programs of an eBPF object as assembly")
     p.add_argument("input", help="eBPF ELF object")
     p.add_argument("--raw", action="store_true", help="show each instruction's bytes")
+    p.add_argument("--syntax", choices=SYNTAXES, default="ubpf",
+                   help="ubpf: bpf_conformance's syntax, exact: it assembles back to the "
+                        "same bytes (ldxw %%r2, [%%r1+4]; the default); llvm: llvm-objdump's "
+                        "and bpftool's (r2 = *(u32 *)(r1 + 0x4))")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: each function and its instructions (schema: docs/cli.md)")
     p.set_defaults(func=cmd_disasm)
 
     p = sub.add_parser("conformance", help="run a bpf_conformance test folder")
@@ -164,11 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     p.set_defaults(func=cmd_conformance)
 
-    p = sub.add_parser("conformance-plugin", help="the bpf_conformance runner's plugin: "
-                       "memory hex in argv, program hex on stdin, r0 in hex on stdout")
-    p.add_argument("memory", nargs="?", default="", help="input memory as hex bytes")
-    p.add_argument("plugin_options", nargs="?", default="",
-                   help="options in one argument, as the runner passes them (e.g. '-O 0')")
+    # No '-' prefix: every word, options included, reaches the command as it
+    # came, since runners give the options as one argument or split on spaces.
+    p = sub.add_parser("conformance-plugin", prefix_chars="+", add_help=False,
+                       help="the bpf_conformance runner's plugin: memory hex in argv, "
+                            "program hex on stdin, r0 in hex on stdout (-h for its options)")
+    p.add_argument("words", nargs="*", metavar="[MEMORY] [OPTIONS]")
     p.set_defaults(func=cmd_conformance_plugin)
 
     p = sub.add_parser("corpus", help="link every program of every object under a folder "
@@ -401,13 +414,22 @@ def cmd_run(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from .helpers import helper_name
     _refuse_clobbering(args, "--dot", args.dot)
     obj = _load_object(args.input)
     _, linked = pipeline.link(obj, _options(args), emit="llvm")
+    programs = [obj.program(args.program)] if args.program else obj.programs
+    if args.dot:
+        write_atomically(args.dot, plan.to_dot(
+            linked.decisions, {obj.functions[p.entry].name: p.prog_type for p in programs}
+        ).encode())
+    if args.json:
+        print(json.dumps({"file": obj.path, "programs": [p.name for p in programs],
+                          "sites": [_site_json(d, helper_name) for d in linked.decisions]},
+                         indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
     table = Table(title=f"call sites of {obj.path}")
     for column in ("function", "insn", "callee", "in loop", "count", "cost", "growth",
                    "decision", "reason"):
@@ -425,10 +447,16 @@ def cmd_explain(args) -> int:
                       f"[{colour[d.action]}]{d.action}[/]", d.reason)
     # Not a terminal: wide enough that the reasons stay on one line.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
-    if args.dot:
-        from .plan import to_dot
-        write_atomically(args.dot, to_dot(linked.graph, linked.decisions).encode())
     return 0
+
+
+def _site_json(d: plan.Decision, helper_name) -> dict:
+    site = d.site
+    helper = site.helper_id is not None
+    return {"function": site.function, "insn": site.insn,
+            "callee": helper_name(site.helper_id) if helper else site.callee.removeprefix("bpf."),
+            "helper_id": site.helper_id, "in_loop": site.in_loop, "count": d.count,
+            "cost": d.cost, "growth": d.growth, "decision": d.action, "reason": d.reason}
 
 
 def cmd_disasm(args) -> int:
@@ -436,18 +464,33 @@ def cmd_disasm(args) -> int:
     from .helpers import helper_name
     obj = _load_object(args.input)
     programs = {p.entry: p for p in obj.programs}
+    functions = []
     for key, func in sorted(obj.functions.items(), key=lambda kv: (kv[0].section, kv[0].start)):
         prog = programs.get(key)
-        kind = f"program, type {prog.prog_type}" if prog else "function"
-        print(f"{func.name} ({kind}, section {key.section}):")
-        slots = obj.code[key.section]
+        insns = []
         for idx in range(key.start, func.end):
-            insn = slots[idx]
+            insn = obj.code[key.section][idx]
             if insn is None:
                 continue
             note = _annotation(obj, key.section, idx, insn, helper_name)
-            raw = f"{insn.encode().hex(' '):<48} " if args.raw else ""
-            print(f"{idx:6}: {raw}{format_insn(insn, note)}")
+            insns.append({"slot": idx, "bytes": insn.encode().hex(), "opcode": insn.opcode,
+                          "dst": insn.dst, "src": insn.src, "off": insn.off, "imm": insn.imm,
+                          **({"next_imm": insn.next_imm} if insn.is_wide else {}),
+                          "text": format_insn(insn, syntax=args.syntax), "comment": note})
+        functions.append({"name": func.name, "section": key.section, "program": prog is not None,
+                          "type": prog.prog_type if prog else None, "start": key.start,
+                          "end": func.end, "insns": insns})
+    if args.json:
+        print(json.dumps({"file": obj.path, "syntax": args.syntax, "functions": functions},
+                         indent=2))
+        return 0
+    for f in functions:
+        kind = f"program, type {f['type']}" if f["program"] else "function"
+        print(f"{f['name']} ({kind}, section {f['section']}):")
+        for i in f["insns"]:
+            raw = f"{bytes.fromhex(i['bytes']).hex(' '):<48} " if args.raw else ""
+            note = f" # {i['comment']}" if i["comment"] else ""
+            print(f"{i['slot']:6}: {raw}{i['text']}{note}")
         print()
     return 0
 
@@ -489,21 +532,36 @@ def cmd_conformance(args) -> int:
     return 1 if counts["fail"] else 0
 
 
+def _plugin_options() -> argparse.ArgumentParser:
+    p = _Parser(prog="ebpf-lto conformance-plugin",
+                usage="%(prog)s [MEMORY] [-O N] [--cpu NAME] [--elf]",
+                description="The bpf_conformance runner's plugin: MEMORY as hex bytes, the "
+                            "program as hex bytes on standard input, r0 in hex on standard "
+                            "output. The options may come as one argument ('-O 0', older "
+                            "runners) or as separate words (newer runners split them).")
+    p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
+                   metavar="N", help="optimization level 0-3 (default 2)")
+    p.add_argument("--cpu", default="generic", help="LLVM cpu name (default generic)")
+    p.add_argument("--elf", action="store_true",
+                   help="standard input holds an eBPF ELF object, as the runner's --elf sends")
+    return p
+
+
 def cmd_conformance_plugin(args) -> int:
     from . import conformance
-    plugin_args = _Parser(prog="ebpf-lto conformance-plugin options")
-    plugin_args.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS,
-                             default=2)
-    plugin_args.add_argument("--cpu", default="generic")
-    opts = plugin_args.parse_args(args.plugin_options.split())
+    words = list(args.words)
+    # The memory comes first: always from older runners (maybe empty), only
+    # when the test has some from newer ones. Hex bytes never start with '-'.
+    memory = words.pop(0) if words and not words[0].startswith("-") else ""
+    opts = _plugin_options().parse_args(" ".join(words).split())
     try:
-        memory = bytes.fromhex(args.memory)
+        mem = bytes.fromhex(memory)
         code = bytes.fromhex(sys.stdin.read())
     except ValueError:
         raise EbpfLtoError("memory and program must be hex bytes") from None
     options = pipeline.LinkOptions(opt_level=opts.opt_level, cpu=opts.cpu,
                                    helpers=conformance.HELPERS)
-    r0 = conformance.run_program(code, memory or None, options)
+    r0 = conformance.run_program(code, mem or None, options, elf=opts.elf)
     print(f"{r0:x}")
     return 0
 
@@ -513,12 +571,13 @@ def cmd_corpus(args) -> int:
     from .helpers import resolve
     resolve(args.helpers, codegen.host_arch())  # a bad --helpers is the user's, said once
     report = corpus.survey(args.directory, opt_level=args.opt_level, jobs=args.jobs,
-                           timeout=args.timeout, progress=sys.stderr.isatty(),
+                           timeout=args.timeout, progress=True,
                            helpers=args.helpers, compare=args.compare)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         corpus.print_report(report)
+    print(f"corpus: {corpus.summary_line(report)}", file=sys.stderr)
     # Refusals are answers; an internal error or a difference is a bug of ours.
     differ = report["compared"] and report["compared"]["differ"]
     return EXIT_INTERNAL if report["internal_errors"] or differ else 0

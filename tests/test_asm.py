@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
 
-from inliner import isa
+from inliner import isa, loader
 from inliner.asm import AsmError, assemble, assemble_bytes, disassemble, format_insn
 
-SHARED = Path(os.environ.get("EBPF_LTO_SHARED")
-              or Path(__file__).resolve().parents[1].parent / "shared")
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EBPF_LTO_SHARED") or ROOT.parent / "shared")
 SUITE = SHARED / "bpf_conformance"
 
 # Section headers of the suite's .data files. Any other `-- ` line stays in the
@@ -368,3 +370,177 @@ def test_any_word_round_trip(word, next_imm):
     text = "\n".join(disassemble(slots))
     assert assemble_bytes(text) == code
     assert re.fullmatch(r"[^\n#]+", text)
+
+
+# -- LLVM's syntax, against llvm-objdump's own output -------------------------------------
+
+LLVM_OBJDUMP = shutil.which("llvm-objdump-19")
+needs_objdump = pytest.mark.skipif(LLVM_OBJDUMP is None,
+                                   reason="llvm-objdump-19 (Debian's llvm-19) is not installed")
+COMMITTED = sorted([*ROOT.glob("tests/helpers_c/*.o"), *ROOT.glob("examples/*.o"),
+                    *ROOT.glob("benchmarks/*.o")])
+# Every form of the ISA: llvm-objdump -d (no --mcpu, cpu v1) decodes all of them but
+# the 32-bit atomics of cpu v3, which it reads with alu32 only (--mcpu=v3); what
+# LLVM has no form for (ldabsdw) it calls <unknown>.
+EVERY_FORM = """
+add %r1, %r2
+add32 %r1, %r2
+add %r1, -5
+add32 %r1, 7
+sub %r1, %r2
+mul %r1, 3
+div %r1, %r2
+div32 %r1, 3
+sdiv %r1, %r2
+sdiv32 %r1, 3
+mod %r1, 3
+smod %r1, %r2
+smod32 %r1, %r2
+or %r1, %r2
+and %r1, 0xff
+lsh %r1, 3
+rsh32 %r1, 3
+arsh %r1, %r2
+arsh32 %r1, 2
+xor32 %r1, -1
+mov %r1, %r2
+mov32 %r1, %r2
+mov %r1, -1
+mov32 %r1, 0x7fffffff
+neg %r1
+neg32 %r1
+movsx864 %r1, %r2
+movsx1664 %r1, %r2
+movsx3264 %r1, %r2
+movsx832 %r1, %r2
+movsx1632 %r1, %r2
+le16 %r1
+le32 %r1
+le64 %r1
+be16 %r1
+be32 %r1
+be64 %r1
+bswap16 %r1
+bswap32 %r1
+bswap64 %r1
+ldxb %r1, [%r2+4]
+ldxh %r1, [%r2-4]
+ldxw %r1, [%r2]
+ldxdw %r1, [%r2+32767]
+ldxsb %r1, [%r2+1]
+ldxsh %r1, [%r2-32768]
+ldxsw %r1, [%r2+4]
+stb [%r1+2], 5
+sth [%r1-2], -1
+stw [%r1], 0x12345678
+stdw [%r1+8], 7
+stxb [%r1+2], %r3
+stxh [%r1+2], %r3
+stxw [%r1+2], %r3
+stxdw [%r10-8], %r3
+lock add [%r1+8], %r2
+lock add32 [%r1+8], %r2
+lock or [%r1], %r2
+lock and32 [%r1], %r2
+lock xor [%r1], %r2
+lock fetch add [%r1+8], %r2
+lock fetch add32 [%r1+8], %r2
+lock fetch or [%r1], %r2
+lock fetch and32 [%r1], %r2
+lock fetch xor [%r1], %r2
+lock xchg [%r1], %r2
+lock xchg32 [%r1], %r2
+lock cmpxchg [%r1], %r2
+lock cmpxchg32 [%r1], %r2
+lddw %r1, 0x1122334455667788
+lddw %r1, -2
+lddw %r1, map_fd 3
+lddw %r1, map_value 3, 16
+lddw %r1, func +1
+ldabsb 12
+ldabsh 12
+ldabsw 12
+ldabsdw 12
+ldindb %r1, 4
+ldindh %r1, 4
+ldindw %r1, 4
+ja +1
+ja -1
+ja +0
+ja32 +2
+jeq %r1, 5, +1
+jeq %r1, %r2, +1
+jgt %r1, 5, +1
+jge %r1, 5, +1
+jlt %r1, 5, +1
+jle %r1, 5, +1
+jset %r1, 5, +1
+jne %r1, 5, +1
+jsgt %r1, -5, +1
+jsge %r1, 5, +1
+jslt %r1, 5, +1
+jsle %r1, %r2, -1
+jeq32 %r1, 5, +1
+jne32 %r1, %r2, +1
+jsgt32 %r1, 0xffffffff, +1
+call 1
+call %r2
+call local +1
+call runtime 7
+exit
+"""
+
+
+def _objdump(path: Path, *flags: str) -> dict[tuple[str, int], str]:
+    """(section, slot) -> llvm-objdump's text, without its jump-target symbol
+    (`<prog+0x10>`) and with the layout's tabs and runs of spaces made one space."""
+    out = subprocess.run([LLVM_OBJDUMP, "-d", "--no-show-raw-insn", *flags, str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    found, section = {}, None
+    for line in out.splitlines():
+        if m := re.fullmatch(r"Disassembly of section (.*):", line):
+            section = m[1]
+        elif m := re.fullmatch(r"\s+(\d+):\t(.*)", line):
+            text = re.sub(r" <[\w.]+(\+0x[0-9a-f]+)?>$", "", m[2])
+            found[(section, int(m[1]))] = " ".join(text.split())
+    return found
+
+
+def _is_atomic32(insn: isa.Insn) -> bool:
+    return insn.opcode == isa.STX | isa.ATOMIC | isa.W
+
+
+def _check_llvm_syntax(path: Path) -> int:
+    expected, alu32 = _objdump(path), _objdump(path, "--mcpu=v3")
+    obj = loader.load(str(path))
+    ours = {(section, idx): format_insn(insn, syntax="llvm")
+            for section, slots in obj.code.items()
+            for idx, insn in enumerate(slots) if insn is not None}
+    assert set(ours) == set(expected), path.name
+    for key, text in ours.items():
+        insn = obj.code[key[0]][key[1]]
+        want = alu32[key] if _is_atomic32(insn) else expected[key]
+        assert text == want, (path.name, key, format_insn(insn))
+    return len(ours)
+
+
+@needs_objdump
+@pytest.mark.parametrize("path", COMMITTED, ids=[f"{p.parent.name}/{p.name}" for p in COMMITTED])
+def test_llvm_syntax_is_llvm_objdumps_on_the_committed_objects(path):
+    assert _check_llvm_syntax(path) > 0
+
+
+@needs_objdump
+def test_llvm_syntax_is_llvm_objdumps_for_every_form(tmp_path):
+    from inliner.bench import elf_object
+    path = tmp_path / "every_form.o"
+    path.write_bytes(elf_object(assemble_bytes(EVERY_FORM)))
+    count = _check_llvm_syntax(path)
+    assert count == len([line for line in EVERY_FORM.splitlines() if line])
+
+
+def test_llvm_syntax_states_an_inexact_instruction_as_unknown():
+    # add with a non-zero src field while the source is the immediate
+    insn = isa.decode(bytes.fromhex("0721000005000000"))[0]
+    assert format_insn(insn).startswith(".invalid ")
+    assert format_insn(insn, "note", syntax="llvm") == "<unknown> # note"

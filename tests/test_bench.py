@@ -7,9 +7,11 @@ native twin computes the right thing (checked against Python).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +172,90 @@ def test_without_dpdk_the_peer_is_unavailable_and_the_run_passes(capsys, monkeyp
     modes = report["benchmarks"][0]["modes"]
     assert modes["dpdk-interp"]["status"] == modes["dpdk-jit"]["status"] == "unavailable"
     assert modes["lto"]["status"] == "ok"
+
+
+def test_off_a_terminal_quick_prints_a_line_per_benchmark_and_a_summary(capsys, monkeypatch):
+    """Redirected (stderr captured here), --quick says how each benchmark's modes
+    answered as it goes, then sums up; no DPDK, so both of its modes are unavailable."""
+    monkeypatch.setenv("EBPF_LTO_BENCH_DPDK_LIB", "libno-such-dpdk.so")
+    assert main(["bench", "--quick", "csum_hdrs", "crc32"]) == 0
+    lines = [re.sub(r"\d+ s;", "T s;", line) for line in capsys.readouterr().err.splitlines()]
+    peers = "unavailable: dpdk-interp, dpdk-jit"
+    assert lines == [f"bench --quick [1/2] csum_hdrs: same as the twin: none, lto, pgo; {peers}",
+                     f"bench --quick [2/2] crc32: same as the twin: none, lto, pgo; {peers}",
+                     "bench --quick: 2 benchmarks, T s; modes: 6 same as the twin, "
+                     "4 unavailable"]
+
+
+def test_off_a_terminal_a_timed_run_ends_with_its_headline_ratios(capsys):
+    """The summary's ratios are the medians' (recomputed here from the JSON
+    report); nothing about their size is asserted."""
+    assert main(["bench", "csum_counter/64", "--reps", "1", "--modes", "none,lto",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    medians = {m: o["median_ns"] for m, o in
+               json.loads(captured.out)["benchmarks"][0]["modes"].items()}
+    item, summary = captured.err.splitlines()
+    assert item.startswith("bench [1/1] csum_counter/64: twin ")
+    assert item.endswith(f" ns; × twin: none {medians['none'] / medians['twin']:.2f}, "
+                         f"lto {medians['lto'] / medians['twin']:.2f}")
+    assert re.fullmatch(
+        r"bench: 1 benchmark, \d+ s; time × native twin \(geomean\): "
+        + re.escape(f"--inline none {medians['none'] / medians['twin']:.2f}, "
+                    f"inline+LTO {medians['lto'] / medians['twin']:.2f}; inline+LTO "
+                    f"{medians['none'] / medians['lto']:.2f}× as fast as --inline none "
+                    "on the helper/map set"), summary)
+
+
+def test_charts_keep_each_modes_colour_and_read_ratios_as_multiples():
+    """The two ratio charts show different modes, yet each mode keeps one
+    colour, and the log axis is labelled 0.5×, 1×, 2×... from the power of
+    two at or below the least ratio to the one above the greatest."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def timed(b: bench.Benchmark, medians: dict[str, float]) -> bench.Result:
+        return bench.Result(b, "raw", {m: bench.Outcome("ok", reps=[ns])
+                                       for m, ns in medians.items()})
+
+    results = [timed(bench.BENCHMARKS[0], {"twin": 100, "none": 300, "lto": 90, "pgo": 80,
+                                           "dpdk-jit": 150}),
+               timed(bench.BENCHMARKS[1], {"twin": 100, "none": 110, "lto": 55, "pgo": 50})]
+    modes = ["twin", "none", "lto", "pgo", "dpdk-jit"]
+    colours: dict[str, set] = {}
+    ticks = {}
+    for to in ("twin", "none"):
+        fig = bench.ratio_chart(plt, results, modes, to)
+        ax = fig.axes[0]
+        for bars in ax.containers:
+            colours.setdefault(bars.get_label(), set()).add(bars.patches[0].get_facecolor())
+        fig.canvas.draw()
+        low, high = ax.get_ylim()
+        ticks[to] = [t.get_text() for t in ax.get_yticklabels()
+                     if low * 0.999 <= t.get_position()[1] <= high * 1.001]
+        plt.close(fig)
+    # Over the twin: 0.5 (pgo/twin) to 3 (none/twin); over none: 80/300 to 100/110.
+    assert ticks == {"twin": ["0.5×", "1×", "2×", "4×"], "none": ["0.25×", "0.5×", "1×"]}
+    assert set(colours) == {"--inline none", "inline+LTO", "inline+LTO+PGO", "native twin",
+                            "DPDK JIT"}
+    assert all(len(c) == 1 for c in colours.values())
+    assert len({c for cs in colours.values() for c in cs}) == len(colours)
+
+
+def test_a_saved_run_reads_back_as_it_was_measured(tmp_path, capsys):
+    """--from redraws a saved run: the committed full run (docs/bench/run.json)
+    read back gives the summary that run computed when it was measured."""
+    saved = Path(__file__).resolve().parents[1] / "docs" / "bench" / "run.json"
+    report = json.loads(saved.read_text())
+    results, modes = bench.results_from_json(report)
+    assert modes == list(report["modes"])
+    assert bench.summary(results, modes) == report["summary"]
+    assert main(["bench", "--from", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "other.json").write_text('{"not": "a bench report"}')
+    assert main(["bench", "--from", str(tmp_path / "other.json")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "cannot read" in err[0] and "not a saved" in err[1]
 
 
 def test_unknown_benchmark_is_one_line_of_bad_input(capsys):

@@ -1,5 +1,6 @@
 """The command line: the main job on the shipped example, the ABI, and bad input."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -142,7 +143,58 @@ def test_disasm_names_maps_and_reassembles_to_the_object_bytes():
     assert assemble_bytes(asm) == code
 
 
+def test_disasm_json_gives_each_function_its_instructions():
+    obj = ROOT / "tests" / "fixtures" / "btf" / "maps.o"
+    done = cli("disasm", obj, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["syntax"] == "ubpf"
+    with open(obj, "rb") as fh:
+        elf = ELFFile(fh)
+        for func in report["functions"]:
+            code = elf.get_section_by_name(func["section"]).data()
+            insns = func["insns"]
+            # The instructions are the section's bytes from start to end, each at its slot.
+            assert bytes.fromhex("".join(i["bytes"] for i in insns)) == \
+                code[8 * func["start"]:8 * func["end"]]
+            for i in insns:
+                raw = bytes.fromhex(i["bytes"])
+                assert raw[0] == i["opcode"] and raw[1] == i["dst"] | i["src"] << 4
+                assert code[8 * i["slot"]:8 * i["slot"] + len(raw)] == raw
+    programs = {f["name"]: f["type"] for f in report["functions"] if f["program"]}
+    assert programs == {"tail": "xdp", "prog": "xdp"}
+    comments = {i["comment"] for f in report["functions"] for i in f["insns"]}
+    assert {"map counters", "map_lookup_elem"} <= comments
+
+
+@pytest.mark.skipif(shutil.which("llvm-objdump-19") is None,
+                    reason="llvm-objdump-19 (Debian's llvm-19) is not installed")
+def test_disasm_llvm_syntax_is_what_llvm_objdump_prints():
+    obj = ROOT / "examples" / "csum_count.o"
+    done = cli("disasm", obj, "--syntax", "llvm")
+    assert done.returncode == 0, done.stderr
+    ours = [line.split(": ", 1)[1].split(" # ")[0] for line in done.stdout.splitlines()
+            if ": " in line and not line.endswith(":")]
+    dump = subprocess.run(["llvm-objdump-19", "-d", "--no-show-raw-insn", str(obj)],
+                          capture_output=True, text=True, check=True).stdout
+    theirs = [line.split("\t", 1)[1].split(" <")[0] for line in dump.splitlines()
+              if line[:1] == " " and "\t" in line]
+    assert ours == theirs and "r2 = *(u32 *)(r1 + 0x4)" in ours
+    assert "lock *(u64 *)(r0 + 0x0) += r1" in ours
+
+
 def test_output_to_a_device_writes_through_it():
     # As root, an atomic rename would replace /dev/null with a regular file.
     assert cli("link", EXAMPLE, "-o", "/dev/null").returncode == 0
     assert not Path("/dev/null").is_file()
+
+
+def test_readme_links_every_doc_and_lists_every_command():
+    readme = (ROOT / "README.md").read_text()
+    docs = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert [d for d in docs if f"](docs/{d})" not in readme] == []
+    assert len(re.findall(r"\]\(docs/helpers\.md\)", readme)) == 1
+    usage = cli("--help").stdout
+    commands = re.search(r"\{([\w,-]+)\}", usage)[1].split(",")
+    assert "bench" in commands
+    assert [c for c in commands if f"| `ebpf-lto {c}" not in readme] == []

@@ -4,6 +4,7 @@ refused, and why), and the shared real-world corpus when it is there."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,26 @@ def test_table_output(small_corpus: Path, capsys):
     assert "not an eBPF" in out
     assert "internal errors" in out  # the summary column, with no error listed below
     assert "please report" not in out
+
+
+def test_off_a_terminal_each_object_is_a_line_and_the_run_ends_with_a_summary(
+        small_corpus: Path, capsys):
+    """Redirected, a long run is not silent: a line per object as it completes
+    (one worker: in path order), then the totals, with what the fixture
+    holds: two_programs.o links one of its two programs, the others are not
+    objects."""
+    assert cli.main(["corpus", str(small_corpus), "--jobs", "1", "--helpers", "none",
+                     "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # the report alone on standard output
+    lines = [re.sub(r"\d+\.\d s", "T s", line) for line in captured.err.splitlines()]
+    assert lines[0] == ("corpus [1/3] nested/deeper/two_programs.o: 2 programs: 1 linked, "
+                        "1 refused, 0 internal errors (T s)")
+    assert lines[1].startswith("corpus [2/3] nested/truncated: refused: malformed ELF file")
+    assert lines[2].startswith("corpus [3/3] text.o: refused: ")  # the loader's reason
+    assert lines[3:] == ["corpus: 3 objects (0 linked, 1 partly linked, 2 refused, "
+                         "0 internal errors), 2 programs: 1 linked, 1 refused, "
+                         "0 internal errors; T s"]
 
 
 def test_a_hung_step_is_an_internal_error(tmp_path: Path, capsys):

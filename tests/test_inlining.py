@@ -1,5 +1,6 @@
 """The plan and its application: what is spliced in, what stays out of line, and that the
 program computes the same thing either way (checked against RFC 1071 in Python)."""
+import json
 import re
 import struct
 import subprocess
@@ -107,7 +108,53 @@ def test_explain_table_and_dot(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("--no-inline") == 3 and "csum_diff (28)" in done.stdout
     graph = dot.read_text()
-    assert graph.startswith("digraph plan {") and graph.count("outline") == 3
+    assert "digraph plan {" in graph and graph.count("outline") == 3
+
+
+def _explain(*args) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "inliner.cli", "explain", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_explain_dot_draws_the_programs_calls_not_the_helper_library(tmp_path):
+    """examples/csum_count.c calls bpf_csum_diff and bpf_map_lookup_elem once
+    each (llvm-objdump: `call 0x1c` at slot 9, `call 0x1` at 16): three
+    nodes and two edges, none of the library's inner functions."""
+    dot = tmp_path / "plan.dot"
+    _explain(ROOT / "examples" / "csum_count.o", "--dot", dot)
+    text = dot.read_text()
+    assert "dot -Tsvg" in text.splitlines()[0]  # how to render it
+    labels = re.findall(r'^  "[^"]+" \[label="([^"]*)"', text, re.M)
+    edges = re.findall(r'^  "([^"]+)" -> "([^"]+)" \[label="([^"]*)"', text, re.M)
+    assert sorted(labels) == ["csum_count\\nxdp program", "csum_diff (28)",
+                              "map_lookup_elem (1)"]
+    assert sorted(edges) == [("bpf.csum_count", "_bpf_helper_ext_0001", "insn 16: inline"),
+                             ("bpf.csum_count", "_bpf_helper_ext_0028", "insn 9: inline")]
+
+
+def test_explain_dot_draws_bpf_to_bpf_calls(tmp_path):
+    """benchmarks/call_chain.c: call_chain calls f1, f1 calls f2, ... f6 calls f7."""
+    dot = tmp_path / "plan.dot"
+    _explain(ROOT / "benchmarks" / "call_chain.o", "--dot", dot)
+    edges = re.findall(r'^  "bpf\.(\w+)" -> "bpf\.(\w+)"', dot.read_text(), re.M)
+    chain = ["call_chain"] + [f"f{i}" for i in range(1, 8)]
+    assert sorted(edges) == sorted(zip(chain, chain[1:]))
+
+
+def test_explain_json_lists_each_site_and_its_decision():
+    done = _explain(ROOT / "examples" / "csum_count.o", "--no-inline", "map_lookup_elem",
+                    "--json")
+    report = json.loads(done.stdout)
+    assert report["file"].endswith("csum_count.o") and report["programs"] == ["csum_count"]
+    assert [(s["function"], s["insn"], s["callee"], s["helper_id"], s["decision"])
+            for s in report["sites"]] == [("csum_count", 9, "csum_diff", 28, "inline"),
+                                          ("csum_count", 16, "map_lookup_elem", 1, "outline")]
+    site = report["sites"][1]
+    assert site["reason"] == "--no-inline" and site["in_loop"] is False
+    assert set(site) == {"function", "insn", "callee", "helper_id", "in_loop", "count", "cost",
+                         "growth", "decision", "reason"}
 
 
 @pytest.mark.parametrize("as_bitcode", [False, True])

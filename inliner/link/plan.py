@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import llvmlite.binding as llvm
 import networkx as nx
 
 from .errors import EbpfLtoError
@@ -232,21 +231,34 @@ def plan(sites: list[Site], hset: HelperSet | None, options: PlanOptions,
     return decide(sites, graph, provided, options, callers), graph
 
 
-def to_dot(graph: nx.MultiDiGraph, decisions: list[Decision]) -> str:
-    """The call graph in Graphviz's DOT language, sites coloured by decision."""
+def to_dot(decisions: list[Decision], programs: dict[str, str]) -> str:
+    """The program's call graph in Graphviz's DOT language.
+
+    Nodes are the programs (`programs`: function name -> program type), the
+    functions they call and the helpers called, not the helper library's
+    inner calls; each call site is an edge coloured by its decision. Render
+    with `dot -Tsvg plan.dot -o plan.svg`.
+    """
     colour = {"inline": "forestgreen", "outline": "darkorange", "external": "gray50"}
-    by_site = {id(d.site): d for d in decisions}
-    lines = ["digraph plan {", "  rankdir=LR; node [shape=box, fontname=monospace];"]
-    for node in graph.nodes:
-        hid = helper_id(node)
-        label = f"{node}\\n{helper_name(hid)}" if hid is not None else node
-        lines.append(f'  "{node}" [label="{label}"];')
-    for a, b, data in graph.edges(data=True):
-        dec = by_site.get(id(data.get("site")))
-        if dec is None:
-            lines.append(f'  "{a}" -> "{b}" [style=dotted];')
-        else:
-            lines.append(f'  "{a}" -> "{b}" [label="insn {dec.site.insn}: {dec.action}", '
-                         f'color={colour[dec.action]}];')
+    nodes = {f"bpf.{name}": f"{name}\\n{kind} program" for name, kind in programs.items()}
+    for d in decisions:
+        nodes.setdefault(f"bpf.{d.site.function}", d.site.function)
+        callee, hid = d.site.callee, d.site.helper_id
+        nodes.setdefault(callee, f"{helper_name(hid)} ({hid})" if hid is not None
+                         else callee.removeprefix("bpf."))
+    lines = ["// render: dot -Tsvg plan.dot -o plan.svg", "digraph plan {",
+             "  rankdir=LR; node [fontname=monospace]; edge [fontname=monospace];"]
+    for node, label in nodes.items():
+        shape = ("ellipse" if helper_id(node) is not None
+                 else "box, style=bold" if node.removeprefix("bpf.") in programs else "box")
+        lines.append(f'  {_dot_id(node)} [label="{label}", shape={shape}];')
+    for d in decisions:
+        lines.append(f'  {_dot_id("bpf." + d.site.function)} -> {_dot_id(d.site.callee)} '
+                     f'[label="insn {d.site.insn}: {d.action}", color={colour[d.action]}, '
+                     f'fontcolor={colour[d.action]}];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _dot_id(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

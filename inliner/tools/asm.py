@@ -27,6 +27,12 @@ names the first exit instruction unless a label `exit:` exists.
 
 `assemble` returns the slot list `isa.decode` would return for the same
 bytes (an LD_IMM64 is followed by None), so slot indices match jump offsets.
+
+The disassembler also writes LLVM's syntax (`syntax="llvm"`), the one
+llvm-objdump -d, clang -S and bpftool print: `r2 = *(u32 *)(r1 + 0x4)`,
+`if r1 > 0x5 goto +0x3`, `lock *(u64 *)(r1 + 0x0) += r2`, immediates in
+signed hex as llvm-objdump prints them. It is for reading: only the uBPF
+syntax assembles back.
 """
 from __future__ import annotations
 
@@ -36,14 +42,18 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable, Iterable, Mapping
 
-from .isa import (ABS, ALU, ALU64, ALU_OPS, ATOMIC, ATOMIC_OPS, B, CALL, CALL_HELPER,
-                  CALL_KFUNC, CALL_LOCAL, CALLX, CMPXCHG, COND_JMP_OPS, DIV, DW, END, EXIT,
-                  FETCH, H, IND, JA, JMP, JMP32, LD, LD_IMM64, LDX, MEM, MEMSX, MOD, MOV, NEG,
-                  NUM_REGS, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_FD, PSEUDO_MAP_IDX,
-                  PSEUDO_MAP_IDX_VALUE, PSEUDO_MAP_VALUE, SIZE_SUFFIX, ST, STX, TO_BE, TO_LE,
-                  W, X, XCHG, DecodeError, Insn, decode, encode, mode, op, size, src_bit)
+from .isa import (ABS, ADD, ALU, ALU64, ALU_OPS, AND, ARSH, ATOMIC, ATOMIC_OPS, B, CALL,
+                  CALL_HELPER, CALL_KFUNC, CALL_LOCAL, CALLX, CMPXCHG, COND_JMP_OPS, DIV, DW,
+                  END, EXIT, FETCH, H, IND, JA, JEQ, JGE, JGT, JLE, JLT, JMP, JMP32, JNE, JSET,
+                  JSGE, JSGT, JSLE, JSLT, LD, LD_IMM64, LDX, LSH, MEM, MEMSX, MOD, MOV, MUL, NEG,
+                  NUM_REGS, OR, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_FD, PSEUDO_MAP_IDX,
+                  PSEUDO_MAP_IDX_VALUE, PSEUDO_MAP_VALUE, RSH, SIZE_BYTES, SIZE_SUFFIX, ST, STX,
+                  SUB, TO_BE, TO_LE, W, X, XCHG, XOR, DecodeError, Insn, decode, encode, mode, op,
+                  size, src_bit)
 
-__all__ = ["AsmError", "assemble", "assemble_bytes", "format_insn", "disassemble"]
+__all__ = ["AsmError", "SYNTAXES", "assemble", "assemble_bytes", "format_insn", "disassemble"]
+
+SYNTAXES = ("ubpf", "llvm")  # the disassembler's: ubpf (the default) assembles back
 
 
 class AsmError(ValueError):
@@ -445,12 +455,110 @@ def _format_mem(insn: Insn) -> str | None:
     return None
 
 
-def format_insn(insn: Insn, annotation: str | None = None) -> str:
+# LLVM's syntax (llvm/lib/Target/BPF/BPFInstrInfo.td), by the isa operation it spells.
+
+_LLVM_ALU = {ADD: "+=", SUB: "-=", MUL: "*=", DIV: "/=", OR: "|=", AND: "&=", LSH: "<<=",
+             RSH: ">>=", MOD: "%=", XOR: "^=", MOV: "=", ARSH: "s>>="}
+_LLVM_JMP = {JEQ: "==", JGT: ">", JGE: ">=", JSET: "&", JNE: "!=", JSGT: "s>", JSGE: "s>=",
+             JLT: "<", JLE: "<=", JSLT: "s<", JSLE: "s<="}
+
+
+def _hex(value: int) -> str:
+    """An immediate as llvm-objdump prints it: signed, in hex."""
+    return f"-{-value:#x}" if value < 0 else f"{value:#x}"
+
+
+def _jump(value: int) -> str:
+    return ("+" if value >= 0 else "") + _hex(value)
+
+
+def _llvm_reg(n: int, wide: bool = True) -> str:
+    return f"{'r' if wide else 'w'}{n}"
+
+
+def _llvm_addr(reg: int, off: int) -> str:
+    return f"r{reg} {'-' if off < 0 else '+'} {_hex(abs(off))}"
+
+
+def _llvm_alu(insn: Insn) -> str | None:
+    o, wide = op(insn.opcode), insn.cls == ALU64
+    dst = _llvm_reg(insn.dst, wide)
+    if o == END:  # the byte swaps name 64-bit registers whatever their class
+        name = "bswap" if wide else "be" if src_bit(insn.opcode) == TO_BE else "le"
+        return f"r{insn.dst} = {name}{insn.imm} r{insn.dst}"
+    if o == NEG:
+        return f"{dst} = -{dst}"
+    if o == MOV and src_bit(insn.opcode) and insn.off:
+        return f"{dst} = (s{insn.off}){_llvm_reg(insn.src, wide)}"
+    if o not in _LLVM_ALU:
+        return None
+    signed = "s" if o in (DIV, MOD) and insn.off == SIGNED_OFF else ""
+    source = _llvm_reg(insn.src, wide) if src_bit(insn.opcode) else _hex(insn.imm)
+    return f"{dst} {signed}{_LLVM_ALU[o]} {source}"
+
+
+def _llvm_jmp(insn: Insn) -> str | None:
+    o = op(insn.opcode)
+    if o == JA:
+        return f"gotol {_jump(insn.imm)}" if insn.cls == JMP32 else f"goto {_jump(insn.off)}"
+    if o == EXIT:
+        return "exit"
+    if o == CALL:  # helper, local (pc-relative) and kfunc calls alike
+        return f"callx r{insn.dst}" if src_bit(insn.opcode) else f"call {_hex(insn.imm)}"
+    if o not in _LLVM_JMP:
+        return None
+    wide = insn.cls == JMP
+    source = _llvm_reg(insn.src, wide) if src_bit(insn.opcode) else _hex(insn.imm)
+    return f"if {_llvm_reg(insn.dst, wide)} {_LLVM_JMP[o]} {source} goto {_jump(insn.off)}"
+
+
+def _llvm_mem(insn: Insn) -> str | None:
+    c, m, sz = insn.cls, mode(insn.opcode), size(insn.opcode)
+    if insn.is_wide:
+        if insn.src:  # llvm-objdump's form shows neither the second immediate nor names
+            return f"ld_pseudo r{insn.dst}, {_hex(insn.src)}, {_hex(insn.imm)}"
+        return f"r{insn.dst} = {_hex(_signed(insn.imm64, 64))} ll"
+    kind = f"{'s' if m == MEMSX else 'u'}{8 * SIZE_BYTES[sz]}"
+    if c == LD:  # legacy packet loads; LLVM has no 64-bit one
+        source = _hex(insn.imm) if m == ABS else f"r{insn.src}"
+        return f"r0 = *({kind} *)skb[{source}]" if sz != DW else None
+    addr = f"({_llvm_addr(insn.dst if c in (ST, STX) else insn.src, insn.off)})"
+    if c == LDX:
+        return f"r{insn.dst} = *({kind} *){addr}"
+    if c == ST:
+        return f"*({kind} *){addr} = {_hex(insn.imm)}"
+    if m == MEM:
+        return f"*({kind} *){addr} = r{insn.src}"
+    # Atomics: 32-bit ones name w registers (LLVM decodes them with alu32, cpu v3 on).
+    wide, bits = sz == DW, 8 * SIZE_BYTES[sz]
+    value, r0 = _llvm_reg(insn.src, wide), _llvm_reg(0, wide)
+    where = addr[1:-1]
+    if insn.imm in ATOMIC_OPS:
+        return f"lock *({kind} *){addr} {_LLVM_ALU[insn.imm]} {value}"
+    if insn.imm & ~FETCH in ATOMIC_OPS:
+        return f"{value} = atomic_fetch_{ATOMIC_OPS[insn.imm & ~FETCH]}(({kind} *){addr}, {value})"
+    name = "xchg" if insn.imm == XCHG else "cmpxchg"
+    operands = f"{where}, {value}" if insn.imm == XCHG else f"{where}, {r0}, {value}"
+    return f"{value if insn.imm == XCHG else r0} = {name}{'' if wide else '32'}_{bits}({operands})"
+
+
+def _llvm_text(insn: Insn) -> str | None:
+    if insn.cls in (ALU, ALU64):
+        return _llvm_alu(insn)
+    if insn.cls in (JMP, JMP32):
+        return _llvm_jmp(insn)
+    return _llvm_mem(insn)
+
+
+def format_insn(insn: Insn, annotation: str | None = None, syntax: str = "ubpf") -> str:
     """One instruction as a line of assembly, `annotation` as its comment.
 
-    An instruction the syntax cannot state exactly (unknown opcode, non-zero
-    unused field, register above r10) becomes `.invalid` with its raw words.
+    An instruction the uBPF syntax cannot state exactly (unknown opcode,
+    non-zero unused field, register above r10) becomes `.invalid` with its
+    raw words, or in LLVM's syntax `<unknown>`, as llvm-objdump says.
     """
+    if syntax not in SYNTAXES:
+        raise ValueError(f"unknown syntax {syntax!r} (syntaxes: {', '.join(SYNTAXES)})")
     if insn.cls in (ALU, ALU64):
         text = _format_alu(insn)
     elif insn.cls in (JMP, JMP32):
@@ -458,7 +566,10 @@ def format_insn(insn: Insn, annotation: str | None = None) -> str:
     else:
         text = _format_mem(insn)
     # Re-assembling is the one exact test that the text keeps every field.
-    if text is None or _reassemble(text) != insn.encode():
+    exact = text is not None and _reassemble(text) == insn.encode()
+    if syntax == "llvm":
+        text = (_llvm_text(insn) if exact else None) or "<unknown>"
+    elif not exact:
         code = insn.encode()
         words = struct.unpack(f"<{len(code) // 8}Q", code)
         text = ".invalid " + ", ".join(f"0x{w:016x}" for w in words)
@@ -473,19 +584,19 @@ def _reassemble(text: str) -> bytes | None:
 
 
 def disassemble(slots: Iterable[Insn | None],
-                annotations: Mapping[int, str] | None = None) -> list[str]:
+                annotations: Mapping[int, str] | None = None, syntax: str = "ubpf") -> list[str]:
     """One line per instruction of a slot list (None entries are skipped).
 
     `annotations` maps the slot index of an instruction to a comment for it,
     e.g. {4: "map:counters"} for the lddw a relocation targets or the name of
-    a local call's callee; lines keep their +N/-N offsets, so the output
-    assembles back to the same bytes.
+    a local call's callee; lines keep their +N/-N offsets, so the output in
+    the uBPF syntax assembles back to the same bytes.
     """
     lines = []
     slot = 0
     for insn in slots:
         if insn is None:
             continue
-        lines.append(format_insn(insn, annotations.get(slot) if annotations else None))
+        lines.append(format_insn(insn, annotations.get(slot) if annotations else None, syntax))
         slot += 2 if insn.is_wide else 1
     return lines

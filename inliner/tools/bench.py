@@ -51,6 +51,7 @@ from . import codegen, contexts, helpers, isa, loader, maps, pipeline, profile
 from .errors import EbpfLtoError
 from .lift import helper_symbol
 from .loader import EbpfObject
+from .progress import Progress
 
 OPT_LEVEL = 3
 DEFAULT_REPS = 31
@@ -235,15 +236,19 @@ class Mode:
     key: str
     label: str
     about: str
+    colour: str  # the mode's colour in every chart (matplotlib's tab10)
 
 
 MODES: tuple[Mode, ...] = (
-    Mode("none", "--inline none", "helpers out of line in their own object (bpftime AOT)"),
-    Mode("lto", "inline+LTO", "ebpf-lto link --inline auto"),
-    Mode("pgo", "inline+LTO+PGO", "ebpf-lto link --profile, trained on the benchmark's input"),
-    Mode("twin", "native twin", "the C compiled natively, clang -O3 -flto with the helper C"),
-    Mode("dpdk-interp", "DPDK interp", "librte_bpf's interpreter"),
-    Mode("dpdk-jit", "DPDK JIT", "librte_bpf's x86-64 JIT"),
+    Mode("none", "--inline none", "helpers out of line in their own object (bpftime AOT)",
+         "tab:gray"),
+    Mode("lto", "inline+LTO", "ebpf-lto link --inline auto", "tab:blue"),
+    Mode("pgo", "inline+LTO+PGO", "ebpf-lto link --profile, trained on the benchmark's input",
+         "tab:green"),
+    Mode("twin", "native twin", "the C compiled natively, clang -O3 -flto with the helper C",
+         "tab:brown"),
+    Mode("dpdk-interp", "DPDK interp", "librte_bpf's interpreter", "tab:orange"),
+    Mode("dpdk-jit", "DPDK JIT", "librte_bpf's x86-64 JIT", "tab:purple"),
 )
 MODE_KEYS = tuple(m.key for m in MODES)
 REFERENCE = "twin"
@@ -883,35 +888,75 @@ def _pyplot(directory: str):
 
 def plot(results: list[Result], modes: list[str], directory: str, meta: dict) -> list[Path]:
     plt, out_dir = _pyplot(directory)
-    labels = {m.key: m.label for m in MODES}
     written = []
-    for to, fname, title in ((REFERENCE, "bench_vs_twin", "time relative to the native twin"),
-                             (BASELINE, "bench_vs_none",
-                              "time relative to --inline none (bpftime AOT shape)")):
-        shown = [m for m in modes if m != to and any(r.ratio(m, to) for r in results)]
-        rows = [r for r in results if any(r.ratio(m, to) for m in shown)]
-        if not rows or not shown:
-            continue
-        fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(rows) + 2), 4.8))
-        width = 0.8 / len(shown)
-        for k, mode in enumerate(shown):
-            xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(rows))]
-            ys = [r.ratio(mode, to) or 0 for r in rows]
-            ax.bar(xs, ys, width, label=labels[mode])
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([r.bench.name for r in rows], rotation=40, ha="right", fontsize=8)
-        ax.set_ylabel(f"median time / {labels[to]} (log; lower is faster)")
-        ax.set_title(f"ebpf-lto bench: {title}")
-        ax.legend(fontsize=8)
-        ax.grid(axis="y", which="both", alpha=0.3)
-        fig.tight_layout()
-        for ext in ("png", "svg"):
-            path = out_dir / f"{fname}.{ext}"
-            fig.savefig(path, dpi=110)
-            written.append(path)
-        plt.close(fig)
+    for to, fname in ((REFERENCE, "bench_vs_twin"), (BASELINE, "bench_vs_none")):
+        fig = ratio_chart(plt, results, modes, to)
+        if fig is not None:
+            written += _save(plt, fig, out_dir, fname)
+    return written
+
+
+_CHART_TITLES = {REFERENCE: "time relative to the native twin",
+                 BASELINE: "time relative to --inline none (bpftime AOT shape)"}
+
+
+def ratio_chart(plt, results: list[Result], modes: list[str], to: str):
+    """Bars of each mode's median time over mode `to`'s, per benchmark; None if none ran."""
+    by_key = {m.key: m for m in MODES}
+    shown = [m for m in modes if m != to and any(r.ratio(m, to) for r in results)]
+    rows = [r for r in results if any(r.ratio(m, to) for m in shown)]
+    if not rows or not shown:
+        return None
+    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(rows) + 2), 4.8))
+    width = 0.8 / len(shown)
+    for k, mode in enumerate(shown):
+        xs = [i + (k - (len(shown) - 1) / 2) * width for i in range(len(rows))]
+        ys = [r.ratio(mode, to) or math.nan for r in rows]
+        ax.bar(xs, ys, width, label=by_key[mode].label, color=by_key[mode].colour)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ratios = [v for r in rows for m in shown if (v := r.ratio(m, to))]
+    _ratio_axis(ax, min(ratios), max(ratios))
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r.bench.name for r in rows], rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel(f"median time / {by_key[to].label} (log scale; lower is faster)")
+    ax.set_title(f"ebpf-lto bench: {_CHART_TITLES[to]}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the bars
+    ax.grid(axis="y", which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _ratio_axis(ax, low: float, high: float) -> None:
+    """A log y axis read as ratios: ticks at powers of two, labelled 0.5×, 1×, 2×,
+    from the one at or below `low` to the one above `high` (two at least)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    ax.set_yscale("log", base=2)
+    bottom = 2.0 ** math.floor(math.log2(low))
+    ax.set_ylim(bottom, max(2.0 ** math.ceil(math.log2(high)), 2 * bottom))
+    ax.yaxis.set_major_locator(LogLocator(base=2))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}×"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _plain_log_axis(axis) -> None:
+    """Plain numbers on a base-10 log axis (100, 200, 500; not 2×10^2), minor ticks
+    labelled at 2 and 5 times a power of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(value: float, _) -> str:
+        mantissa = value / 10 ** math.floor(math.log10(value))
+        return f"{value:g}" if round(mantissa, 6) in (2, 5) else ""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _save(plt, fig, out_dir: Path, fname: str) -> list[Path]:
+    written = []
+    for ext in ("png", "svg"):
+        path = out_dir / f"{fname}.{ext}"
+        fig.savefig(path, dpi=110)
+        written.append(path)
+    plt.close(fig)
     return written
 
 
@@ -1011,15 +1056,26 @@ def _timed_link(args: list[str], timeout: float | None = None) -> dict:
 
 def compile_cost(sizes: tuple[int, ...] = COMPILE_COST_SIZES, opt_level: int = 2,
                  timeout: float = COMPILE_COST_TIMEOUT, work: Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict:
+                 progress: Progress | None = None) -> dict:
     """Time `ebpf-lto link` on generated programs of each size, --inline auto and none."""
     from .asm import assemble_bytes
     own = work is None
     work = work or Path(tempfile.mkdtemp(prefix="ebpf-lto-cc-"))
     rows = []
+
+    def timed(row: dict, args: list[str]) -> None:
+        if progress:
+            progress.working_on(row["what"])
+        row.update(_timed_link(args, timeout))
+        rows.append(row)
+        if progress:
+            progress.done(f"{row['insns']} instructions, {row['what']}: "
+                          f"{row['wall_s']:.2f} s, {row['peak_rss_mib']:.0f} MiB, "
+                          f"{'ok' if row['status'] == 0 else row['status']}")
+
     try:
-        rows.append({"insns": 0, "what": "interpreter start-up (ebpf-lto --version)",
-                     "inline": None, **_timed_link(["--version"])})
+        timed({"insns": 0, "what": "interpreter start-up (ebpf-lto --version)", "inline": None},
+              ["--version"])
         for n in sizes:
             code = assemble_bytes(synthetic_asm(n))
             path = work / f"synthetic_{n}.o"
@@ -1027,12 +1083,10 @@ def compile_cost(sizes: tuple[int, ...] = COMPILE_COST_SIZES, opt_level: int = 2
             insns = len(code) // 8
             calls = sum(1 for line in synthetic_asm(n).splitlines() if line.startswith("call"))
             for inline in ("none", "auto"):
-                if progress:
-                    progress(f"linking {insns} instructions, --inline {inline}")
-                rows.append({"insns": insns, "helper_calls": calls,
-                             "what": f"link -O{opt_level} --inline {inline}", "inline": inline,
-                             **_timed_link(["link", str(path), "-o", str(work / "out.o"),
-                                            f"-O{opt_level}", "--inline", inline], timeout)})
+                timed({"insns": insns, "helper_calls": calls,
+                       "what": f"link -O{opt_level} --inline {inline}", "inline": inline},
+                      ["link", str(path), "-o", str(work / "out.o"), f"-O{opt_level}",
+                       "--inline", inline])
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
@@ -1059,34 +1113,33 @@ def print_compile_cost(report: dict, console=None) -> None:
 def plot_compile_cost(report: dict, directory: str) -> list[Path]:
     plt, out_dir = _pyplot(directory)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for inline in ("none", "auto"):
+    by_key = {m.key: m for m in MODES}
+    for inline, mode in (("none", "none"), ("auto", "lto")):  # the bench mode each link is
+        colour = by_key[mode].colour
         rows = [r for r in report["rows"] if r.get("inline") == inline and r["status"] == 0]
         xs = [r["insns"] for r in rows]
-        line, = ax1.plot(xs, [r["wall_s"] for r in rows], marker="o",
-                         label=f"--inline {inline}, wall")
-        ax1.plot(xs, [r["cpu_s"] for r in rows], marker="x", linestyle="--",
-                 color=line.get_color(), label=f"--inline {inline}, CPU")
-        ax2.plot(xs, [r["peak_rss_mib"] for r in rows], marker="o", label=f"--inline {inline}")
+        ax1.plot(xs, [r["wall_s"] for r in rows], marker="o", color=colour,
+                 label=f"--inline {inline}, wall")
+        ax1.plot(xs, [r["cpu_s"] for r in rows], marker="x", linestyle="--", color=colour,
+                 label=f"--inline {inline}, CPU")
+        ax2.plot(xs, [r["peak_rss_mib"] for r in rows], marker="o", color=colour,
+                 label=f"--inline {inline}")
     base = next((r for r in report["rows"] if r["insns"] == 0), None)
     for ax, key, ylabel in ((ax1, "wall_s", "seconds"), (ax2, "peak_rss_mib",
                                                               "peak RSS, MiB")):
         if base:
-            ax.axhline(base[key], color="grey", linestyle=":", label="start-up only")
+            ax.axhline(base[key], color="black", linestyle=":", label="start-up only")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_axis(ax.xaxis)
+        _plain_log_axis(ax.yaxis)
         ax.set_xlabel("eBPF instructions")
         ax.set_ylabel(ylabel)
         ax.grid(which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"ebpf-lto link -O{report['opt_level']}: compile cost")
     fig.tight_layout()
-    written = []
-    for ext in ("png", "svg"):
-        path = out_dir / f"compile_cost.{ext}"
-        fig.savefig(path, dpi=110)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return _save(plt, fig, out_dir, "compile_cost")
 
 
 # --- the command ----------------------------------------------------------------------
@@ -1107,15 +1160,62 @@ def select(names: list[str]) -> list[Benchmark]:
 
 def run_suite(benches: list[Benchmark], modes: list[str], reps: int, quick: bool,
               work: Path, cpu: str = "native", rep_ms: float = REP_MS,
-              progress: Callable[[str], None] | None = None) -> list[Result]:
+              progress: Progress | None = None) -> list[Result]:
     builder = Builder(work, Toolchain.find(), cpu)
     results = []
     for bench in benches:
         if progress:
-            progress(bench.name)
+            progress.working_on(bench.name)
         results.append(run_benchmark(builder, bench, modes, reps, quick, rep_ms=rep_ms,
                                      warmup_ms=1.0 if quick else WARMUP_MS))
+        if progress:
+            progress.done(result_line(results[-1], modes))
     return results
+
+
+def result_line(res: Result, modes: list[str]) -> str:
+    """One benchmark in a line: each timed mode's time over the twin's, or how each mode answered."""
+    parts = []
+    twin = res.outcomes.get(REFERENCE)
+    if twin is not None and twin.median:
+        parts.append(f"twin {_fmt_ns(twin.median)} ns")
+        timed = [f"{m} {_fmt_ratio(res.ratio(m, REFERENCE))}" for m in modes
+                 if m != REFERENCE and res.ratio(m, REFERENCE)]
+        if timed:
+            parts.append("× twin: " + ", ".join(timed))
+    by_status: dict[str, list[str]] = {}
+    for mode in modes:
+        out = res.outcomes.get(mode)
+        if out is not None and not (out.status == "ok" and (out.median or mode == REFERENCE)):
+            by_status.setdefault("same as the twin" if out.status == "ok" else out.status,
+                                 []).append(mode)
+    parts += [f"{status}: {', '.join(names)}" for status, names in by_status.items()]
+    return f"{res.bench.name}: {'; '.join(parts)}"
+
+
+def summary_line(results: list[Result], modes: list[str], seconds: float) -> str:
+    """The run in a line: benchmarks, and the headline ratios (or, for --quick, the checks)."""
+    labels = {m.key: m.label for m in MODES}
+    head = f"{len(results)} benchmark{'' if len(results) == 1 else 's'}, {seconds:.0f} s"
+    if not any(o.reps for r in results for o in r.outcomes.values()):
+        statuses: dict[str, int] = {}
+        for r in results:
+            for mode, o in r.outcomes.items():
+                if mode != REFERENCE:
+                    key = "same as the twin" if o.status == "ok" else o.status
+                    statuses[key] = statuses.get(key, 0) + 1
+        return f"{head}; modes: " + ", ".join(f"{n} {k}" for k, n in statuses.items())
+    summ = summary(results, modes)
+    parts = [head]
+    vs_twin = [f"{labels[m]} {_fmt_ratio(summ[m]['geomean_vs_twin'])}" for m in modes
+               if m != REFERENCE and summ[m]["geomean_vs_twin"]]
+    if vs_twin:
+        parts.append("time × native twin (geomean): " + ", ".join(vs_twin))
+    lto = summ.get("lto", {}).get("geomean_speedup_heavy")
+    if lto:
+        parts.append(f"{labels['lto']} {lto:.2f}× as fast as {labels[BASELINE]} "
+                     "on the helper/map set")
+    return "; ".join(parts)
 
 
 def _command_line(args) -> str:
@@ -1133,16 +1233,56 @@ def _command_line(args) -> str:
     return " ".join(words)
 
 
+def results_from_json(report: dict) -> tuple[list[Result], list[str]]:
+    """The results and modes of a saved `bench --json` report."""
+    by_name = {b.name: b for b in BENCHMARKS}
+    results = []
+    for b in report["benchmarks"]:
+        # One since renamed or dropped keeps its row, without the heavy set's flag.
+        known = by_name.get(b["name"]) or Benchmark(b["name"], b["source"], b["program"],
+                                                     lambda: b"", about=b["about"])
+        outcomes = {mode: Outcome(o["status"], o["reason"] or "", o["r0"], o["output_sha256"],
+                                  o["reps_ns"], o["calls_per_rep"])
+                    for mode, o in b["modes"].items()}
+        results.append(Result(known, b["type"], outcomes, b["harness_ns"]))
+    return results, list(report["modes"])
+
+
+def _saved(args) -> int:
+    """--from: print and draw a saved run again, with today's table and charts."""
+    try:
+        report = json.loads(Path(args.from_json).read_text())
+        compile_report = "rows" in report
+        results, modes = ([], []) if compile_report else results_from_json(report)
+    except OSError as err:
+        raise EbpfLtoError(f"cannot read: {err.strerror}", file=args.from_json) from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise EbpfLtoError("not a saved `ebpf-lto bench --json` report",
+                           file=args.from_json) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif compile_report:
+        print_compile_cost(report)
+    else:
+        print_table(results, modes)
+    if args.plot:
+        if compile_report:
+            plot_compile_cost(report, args.plot)
+        else:
+            plot(results, modes, args.plot, report)
+    return 0
+
+
 def command(args) -> int:
     """`ebpf-lto bench`; returns the exit status."""
-    from rich.console import Console
-    console = Console(stderr=True)
-    progress = (lambda msg: console.log(msg)) if sys.stderr.isatty() and not args.json else None
+    if args.from_json:
+        return _saved(args)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": _command_line(args), "machine": machine(),
             "load_average_before": os.getloadavg()}
     if args.compile_cost:
-        report = compile_cost(progress=progress)
+        with Progress("bench --compile-cost", 1 + 2 * len(COMPILE_COST_SIZES)) as progress:
+            report = compile_cost(progress=progress)
         report.update(meta)
         if args.json:
             print(json.dumps(report, indent=2))
@@ -1161,9 +1301,11 @@ def command(args) -> int:
     reps = 1 if args.quick else args.reps
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ebpf-lto-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    progress = Progress("bench --quick" if args.quick else "bench", len(benches))
     try:
-        results = run_suite(benches, modes, reps, args.quick, work.resolve(), cpu=args.cpu,
-                            progress=progress)
+        with progress:
+            results = run_suite(benches, modes, reps, args.quick, work.resolve(), cpu=args.cpu,
+                                progress=progress)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -1179,6 +1321,7 @@ def command(args) -> int:
            if o.status in ("wrong", "failed") or (m == REFERENCE and o.status != "ok")]
     for name, mode, o in bad:
         print(f"ebpf-lto: bench: {name}: {mode}: {o.status}: {o.reason}", file=sys.stderr)
+    progress.summary(summary_line(results, modes, progress.seconds))
     return 1 if bad else 0
 
 
@@ -1201,3 +1344,6 @@ def add_arguments(p) -> None:
     p.add_argument("--compile-cost", action="store_true",
                    help="time `ebpf-lto link` on generated programs of 1k, 10k and 100k "
                         "instructions instead")
+    p.add_argument("--from", dest="from_json", metavar="FILE",
+                   help="run nothing: print (and with --plot, draw) the saved `bench --json` "
+                        "or `bench --compile-cost --json` report FILE")

@@ -95,10 +95,12 @@ def program_bytes(test: ConformanceTest) -> bytes:
 
 
 def run_program(code: bytes, mem: bytes | None, options: pipeline.LinkOptions,
-                name: str = "<program>", emulator: Emulator | None = None) -> int:
-    """r0 of the program run on `mem`: in this process, or, for another
-    architecture than the host's, under `emulator`."""
-    obj = loader.from_raw(code, path=name)
+                name: str = "<program>", emulator: Emulator | None = None,
+                elf: bool = False) -> int:
+    """r0 of `code` (instructions, or with `elf` an ELF object's bytes) run on
+    `mem`: in this process, or, for another architecture than the host's,
+    under `emulator`."""
+    obj = loader.load(name, code) if elf else loader.from_raw(code, path=name)
     if options.arch == codegen.host_arch():
         r0, _ = pipeline.run(obj, mem, options)
         return r0
@@ -113,6 +115,10 @@ def run_test(test: ConformanceTest, options: pipeline.LinkOptions,
              emulator: Emulator | None = None) -> Outcome:
     if not test.has_program:
         return Outcome("skip", "no program")
+    # As the suite's runner does (bpf_test_parser.cc): nothing to check the
+    # run against, and such a program may never end.
+    if test.result is None and test.error is None:
+        return Outcome("skip", "no -- result or -- error")
     try:
         r0 = run_program(program_bytes(test), test.mem, options, test.name, emulator)
     except EbpfLtoError as err:
@@ -121,8 +127,6 @@ def run_test(test: ConformanceTest, options: pipeline.LinkOptions,
         return Outcome("fail", f"refused: {err}")
     if test.error is not None:
         return Outcome("fail", f"ran (r0 = {r0:#x}) but the test expects an error: {test.error}")
-    if test.result is None:
-        return Outcome("fail", f"no -- result to compare r0 = {r0:#x} with")
     if r0 != test.result:
         return Outcome("fail", f"r0 = {r0:#x}, expected {test.result:#x}")
     return Outcome("pass")

@@ -201,6 +201,7 @@ class _Worker:
     job: _Job | None = None
     names: list[str] | None = None
     next: int = 0          # index of the program being linked
+    started: float = 0.0   # when the job was handed over
     deadline: float = 0.0
 
     def stderr_tail(self) -> str:
@@ -219,6 +220,8 @@ class _ObjectResult:
     refused: int = 0
     internal: int = 0
     load_refused: bool = False
+    load_error: str = ""   # why the object as a whole was refused or failed
+    seconds: float = 0.0
 
     @property
     def status(self) -> str:
@@ -257,7 +260,8 @@ class Survey:
         self.ctx = multiprocessing.get_context("spawn")
         self.tmpdir = tempfile.TemporaryDirectory(prefix="ebpf-lto-corpus.")
 
-    def run(self, paths: list[Path], on_object_done=lambda: None) -> dict:
+    def run(self, paths: list[Path], on_object_done=lambda result: None) -> dict:
+        """Link every object; `on_object_done` is given each _ObjectResult as it completes."""
         began = time.monotonic()
         for path in paths:
             self.objects[path] = _ObjectResult(path.relative_to(self.root).as_posix())
@@ -275,8 +279,9 @@ class Survey:
                      timeout=max(0.0, nap))
                 now = time.monotonic()
                 for i, w in enumerate(workers):
-                    if self._drain(w):
-                        on_object_done()
+                    finished = self._drain(w)
+                    if finished is not None:
+                        on_object_done(self.objects[finished])
                     hung = w.job is not None and now > w.deadline
                     if w.process.is_alive() and not hung:
                         continue
@@ -285,9 +290,10 @@ class Survey:
                                            f"{_death(w.process.exitcode)}: {w.stderr_tail()}")
                     why = f"timed out after {self.timeout:g} s" if hung else None
                     self._stop(w)
-                    if w.job is not None and self._lost(w, why or _death(w.process.exitcode),
-                                                        pending):
-                        on_object_done()
+                    job = w.job
+                    if job is not None and self._lost(w, why or _death(w.process.exitcode),
+                                                      pending):
+                        on_object_done(self.objects[job.path])
                     workers[i] = self._spawn(i)
         finally:
             for w in workers:
@@ -308,7 +314,8 @@ class Survey:
 
     def _assign(self, w: _Worker, job: _Job) -> None:
         w.job, w.names, w.next = job, None, job.start
-        w.deadline = time.monotonic() + self.timeout
+        w.started = time.monotonic()
+        w.deadline = w.started + self.timeout
         w.conn.send((str(job.path), self.opt_level, self.helpers_spec, job.start,
                      self.compare))
 
@@ -326,9 +333,9 @@ class Survey:
         w.process.join()
         w.conn.close()
 
-    def _drain(self, w: _Worker) -> bool:
-        """Take every message the worker has sent; True when it finished an object."""
-        finished = False
+    def _drain(self, w: _Worker) -> Path | None:
+        """Take every message the worker has sent; the object it finished, if it did."""
+        finished = None
         while True:
             try:
                 if not w.conn.poll():
@@ -341,8 +348,9 @@ class Survey:
             if kind == "ready":
                 w.ready = True
             elif kind == "done":
+                self.objects[w.job.path].seconds += time.monotonic() - w.started
+                finished = w.job.path
                 w.job = None
-                finished = True
             elif kind == "programs":
                 w.names = event[1]
                 self.objects[w.job.path].programs = len(event[1])
@@ -358,6 +366,7 @@ class Survey:
         """
         tail = w.stderr_tail()
         job = w.job
+        self.objects[job.path].seconds += time.monotonic() - w.started
         if w.names is None or w.next >= len(w.names):
             program = None
         else:
@@ -387,6 +396,7 @@ class Survey:
             stage = "link" if program is not None else "load"
             if program is None:
                 result.load_refused = True
+                result.load_error = event[3]
             else:
                 result.refused += 1
             group = self.refusals.setdefault((stage, normalise(event[2])),
@@ -398,6 +408,8 @@ class Survey:
         elif kind == "internal":
             result.internal += 1
             info = event[2]
+            if program is None:
+                result.load_error = info["error"]
             self.internal_errors.append({
                 "file": result.file, "program": program, "error": info["error"],
                 "where": info.get("where", ""), "stderr": info.get("stderr", ""),
@@ -456,7 +468,11 @@ def _death(exitcode: int | None) -> str:
 def survey(root: str | Path, opt_level: int = 2, jobs: int | None = None,
            timeout: float = 300.0, progress: bool = False, helpers: str = "default",
            compare: bool = False) -> dict:
-    """Link every program of every object under `root`; the report as plain data."""
+    """Link every program of every object under `root`; the report as plain data.
+
+    With `progress`, each object is reported on standard error as it completes
+    (inliner.progress: a live bar on a terminal, a line per object off one).
+    """
     root = Path(root)
     if not root.is_dir():
         raise EbpfLtoError("not a directory", file=str(root))
@@ -465,13 +481,34 @@ def survey(root: str | Path, opt_level: int = 2, jobs: int | None = None,
                     compare)
     if not progress:
         return runner.run(paths)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("linking", total=len(paths))
-        return runner.run(paths, lambda: bar.advance(task))
+    from .progress import Progress
+    with Progress("corpus", len(paths)) as shown:
+        return runner.run(paths, lambda result: shown.done(object_line(result)))
+
+
+def object_line(result: _ObjectResult) -> str:
+    """What became of one object, in a line."""
+    if result.load_error:
+        kind = "internal error" if result.internal else "refused"
+        return f"{result.file}: {kind}: {result.load_error}"
+    return (f"{result.file}: {_count(result.programs, 'program')}: {result.linked} linked, "
+            f"{result.refused} refused, {_count(result.internal, 'internal error')} "
+            f"({result.seconds:.1f} s)")
+
+
+def summary_line(report: dict) -> str:
+    """The whole run in a line: objects, programs, time."""
+    objects, programs = report["objects"], report["programs"]
+    return (f"{_count(objects['total'], 'object')} ({objects['linked']} linked, "
+            f"{objects['partial']} partly linked, {objects['refused']} refused, "
+            f"{_count(objects['internal'], 'internal error')}), "
+            f"{_count(programs['total'], 'program')}: {programs['linked']} linked, "
+            f"{programs['refused']} refused, {_count(programs['internal'], 'internal error')}"
+            f"; {report['seconds']} s")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def print_report(report: dict, console=None) -> None:

@@ -121,6 +121,12 @@ int main(int argc, char **argv)
     static uint32_t buf[4096];
     int failed = 0;
     while (received < expected && !failed) {
+        /* Whether every producer has finished is read before the ring: an
+         * empty read then proves the ring drained for good. Read after an
+         * empty read, it would not: records submitted in between would still
+         * be in the ring (and a read to check for them must keep what it
+         * gets, not drop it). */
+        int done = __atomic_load_n(&producers_done, __ATOMIC_ACQUIRE) == PRODUCERS;
         long n = ebpf_lto_ringbuf_consume(&ring, buf, sizeof(buf));
         if (n < 0) {
             printf("consume failed: %ld\n", n);
@@ -128,8 +134,7 @@ int main(int argc, char **argv)
             break;
         }
         if (n == 0) {
-            if (__atomic_load_n(&producers_done, __ATOMIC_ACQUIRE) == PRODUCERS &&
-                ebpf_lto_ringbuf_consume(&ring, buf, sizeof(buf)) == 0) {
+            if (done) {
                 printf("producers done, %llu of %llu records received\n",
                        (unsigned long long)received, (unsigned long long)expected);
                 failed = 1;
