@@ -51,20 +51,15 @@
 #include <string.h>
 #include <time.h>
 
-#define HEADROOM 256
-#define TAILROOM 256
+#include "abi.h" /* struct xdp_md_userspace, the packet's head- and tailroom */
+
+#define HEADROOM XDP_PACKET_HEADROOM
+#define TAILROOM XDP_PACKET_TAILROOM
 #define MAX_MODES 16
 #define MAX_HELPER_ID 256
 
 typedef uint64_t (*entry_fn)(void *, uint64_t);
 typedef uint64_t (*helper_fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
-
-/* bpftime's struct xdp_md_userspace (helper_bitcode/src/abi.h). */
-struct xdp_md_userspace {
-	uint64_t data, data_end;
-	uint32_t data_meta, ingress_ifindex, rx_queue_index, egress_ifindex;
-	uint64_t buffer_start, buffer_end;
-};
 
 /* DPDK's rte_bpf.h (ABI of DPDK 22.11/23.x), declared here so that the driver
  * builds without DPDK's headers; the library is opened with dlopen. */

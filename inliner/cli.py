@@ -19,10 +19,14 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import __version__, codegen, inputs, isa, loader, maps, pipeline, plan
-from .asm import SYNTAXES
+from . import __version__, codegen, inputs, pipeline
+from .elf import loader
 from .errors import EbpfLtoError
-from .lift import ABIS, ENTRY_SYMBOL
+from .facts import isa, maps
+from .facts.abi import ABIS, ENTRY_SYMBOL
+from .facts.helpers import helper_name
+from .link import plan
+from .tools.asm import SYNTAXES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
@@ -202,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time the benchmark suite in every mode (--inline none, "
                        "inline+LTO, native twin, DPDK) natively; docs/benchmarks.md")
-    from .bench import add_arguments as add_bench_arguments
+    from .tools.bench import add_arguments as add_bench_arguments
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -340,7 +344,6 @@ def cmd_link(args) -> int:
         pipeline.log.info("wrote %s: %d bytes", "standard output" if args.output == "-"
                           else inputs.display_name(args.output), len(data))
     if linked.external_helpers and not args.quiet:
-        from .helpers import helper_name
         ids = ", ".join(f"{h} ({helper_name(h)})" for h in linked.external_helpers
                         if not linked.helper_set or h not in linked.helper_set.ids)
         if ids:
@@ -363,8 +366,8 @@ def read_pcap(path: str) -> list[bytes]:
 
 
 def cmd_run(args) -> int:
-    from .contexts import action_name
-    from .hostmaps import MapAccess
+    from .facts.contexts import action_name
+    from .run.hostmaps import MapAccess
     _refuse_clobbering(args, "--profile-out", args.profile_out)
     obj = _load_object(args.input)
     program = obj.program(args.program)
@@ -404,7 +407,7 @@ def cmd_run(args) -> int:
         if not args.json:
             print(f"{program.name}: r0 = {r0} ({r0:#x})")
     if args.profile_out:
-        from . import profile
+        from .pgo import profile
         write_atomically(args.profile_out, profile.save(profile.read_counters(loaded),
                                                         args.profile_out))
     if args.json:
@@ -414,7 +417,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .helpers import helper_name
     _refuse_clobbering(args, "--dot", args.dot)
     obj = _load_object(args.input)
     _, linked = pipeline.link(obj, _options(args), emit="llvm")
@@ -460,8 +462,7 @@ def _site_json(d: plan.Decision, helper_name) -> dict:
 
 
 def cmd_disasm(args) -> int:
-    from .asm import format_insn
-    from .helpers import helper_name
+    from .tools.asm import format_insn
     obj = _load_object(args.input)
     programs = {p.entry: p for p in obj.programs}
     functions = []
@@ -511,8 +512,8 @@ def _annotation(obj, section: str, idx: int, insn, helper_name) -> str | None:
 
 
 def cmd_conformance(args) -> int:
-    from . import conformance
-    from .emulate import Emulator
+    from .run.emulate import Emulator
+    from .tools import conformance
     options = pipeline.LinkOptions(opt_level=args.opt_level, cpu=args.cpu, arch=args.target,
                                    helpers=conformance.HELPERS, inline=args.inline)
     foreign = args.target != codegen.host_arch()
@@ -548,7 +549,7 @@ def _plugin_options() -> argparse.ArgumentParser:
 
 
 def cmd_conformance_plugin(args) -> int:
-    from . import conformance
+    from .tools import conformance
     words = list(args.words)
     # The memory comes first: always from older runners (maybe empty), only
     # when the test has some from newer ones. Hex bytes never start with '-'.
@@ -567,8 +568,8 @@ def cmd_conformance_plugin(args) -> int:
 
 
 def cmd_corpus(args) -> int:
-    from . import corpus
-    from .helpers import resolve
+    from .link.helpers import resolve
+    from .tools import corpus
     resolve(args.helpers, codegen.host_arch())  # a bad --helpers is the user's, said once
     report = corpus.survey(args.directory, opt_level=args.opt_level, jobs=args.jobs,
                            timeout=args.timeout, progress=True,
@@ -584,7 +585,7 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from .tools import bench
     return bench.command(args)
 
 

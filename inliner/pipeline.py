@@ -16,13 +16,15 @@ from functools import lru_cache
 
 import llvmlite.binding as llvm
 
-from . import (codegen, contexts, helpers, inputs, lift as lifter, link as linker, maps, plan,
-               profile)
+from . import codegen, inputs, lift as lifter
+from .elf.model import EbpfObject
 from .errors import EbpfLtoError
-from .helper_table import MAP_HELPERS
-from .helpers import HelperSet
-from .loader import EbpfObject
-from .runner import LoadedObjects
+from .facts import abi, contexts, maps
+from .facts.helpers import MAP_HELPERS, helper_name
+from .link import helpers, link as linker, plan
+from .link.helpers import HelperSet
+from .pgo import profile
+from .run.runner import LoadedObjects
 
 # Stage timings and the plan's summary at INFO: what `ebpf-lto link -v` shows.
 log = logging.getLogger("inliner")
@@ -47,8 +49,8 @@ class LinkOptions:
     map_fds: Mapping[str, int] = field(default_factory=dict, hash=False)  # bpftime: name -> fd
 
     def __post_init__(self):
-        if self.abi not in lifter.ABIS:
-            raise EbpfLtoError(f"unknown ABI {self.abi!r} (known: {', '.join(lifter.ABIS)})")
+        if self.abi not in abi.ABIS:
+            raise EbpfLtoError(f"unknown ABI {self.abi!r} (known: {', '.join(abi.ABIS)})")
         if self.abi != "bpftime" and self.map_fds:
             raise EbpfLtoError("--map-fd gives maps to bpftime's runtime: it needs --abi bpftime")
         if self.abi == "bpftime" and self.maps_extern:
@@ -140,7 +142,7 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     entries = [sym.name for sym in (*mod.functions, *mod.global_variables)
                if not sym.is_declaration and sym.linkage == llvm.Linkage.external]
     if not isinstance(lifted, lifter.Lifted):  # IR ebpf-lto emitted keeps its map table
-        has_maps = lifter.MAP_TABLE in entries
+        has_maps = abi.MAP_TABLE in entries
     linked_in = hset is not None and options.inline != "none"
     if linked_in:
         with stage(f"link helpers ({options.helpers})"):
@@ -149,7 +151,7 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
                 entries += [name for name in hset.host_api if name not in entries]
             linker.internalize(mod, set(entries), tm)
     called = sorted(hid for fn in mod.functions if fn.is_declaration
-                    and (hid := helpers.helper_id(fn.name)) is not None)
+                    and (hid := abi.helper_id(fn.name)) is not None)
     with stage(f"optimize -O{options.opt_level} for {options.arch} ({options.cpu})"):
         mod = codegen.optimize(mod, tm, options.opt_level)
     ours = isinstance(lifted, lifter.Lifted)
@@ -215,7 +217,7 @@ def images(obj: EbpfObject, options: LinkOptions) -> tuple[list[bytes], list[str
     hset = linked.helper_set
     missing = [h for h in linked.external_helpers if hset is None or h not in hset.ids]
     if missing:
-        names = ", ".join(f"{h} ({helpers.helper_name(h)})" for h in missing)
+        names = ", ".join(f"{h} ({helper_name(h)})" for h in missing)
         raise EbpfLtoError(f"program calls helpers no helper set provides: {names}", file=obj.path)
     objects, exports = [image], list(linked.entries)
     if hset is not None and not linked.linked_in and (linked.external_helpers or hset.host_api):
@@ -234,7 +236,7 @@ def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
 
 
 def run(obj: EbpfObject, memory: bytes | bytearray | None, options: LinkOptions,
-        entry: str = lifter.ENTRY_SYMBOL) -> tuple[int, bytearray]:
+        entry: str = abi.ENTRY_SYMBOL) -> tuple[int, bytearray]:
     """Run one program over `memory` (r1, r2); returns r0 and the memory after."""
     loaded, _ = load(obj, options)
     buf = bytearray(memory or b"")
@@ -248,4 +250,4 @@ def run_packets(obj: EbpfObject, packets, options: LinkOptions,
         loaded, _ = load(obj, options)
     layout = contexts.for_program_type(obj.program(options.program).prog_type)
     for packet in packets:
-        yield loaded.call_packet(lifter.ENTRY_SYMBOL, layout, packet)
+        yield loaded.call_packet(abi.ENTRY_SYMBOL, layout, packet)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from inliner import isa, loader
-from inliner.asm import AsmError, assemble, assemble_bytes, disassemble, format_insn
+from inliner.elf import loader
+from inliner.facts import isa
+from inliner.tools.asm import AsmError, assemble, assemble_bytes, disassemble, format_insn
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EBPF_LTO_SHARED") or ROOT.parent / "shared")
@@ -532,7 +533,7 @@ def test_llvm_syntax_is_llvm_objdumps_on_the_committed_objects(path):
 
 @needs_objdump
 def test_llvm_syntax_is_llvm_objdumps_for_every_form(tmp_path):
-    from inliner.bench import elf_object
+    from inliner.tools.bench import elf_object
     path = tmp_path / "every_form.o"
     path.write_bytes(elf_object(assemble_bytes(EVERY_FORM)))
     count = _check_llvm_syntax(path)

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from inliner import bench, loader, pipeline, profile
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.pgo import profile
+from inliner.tools import bench
 from inliner.cli import main
 
 pytestmark = pytest.mark.skipif(shutil.which("clang-19") is None and shutil.which("clang") is None,
@@ -270,7 +273,7 @@ def test_twin_shim_maps_helpers_to_direct_calls():
 
 
 def test_generated_programs_for_compile_cost_link(tmp_path):
-    from inliner.asm import assemble_bytes
+    from inliner.tools.asm import assemble_bytes
     code = assemble_bytes(bench.synthetic_asm(300))
     assert 290 <= len(code) // 8 <= 310
     path = tmp_path / "synthetic.o"

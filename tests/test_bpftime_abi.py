@@ -17,8 +17,11 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from conftest import ROOT
-from inliner import asm, loader, pipeline
-from inliner.loader import MapDef, Ref
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.tools import asm
+from inliner.elf.model import Ref
+from inliner.facts.maps import MapDef
 
 PROG = ROOT / "tests" / "maps_prog" / "bpftime.o"
 FDS = {"slots": 11, "totals": 12, "per_cpu_hits": 13}

@@ -1,4 +1,4 @@
-"""Tests for inliner.btf.
+"""Tests for inliner.elf.btf.
 
 Expected values come from the C sources in tests/fixtures/btf (whose
 _Static_asserts pin the layouts), from the ELF symbol table, or from BTF
@@ -12,8 +12,8 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from inliner.btf import (BtfError, INT_SIGNED, LINKAGE_EXTERN, LINKAGE_GLOBAL,
-                         LINKAGE_STATIC, MapDef, parse_btf)
+from inliner.elf.btf import (BtfError, INT_SIGNED, LINKAGE_EXTERN, LINKAGE_GLOBAL,
+                         LINKAGE_STATIC, BtfMapDef, parse_btf)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "btf"
 
@@ -139,7 +139,7 @@ def map_btf(members_for, linkage=1) -> bytes:
     return b.build()
 
 
-def map_def(members_for, strict=True, linkage=1) -> MapDef:
+def map_def(members_for, strict=True, linkage=1) -> BtfMapDef:
     (m,) = parse_btf(map_btf(members_for, linkage)).map_definitions(strict)
     return m
 

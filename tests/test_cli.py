@@ -128,7 +128,7 @@ def test_wrong_architecture_is_refused(tmp_path):
 def test_disasm_names_maps_and_reassembles_to_the_object_bytes():
     from elftools.elf.elffile import ELFFile as Elf
 
-    from inliner.asm import assemble_bytes
+    from inliner.tools.asm import assemble_bytes
     obj = ROOT / "tests" / "fixtures" / "btf" / "maps.o"
     done = cli("disasm", obj)
     assert done.returncode == 0, done.stderr

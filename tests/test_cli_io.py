@@ -16,9 +16,10 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from conftest import ROOT
-from inliner import inputs, loader
-from inliner.hostmaps import MapAccess
-from inliner.runner import LoadedObjects
+from inliner import inputs
+from inliner.elf import loader
+from inliner.run.hostmaps import MapAccess
+from inliner.run.runner import LoadedObjects
 from test_cli import EXAMPLE, HEADER, assert_refused, cli
 
 CSUM = ROOT / "examples" / "csum_count.o"
@@ -248,7 +249,7 @@ def csum_key(packet: bytes) -> int:
 @pytest.mark.parametrize("emit,extra", [("llvm", []), ("bc", []), ("llvm", ["--inline", "none"])],
                          ids=["llvm", "bc", "llvm-inline-none"])
 def test_emitted_ir_links_again_and_computes_the_same(tmp_path, emit, extra):
-    from inliner import contexts
+    from inliner.facts import contexts
     ir = tmp_path / f"csum.{emit}"
     assert cli("link", CSUM, "--emit", emit, *extra, "-o", ir).returncode == 0
     again = tmp_path / "again.o"

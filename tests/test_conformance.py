@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_shared, shared_path
-from inliner import conformance, pipeline
+from inliner import pipeline
+from inliner.tools import conformance
 from inliner.errors import EbpfLtoError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,10 @@ import sys
 import pytest
 
 from conftest import ROOT
-from inliner import conformance, contexts, loader, pipeline
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.facts import contexts
+from inliner.tools import conformance
 from inliner.errors import EbpfLtoError
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
@@ -121,6 +124,6 @@ def test_layouts_match_the_kernel_structs():
 
 
 def test_generated_c_header_is_current():
-    """helper_bitcode/src/abi.h is what `python -m inliner.cabi` writes from the Python facts."""
-    from inliner import cabi
+    """helper_bitcode/src/abi.h is what `python -m inliner.facts.cabi` writes from the Python facts."""
+    from inliner.facts import cabi
     assert (ROOT / "helper_bitcode" / "src" / "abi.h").read_text() == cabi.header()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import needs_shared, shared_path
 from inliner import cli
-from inliner.corpus import find_objects, normalise
+from inliner.tools.corpus import find_objects, normalise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "corpus" / "two_programs.o"
 SAMPLES = shared_path("ebpf-samples")

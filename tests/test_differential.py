@@ -21,8 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inliner import interp, isa, loader, pipeline
-from inliner.asm import assemble, disassemble
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.facts import isa
+from inliner.tools import interp
+from inliner.tools.asm import assemble, disassemble
 from inliner.errors import EbpfLtoError
 
 EXAMPLES = int(os.environ.get("EBPF_LTO_FUZZ_EXAMPLES", "150"))

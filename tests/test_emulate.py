@@ -24,8 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from inliner import asm, bench, contexts, loader, pipeline
-from inliner.emulate import Emulator, Step
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.facts import contexts
+from inliner.tools import asm, bench
+from inliner.run.emulate import Emulator, Step
 from inliner.errors import EbpfLtoError
 
 ROOT = Path(__file__).resolve().parents[1]

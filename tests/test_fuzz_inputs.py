@@ -43,7 +43,8 @@ FIXTURES = ("tests/fixtures/btf/*.o", "tests/fixtures/corpus/*.o", "tests/contex
 DRIVER = r"""
 import json, sys, traceback
 sys.path.insert(0, sys.argv[1])
-from inliner import loader, pipeline
+from inliner import pipeline
+from inliner.elf import loader
 from inliner.errors import EbpfLtoError
 
 def report(**fields):

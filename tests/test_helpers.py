@@ -24,7 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from inliner import helpers, lift, loader, pipeline
+from inliner import pipeline
+from inliner.facts import abi
+from inliner.elf import loader
+from inliner.link import helpers
 
 PROGS = Path(__file__).parent / "helpers_c"
 M64 = (1 << 64) - 1
@@ -75,7 +78,7 @@ def caller(name: str, program: str, opt: int = 2):
 
     def call(mem: bytes) -> tuple[int, bytes]:
         buf = bytearray(mem)
-        r0 = _loaded[key].call(lift.ENTRY_SYMBOL, buf)
+        r0 = _loaded[key].call(abi.ENTRY_SYMBOL, buf)
         return r0, bytes(buf)
     return call
 

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from inliner import loader, pipeline
+from inliner import pipeline
+from inliner.elf import loader
 
 CSUM = ROOT / "tests" / "helpers_c" / "checksum.o"
 HEADER = bytes.fromhex("45000073000040004011 0000 c0a80001c0a800c7".replace(" ", ""))
@@ -90,7 +91,7 @@ done:
   ret i64 0
 }
 """)
-    from inliner import conformance
+    from inliner.tools import conformance
     code = conformance.program_bytes(conformance.parse_test("-- asm\nmov %r1, 21\ncall 2\nexit"))
     obj = loader.from_raw(code)
     options = pipeline.LinkOptions(helpers=f"conformance,{rec}", inline="all")
@@ -174,7 +175,7 @@ define i64 @bpf_main(ptr %ctx, i64 %len) {
     assert linked.external_helpers == [] and called(out.decode(), "_bpf_helper_ext_0028") == 0
     # Run it: csum_diff with only `to` is the ones'-complement sum of the buffer's
     # 16-bit words in memory (native) order, folded, not complemented.
-    from inliner.runner import LoadedObjects
+    from inliner.run.runner import LoadedObjects
     image, _ = pipeline.link_ir(data, "foreign", pipeline.LinkOptions())
     r0 = LoadedObjects([image], ["bpf_main"]).call("bpf_main", bytearray(HEADER))
     total = sum(struct.unpack("=10H", HEADER))
@@ -186,7 +187,8 @@ define i64 @bpf_main(ptr %ctx, i64 %len) {
 def test_splicing_into_one_function_stops_at_the_growth_budget():
     # 40 csum_diff sites in one function: splicing all of them would make LLVM's
     # loop passes quadratic; past the budget the sites share one out-of-line copy.
-    from inliner import conformance, plan
+    from inliner.link import plan
+    from inliner.tools import conformance
     body = "".join("mov %r1, 0\nmov %r2, 0\nmov %r3, %r6\nmov %r4, 20\nmov %r5, %r0\n"
                    "call 28\n" for _ in range(40))
     code = conformance.program_bytes(conformance.parse_test(

@@ -2,8 +2,10 @@
 import pytest
 
 from conftest import needs_shared, shared_path
-from inliner import conformance, interp, isa, loader
-from inliner.asm import assemble
+from inliner.elf import loader
+from inliner.facts import isa
+from inliner.tools import conformance, interp
+from inliner.tools.asm import assemble
 
 SUITE = shared_path("bpf_conformance")
 TESTS = sorted((SUITE / "tests").glob("*.data")) if SUITE else []

@@ -13,8 +13,9 @@ import threading
 import pytest
 
 from conftest import ROOT
-from inliner import loader, pipeline
-from inliner.hostmaps import MapAccess
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.run.hostmaps import MapAccess
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 from scapy.layers.inet import IP, TCP  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from inliner import maps
+from inliner.facts import maps
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "helper_bitcode" / "src"

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from inliner import contexts, helpers, lift, loader, pipeline
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.facts import abi, contexts
+from inliner.link import helpers
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: E402
@@ -461,7 +464,7 @@ def test_skb_store_bytes_invalidate_hash(flags, hash_after):
     ctx = bytearray(contexts.build(contexts.SKB, ctypes.addressof(cpkt) - HEADROOM, len(pkt)))
     struct.pack_into("<I", ctx, 68, 0x9E3779B9)            # __sk_buff.hash
     cctx = (ctypes.c_char * len(ctx)).from_buffer(ctx)
-    assert loaded_obj.entry(lift.ENTRY_SYMBOL)(ctypes.addressof(cctx), len(ctx)) == 0
+    assert loaded_obj.entry(abi.ENTRY_SYMBOL)(ctypes.addressof(cctx), len(ctx)) == 0
     assert struct.unpack_from("<I", ctx, 68)[0] == hash_after
     assert bytes(pkt[16:32]) == TEXT
     del cpkt, cctx

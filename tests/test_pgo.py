@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from conftest import ROOT
-from inliner import loader, pipeline, profile
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.pgo import profile
 
 PARSER = ROOT / "tests" / "pgo_c" / "parser.o"
 CSUM = ROOT / "tests" / "helpers_c" / "checksum.o"

@@ -15,10 +15,10 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from inliner.profdata import (
-    INDEXED_MAGIC, MAX_COUNT, FunctionProfile, MergeReport, Profile, ProfdataError,
-    merge, merge_report, name_hash, read_indexed, read_text, summarize, validate_name,
-    write_indexed, write_text,
+from inliner.pgo.merge import MergeReport, merge, merge_report
+from inliner.pgo.profdata import (
+    INDEXED_MAGIC, MAX_COUNT, FunctionProfile, Profile, ProfdataError, name_hash, read_indexed,
+    read_text, summarize, validate_name, write_indexed, write_text,
 )
 
 U64 = (1 << 64) - 1

@@ -29,7 +29,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from inliner import lift, loader, pipeline
+from inliner import pipeline
+from inliner.facts import abi
+from inliner.elf import loader
 
 PROGS = Path(__file__).parent / "fixtures" / "progs"
 OPT_LEVELS = (0, 2)
@@ -117,7 +119,7 @@ def load_lifted(obj_name: str, program: str, opt: int, cached: bool = True):
         loaded, _ = pipeline.load(ebpf_object(obj_name), options)
         if cached:
             _loaded[key] = loaded
-    return lambda buf: loaded.call(lift.ENTRY_SYMBOL, buf if buf else None)
+    return lambda buf: loaded.call(abi.ENTRY_SYMBOL, buf if buf else None)
 
 
 def call_native(fn, data: bytes) -> tuple[int, bytes]:
@@ -580,7 +582,8 @@ POINTERS = [Prog("pointers", name, ("v4",)) for name in ("strtab", "fntab", "dat
 # process down with it.
 _CHILD = """
 import json, sys
-from inliner import errors, loader, pipeline
+from inliner import errors, pipeline
+from inliner.elf import loader
 path, program, inputs = json.loads(sys.stdin.read())
 out = []
 for opt in (0, 2):

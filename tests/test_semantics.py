@@ -6,7 +6,8 @@ the value the RFC defines, computed here independently of the lifter.
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from inliner import conformance, pipeline
+from inliner import pipeline
+from inliner.tools import conformance
 from inliner.errors import EbpfLtoError
 
 LEVELS = (0, 2)
@@ -141,7 +142,7 @@ def test_callx_to_a_helper_and_to_nothing(level):
 def test_memory_is_passed_and_written():
     asm = "ldxw %r0, [%r1+4]\nstb [%r1], 0x7f\nexit"
     code = conformance.program_bytes(conformance.parse_test("-- asm\n" + asm))
-    from inliner import loader
+    from inliner.elf import loader
     r0, after = pipeline.run(loader.from_raw(code), bytes(range(8)),
                              pipeline.LinkOptions(helpers="conformance"))
     assert r0 == 0x07060504

@@ -19,8 +19,9 @@ import time
 import pytest
 
 from conftest import ROOT
-from inliner import loader, pipeline
-from inliner.hostmaps import MapAccess
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.run.hostmaps import MapAccess
 
 SOAK = ROOT / "tests" / "maps_prog" / "soak.o"
 SECONDS = float(os.environ.get("EBPF_LTO_SOAK_SECONDS", "3"))

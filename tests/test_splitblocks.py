@@ -5,7 +5,9 @@ Python, and its successors' phis must name the piece that now branches.
 """
 import re
 
-from inliner import codegen, runner, splitblocks
+from inliner import codegen
+from inliner.codegen import splitblocks
+from inliner.run import runner
 
 MASK = (1 << 64) - 1
 
@@ -81,8 +83,10 @@ def test_blocks_within_the_limit_are_left_alone():
 
 def test_a_split_link_output_links_again():
     """Another link of ebpf-lto's own IR output: its split labels must not clash."""
-    from inliner import bench, loader, pipeline
-    from inliner.asm import assemble_bytes
+    from inliner import pipeline
+    from inliner.elf import loader
+    from inliner.tools import bench
+    from inliner.tools.asm import assemble_bytes
     obj = loader.from_raw(assemble_bytes(bench.synthetic_asm(5000)))
     first, _ = pipeline.link(obj, pipeline.LinkOptions(), emit="llvm")
     assert b"@ebpf_lto.block_anchors" in first

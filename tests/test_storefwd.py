@@ -10,7 +10,10 @@ import struct
 import pytest
 
 from test_inlining import CSUM, HEADER, ir_of, rfc1071
-from inliner import codegen, loader, pipeline, runner, storefwd
+from inliner import codegen, pipeline
+from inliner.codegen import storefwd
+from inliner.elf import loader
+from inliner.run import runner
 
 HEAD = "; the host's triple and layout are set when the module is emitted\n"
 OUT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)

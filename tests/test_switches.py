@@ -13,8 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inliner import interp, isa, lift, loader, pipeline, switches
-from inliner.asm import assemble
+from inliner import lift, pipeline
+from inliner.elf import loader
+from inliner.facts import abi, isa
+from inliner.lift import switches
+from inliner.tools import interp
+from inliner.tools.asm import assemble
 
 OPS = ("jeq", "jne", "jgt", "jge", "jlt", "jle", "jsgt", "jsge", "jslt", "jsle")
 EXAMPLES = int(os.environ.get("EBPF_LTO_FUZZ_EXAMPLES", "150")) // 3
@@ -94,7 +98,7 @@ def test_a_lowered_switch_dispatches_every_value_as_the_tree_does():
     loaded, _ = pipeline.load(loader.from_raw(code), pipeline.LinkOptions(opt_level=2))
     expected = {0: 100, 1: 101, 2: 102, 3: 103, 4: 104, 5: 105, 15: 115}
     for value in list(range(40)) + [2**32 - 1, 2**32 + 2, 2**63 + 4, 2**64 - 11]:
-        r0 = loaded.call(lift.ENTRY_SYMBOL, bytearray(struct.pack("<Q", value)))
+        r0 = loaded.call(abi.ENTRY_SYMBOL, bytearray(struct.pack("<Q", value)))
         assert r0 == expected.get(value & 15, 999), value
 
 
@@ -148,5 +152,5 @@ def test_random_trees_dispatch_as_the_interpreter_does(text):
     for value in VALUES:
         mem = struct.pack("<Q", value)
         expected = interp.run(isa.decode(code), bytearray(mem), interp.CONFORMANCE_HELPERS)
-        assert loaded.call(lift.ENTRY_SYMBOL, bytearray(mem)) == expected, \
+        assert loaded.call(abi.ENTRY_SYMBOL, bytearray(mem)) == expected, \
             f"value {value:#x}\n{text}"

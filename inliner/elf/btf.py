@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass, replace
 from typing import Mapping
 
+from ..facts.maps import MAP_TYPE_IDS, MapDef
+
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
 HEADER_SIZE = 24          # the fields of struct btf_header
@@ -40,9 +42,9 @@ INT_SIGNED, INT_CHAR, INT_BOOL = 1, 2, 4
 LINKAGE_STATIC, LINKAGE_GLOBAL, LINKAGE_EXTERN = 0, 1, 2
 
 # The kernel's BPF_MAP_TYPE_* numbers that change how a definition is read.
-MAP_TYPE_PROG_ARRAY = 3
-MAP_TYPE_ARRAY_OF_MAPS = 12
-MAP_TYPE_HASH_OF_MAPS = 13
+MAP_TYPE_PROG_ARRAY = MAP_TYPE_IDS["prog_array"]
+MAP_TYPE_ARRAY_OF_MAPS = MAP_TYPE_IDS["array_of_maps"]
+MAP_TYPE_HASH_OF_MAPS = MAP_TYPE_IDS["hash_of_maps"]
 # libbpf's enum libbpf_pin_type.
 PIN_NONE, PIN_BY_NAME = 0, 1
 
@@ -136,7 +138,7 @@ class DatasecVar:
 
 
 @dataclass(frozen=True, slots=True)
-class MapDef:
+class BtfMapDef:
     """A BTF-defined map, as libbpf's parse_btf_map_def reads it.
 
     `offset` is the variable's offset in `.maps` (None until the DATASEC is
@@ -157,7 +159,12 @@ class MapDef:
     value_type_id: int | None = None
     offset: int | None = None
     has_values: bool = False
-    inner: MapDef | None = None
+    inner: BtfMapDef | None = None
+
+    def geometry(self) -> MapDef:
+        """The map as the later stages see it (facts/maps.py)."""
+        return MapDef(self.name, self.type, self.key_size, self.value_size, self.max_entries,
+                      self.map_flags, self.inner.name if self.inner is not None else None)
 
 
 class Btf:
@@ -294,7 +301,7 @@ class Btf:
         types[sec.id] = replace(sec, size=size, vars=tuple(placed))
         return Btf(types, self.strings)
 
-    def map_definitions(self, strict: bool = True) -> list[MapDef]:
+    def map_definitions(self, strict: bool = True) -> list[BtfMapDef]:
         """The BTF-defined maps: each VAR of the `.maps` DATASEC.
 
         Unknown members of a definition are an error, as in libbpf by
@@ -334,7 +341,7 @@ class Btf:
         return maps
 
     def _map_def(self, name: str, def_t: BtfType, strict: bool,
-                 inner_allowed: bool) -> MapDef:
+                 inner_allowed: bool) -> BtfMapDef:
         fields: dict = {}
         last = len(def_t.members) - 1
         for i, m in enumerate(def_t.members):
@@ -372,7 +379,7 @@ class Btf:
                 raise BtfError(f"map {name!r}: unknown member {m.name!r}")
         if not fields.get("type"):
             raise BtfError(f"map {name!r}: map type isn't specified")
-        return MapDef(name, **fields)
+        return BtfMapDef(name, **fields)
 
     def _map_values(self, name: str, fields: dict, m: Member,
                     strict: bool) -> dict:

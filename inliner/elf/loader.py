@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass, field
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from . import inputs, isa
-from .errors import EbpfLtoError
+from .. import inputs
+from ..errors import EbpfLtoError
+from ..facts import isa
+from ..facts.maps import MapDef
+from .model import DataSection, EbpfObject, FuncKey, Function, Program, Ref
 
 EM_BPF = 247
 R_BPF_64_64 = 1       # ld_imm64: map, global data or function address
@@ -274,11 +276,8 @@ class _Loader:
                 raise EbpfLtoError(f"bad BTF: {err}", section=".BTF") from None
             for d in defs:
                 if d.inner is not None:
-                    i = d.inner
-                    maps[i.name] = MapDef(i.name, i.type, i.key_size, i.value_size,
-                                          i.max_entries, i.map_flags)
-                maps[d.name] = MapDef(d.name, d.type, d.key_size, d.value_size, d.max_entries,
-                                      d.map_flags, d.inner.name if d.inner is not None else None)
+                    maps[d.inner.name] = d.inner.geometry()
+                maps[d.name] = d.geometry()
                 at[(".maps", d.offset)] = d.name
         return maps, at
 

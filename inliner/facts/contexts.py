@@ -27,14 +27,23 @@ class Field:
 
 
 @dataclass(frozen=True)
+class UserField:
+    """One member of the userspace struct r1 points at."""
+    name: str
+    offset: int
+    size: int            # bytes of one element: 4 (u32) or 8 (u64)
+    count: int = 1       # elements, for arrays (__sk_buff.cb)
+    address: bool = False  # holds an address in the packet's buffer
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Layout:
     name: str            # the kernel struct
     user_struct: str     # the userspace struct r1 points at
     user_size: int
-    fields: tuple[Field, ...]
-    addresses: tuple[int, ...] = ()  # userspace offsets of the u64s holding buffer addresses
-    data: int = 0        # userspace offsets of the packet's start and end pointers
-    data_end: int = 8
+    fields: tuple[Field, ...]       # what the program may access, by kernel offset
+    user: tuple[UserField, ...]     # the userspace struct, member by member
 
     def field_at(self, offset: int, size: int) -> Field | None:
         """The field an access of `size` bytes at kernel `offset` falls in.
@@ -50,20 +59,42 @@ class Layout:
                 return f
         return None
 
+    def offset(self, name: str) -> int:
+        """The userspace offset of member `name`."""
+        return next(u.offset for u in self.user if u.name == name)
 
-# bpftime's struct xdp_md_userspace: u64 data, u64 data_end, u32 data_meta
-# (here: bytes of metadata in front of data, 0 for none), u32 ingress_ifindex,
-# u32 rx_queue_index, u32 egress_ifindex, u64 buffer_start, u64 buffer_end.
-XDP_DATA, XDP_DATA_END, XDP_META_LEN = 0, 8, 16
-XDP_BUFFER_START, XDP_BUFFER_END = 32, 40
+    @property
+    def addresses(self) -> tuple[int, ...]:
+        """Userspace offsets of the u64s holding addresses in the packet's buffer."""
+        return tuple(u.offset for u in self.user if u.address)
+
+    @property
+    def data(self) -> int:
+        return self.offset("data")
+
+    @property
+    def data_end(self) -> int:
+        return self.offset("data_end")
+
+
+# bpftime's struct xdp_md_userspace: the packet's bounds as pointers, then the
+# kernel's u32s (data_meta here: bytes of metadata in front of data, 0 for
+# none), then the buffer's bounds, for bpf_xdp_adjust_head and _tail.
+XDP_USER = (
+    UserField("data", 0, 8, address=True), UserField("data_end", 8, 8, address=True),
+    UserField("data_meta", 16, 4, note="bytes of metadata in front of data"),
+    UserField("ingress_ifindex", 20, 4), UserField("rx_queue_index", 24, 4),
+    UserField("egress_ifindex", 28, 4),
+    UserField("buffer_start", 32, 8, address=True), UserField("buffer_end", 40, 8, address=True),
+)
 XDP = Layout("xdp_md", "xdp_md_userspace", 48, (
-    Field("data", 0, 4, XDP_DATA, POINTER),
-    Field("data_end", 4, 4, XDP_DATA_END, POINTER),
-    Field("data_meta", 8, 4, XDP_META_LEN, META_POINTER),
+    Field("data", 0, 4, 0, POINTER),
+    Field("data_end", 4, 4, 8, POINTER),
+    Field("data_meta", 8, 4, 16, META_POINTER),
     Field("ingress_ifindex", 12, 4, 20),
     Field("rx_queue_index", 16, 4, 24),
     Field("egress_ifindex", 20, 4, 28),
-), (XDP_DATA, XDP_DATA_END, XDP_BUFFER_START, XDP_BUFFER_END), XDP_DATA, XDP_DATA_END)
+), XDP_USER)
 
 # Userspace __sk_buff: the kernel's 32-bit fields at their kernel offsets (0-75),
 # then the packet pointers as 64-bit values.
@@ -74,13 +105,12 @@ _SKB_SCALARS = (
     ("ifindex", 40, False), ("tc_index", 44, True), ("cb", 48, True), ("hash", 68, False),
     ("tc_classid", 72, True),
 )
-SKB_LEN, SKB_PROTOCOL, SKB_DATA, SKB_DATA_END, SKB_DATA_META = 0, 16, 80, 88, 96
+_SKB_POINTERS = (("data", 76, 80), ("data_end", 80, 88), ("data_meta", 140, 96))
 SKB = Layout("__sk_buff", "sk_buff_userspace", 104, tuple(
-    [Field(n, off, 20 if n == "cb" else 4, off, SCALAR, w) for n, off, w in _SKB_SCALARS] + [
-        Field("data", 76, 4, SKB_DATA, POINTER),
-        Field("data_end", 80, 4, SKB_DATA_END, POINTER),
-        Field("data_meta", 140, 4, SKB_DATA_META, POINTER),
-    ]), (SKB_DATA, SKB_DATA_END, SKB_DATA_META), SKB_DATA, SKB_DATA_END)
+    [Field(n, off, 20 if n == "cb" else 4, off, SCALAR, w) for n, off, w in _SKB_SCALARS]
+    + [Field(n, k, 4, u, POINTER) for n, k, u in _SKB_POINTERS]), tuple(
+    [UserField(n, off, 4, 5 if n == "cb" else 1) for n, off, _ in _SKB_SCALARS]
+    + [UserField(n, u, 8, address=True) for n, _, u in _SKB_POINTERS]))
 
 BY_PROGRAM_TYPE: dict[str, Layout] = {
     "xdp": XDP,
@@ -124,13 +154,15 @@ def build(layout: Layout, buffer_addr: int, packet_len: int, protocol: int = 0) 
     data = buffer_addr + HEADROOM
     data_end = data + packet_len
     if layout is XDP:
-        return struct.pack("<QQIIIIQQ", data, data_end, 0, 1, 0, 0,
-                           buffer_addr, data_end + TAILROOM)
+        values = {"data": data, "data_end": data_end, "ingress_ifindex": 1,
+                  "buffer_start": buffer_addr, "buffer_end": data_end + TAILROOM}
+    else:  # __sk_buff.protocol holds the EtherType in network byte order
+        values = {"len": packet_len, "protocol": protocol, "data": data, "data_end": data_end,
+                  "data_meta": data}
     ctx = bytearray(layout.user_size)
-    struct.pack_into("<I", ctx, SKB_LEN, packet_len)
-    # __sk_buff.protocol holds the EtherType in network byte order.
-    struct.pack_into("<I", ctx, SKB_PROTOCOL, protocol)
-    struct.pack_into("<QQQ", ctx, SKB_DATA, data, data_end, data)
+    for u in layout.user:
+        if u.name in values:
+            struct.pack_into("<Q" if u.size == 8 else "<I", ctx, u.offset, values[u.name])
     return bytes(ctx)
 
 

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import networkx as nx
 
-from .. import isa
+from ..facts import isa
 from ..errors import EbpfLtoError
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from heapq import heappop, heappush
 
-from .. import contexts, isa
+from ..facts import contexts, isa
 from ..errors import EbpfLtoError
 from . import values as v
 from .cfg import Cfg

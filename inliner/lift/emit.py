@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from llvmlite import ir
 
-from .. import contexts, isa, maps, symbols
+from ..facts import abi, contexts, isa, maps
+from ..facts.helpers import MAP_LOOKUP, TAIL_CALL
 from ..errors import EbpfLtoError
 from . import switches
 from .counts import Counts
@@ -370,24 +371,24 @@ class FunctionEmitter:
         if insn.opcode == isa.CALLX:
             self._callx(idx, insn)
             return
-        kind = symbols.call_kind(insn)
-        if kind is symbols.CallKind.LOCAL:
+        kind = isa.call_kind(insn)
+        if kind is isa.CallKind.LOCAL:
             ref = self.ml.obj.refs.get((self.section, idx))
             if ref is None or ref.function is None:
                 raise self.error(idx, "local call without a resolved target")
             self._site(idx, self._call_local(self.ml.funcs[ref.function]), None)
-        elif kind is symbols.CallKind.TAIL_CALL and not self.ml.options.bpftime:
+        elif kind is isa.CallKind.HELPER and insn.imm == TAIL_CALL and not self.ml.options.bpftime:
             self._tail_call(idx)
-        elif kind is symbols.CallKind.MAP_LOOKUP and (array := self._runtime_array(1)) is not None:
+        elif (kind is isa.CallKind.HELPER and insn.imm == MAP_LOOKUP
+              and (array := self._runtime_array(1)) is not None):
             self._array_lookup(idx, array)
-        elif kind in (symbols.CallKind.HELPER, symbols.CallKind.TAIL_CALL,
-                      symbols.CallKind.MAP_LOOKUP):
+        elif kind is isa.CallKind.HELPER:
             r0 = b.call(self.ml.helper(insn.imm), self._args())
             self._site(idx, r0, insn.imm)
             self.wr(idx, 0, r0)
             if insn.imm in self.ml.options.unwind_helpers:
                 self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
-        elif kind is symbols.CallKind.KFUNC:
+        elif kind is isa.CallKind.KFUNC:
             raise self.error(idx, f"call to kernel function (kfunc) with BTF id {insn.imm}, "
                                   "which needs a kernel")
         else:
@@ -434,13 +435,13 @@ class FunctionEmitter:
         b = self.b
         ptr, align = self._address(idx, 2, 0, 4)
         key = b.zext(b.load(ptr, typ=I32, align=align), I64)
-        base = b.call(self.ml.lddw_helper(symbols.MAP_VAL, I64), [self.rd(1)])
+        base = b.call(self.ml.lddw_helper(abi.MAP_VAL, I64), [self.rd(1)])
         value = b.add(base, b.mul(key, ir.Constant(I64, m.value_size)))
         found = b.and_(b.icmp_unsigned("<", key, ir.Constant(I64, m.max_entries)),
                        b.icmp_unsigned("!=", base, ir.Constant(I64, 0)))
         self.wr(idx, 0, b.select(found, value, ir.Constant(I64, 0)))
-        self.ml.add_site(self.func, idx, symbols.helper_symbol(symbols.MAP_LOOKUP),
-                         symbols.MAP_LOOKUP, self._in_loop(idx), None,
+        self.ml.add_site(self.func, idx, abi.helper_symbol(MAP_LOOKUP),
+                         MAP_LOOKUP, self._in_loop(idx), None,
                          f"ARRAY {m.name}: __lddw_helper_map_val + key * {m.value_size} "
                          "(--abi bpftime)")
 
@@ -571,7 +572,7 @@ class FunctionEmitter:
                 ptr = b.inttoptr(self._ctx_base(insn.src, fact, field.user_off), I64.as_pointer())
                 value = b.load(ptr, typ=I64, align=1)
                 if field.kind == contexts.META_POINTER:
-                    data_ptr = b.inttoptr(self._ctx_base(insn.src, fact, contexts.XDP_DATA),
+                    data_ptr = b.inttoptr(self._ctx_base(insn.src, fact, fact.layout.data),
                                           I64.as_pointer())
                     meta_len = b.load(ptr, typ=I32, align=1)
                     value = b.sub(b.load(data_ptr, typ=I64, align=1), b.zext(meta_len, I64))
@@ -673,6 +674,6 @@ class FunctionEmitter:
             raise self.error(idx, f"lddw with a {ref.kind} relocation")
         if ref.kind == "map" and self.ml.options.bpftime:
             fd = ir.Constant(I32, self.ml.options.map_fds[ref.target])
-            self.wr(idx, insn.dst, self.b.call(self.ml.lddw_helper(symbols.MAP_BY_FD, I32), [fd]))
+            self.wr(idx, insn.dst, self.b.call(self.ml.lddw_helper(abi.MAP_BY_FD, I32), [fd]))
             return
         self.wr(idx, insn.dst, self.ml.address_of(ref).ptrtoint(I64))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from . import isa
+from ..facts import isa
 
 MIN_COMPARES = 3   # fewer compares: LLVM does as well with the branches
 MAX_CASES = 256    # values listed as cases, over all non-default leaves

@@ -8,7 +8,7 @@ every slot of each function it lifts, reachable or not, as the kernel does.
 """
 from __future__ import annotations
 
-from . import isa
+from ..facts import isa
 
 
 def _reserved(insn: isa.Insn, *fields: str) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..contexts import Layout
+from ..facts.contexts import Layout
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1

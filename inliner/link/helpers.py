@@ -7,7 +7,6 @@ target triple); a user may also name files. Later sets override earlier ones.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -15,13 +14,10 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 
-from . import codegen, inputs
-from .errors import EbpfLtoError
-from .helper_table import KERNEL_HELPERS
-from .lift import LiftOptions
-
-HELPER_SYMBOL = re.compile(r"^_bpf_helper_ext_(\d{4})$")
-HOST_API_PREFIX = "ebpf_lto_"  # functions of the helper library that hosts call
+from .. import codegen, inputs
+from ..errors import EbpfLtoError
+from ..facts.abi import HOST_API_PREFIX, helper_id
+from ..lift import LiftOptions
 
 # Named sets: the helper_bitcode/ files they consist of, and the ids after
 # which r0 == 0 ends the program (uBPF's unwind extension).
@@ -87,16 +83,6 @@ class HelperSet:
                 elif owner[hid] != src.name:
                     fn.linkage = llvm.Linkage.available_externally
         return mods
-
-
-def helper_name(hid: int) -> str:
-    return KERNEL_HELPERS.get(hid, f"helper {hid}")
-
-
-def helper_id(symbol: str) -> int | None:
-    """The id in a `_bpf_helper_ext_NNNN` symbol, or None for any other name."""
-    m = HELPER_SYMBOL.match(symbol)
-    return int(m.group(1)) if m else None
 
 
 def bitcode_dir() -> Path:

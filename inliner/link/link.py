@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import llvmlite.binding as llvm
 
-from . import codegen
+from .. import codegen
 from .helpers import HelperSet
 
 

@@ -16,10 +16,11 @@ from functools import lru_cache
 
 import networkx as nx
 
-from .errors import EbpfLtoError
-from .helpers import HelperSet, helper_id, helper_name
-from .helper_table import HELPER_IDS
-from .lift import Site, helper_symbol
+from ..errors import EbpfLtoError
+from ..facts.abi import helper_id, helper_symbol
+from ..facts.helpers import HELPER_IDS, helper_name
+from ..lift import Site
+from .helpers import HelperSet
 
 MODES = ("auto", "all", "none")
 # Instructions of the callee as shipped (clang's ThinLTO pre-link -O2 form). 250

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ctypes
 
-from . import inputs
-from .errors import EbpfLtoError
-from .lift import COUNTERS, PROFILE_COUNT, PROFILE_TABLE
-from .runner import LoadedObjects
+from .. import inputs
+from ..errors import EbpfLtoError
+from ..facts.abi import COUNTERS, PROFILE_COUNT, PROFILE_TABLE
+from ..run.runner import LoadedObjects
 
 Counts = dict[str, tuple[int, list[int]]]  # function -> (CFG hash, counters)
 

@@ -20,9 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contexts
-from .errors import EbpfLtoError
-from .helpers import HOST_API_PREFIX
+from ..errors import EbpfLtoError
+from ..facts import contexts
+from ..facts.abi import HOST_API_PREFIX
 
 # Debian's names for each target's cross tools and emulator.
 CROSS_PREFIX = {"aarch64": "aarch64-linux-gnu-", "x86_64": "x86_64-linux-gnu-"}

@@ -10,9 +10,10 @@ import ctypes
 import json
 from dataclasses import dataclass
 
-from . import inputs, maps
-from .errors import EbpfLtoError
-from .lift import MAP_COUNT, MAP_TABLE
+from .. import inputs
+from ..errors import EbpfLtoError
+from ..facts import maps
+from ..facts.abi import MAP_COUNT, MAP_TABLE
 from .runner import LoadedObjects
 
 HOST_API = ("ebpf_lto_map_lookup", "ebpf_lto_map_update", "ebpf_lto_map_delete",
@@ -37,7 +38,7 @@ class HostMap:
     @property
     def value_bytes(self) -> int:
         """What the host API copies for a value: every cpu's copy, each padded to 8 bytes."""
-        if self.ncpus > 1 or maps.type_name(self.type).startswith(("percpu", "lru_percpu")):
+        if self.ncpus > 1 or self.type in maps.PER_CPU_TYPES:
             return self.ncpus * ((self.value_size + 7) & ~7)
         return self.value_size
 

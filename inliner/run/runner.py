@@ -13,8 +13,9 @@ import struct
 
 import llvmlite.binding as llvm
 
-from . import codegen, contexts
-from .errors import EbpfLtoError
+from .. import codegen
+from ..errors import EbpfLtoError
+from ..facts import contexts
 
 ENTRY = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64)
 _names = itertools.count()

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable, Iterable, Mapping
 
-from .isa import (ABS, ADD, ALU, ALU64, ALU_OPS, AND, ARSH, ATOMIC, ATOMIC_OPS, B, CALL,
+from ..facts.isa import (ABS, ADD, ALU, ALU64, ALU_OPS, AND, ARSH, ATOMIC, ATOMIC_OPS, B, CALL,
                   CALL_HELPER, CALL_KFUNC, CALL_LOCAL, CALLX, CMPXCHG, COND_JMP_OPS, DIV, DW,
                   END, EXIT, FETCH, H, IND, JA, JEQ, JGE, JGT, JLE, JLT, JMP, JMP32, JNE, JSET,
                   JSGE, JSGT, JSLE, JSLT, LD, LD_IMM64, LDX, LSH, MEM, MEMSX, MOD, MOV, MUL, NEG,

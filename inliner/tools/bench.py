@@ -47,10 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import codegen, contexts, helpers, isa, loader, maps, pipeline, profile
-from .errors import EbpfLtoError
-from .lift import helper_symbol
-from .loader import EbpfObject
+from .. import codegen, pipeline
+from ..elf import loader
+from ..elf.model import EbpfObject
+from ..errors import EbpfLtoError
+from ..facts import cabi, contexts, isa, maps
+from ..facts.abi import helper_symbol
+from ..facts.helpers import helper_name
+from ..link import helpers
+from ..pgo import profile
 from .progress import Progress
 
 OPT_LEVEL = 3
@@ -353,11 +358,9 @@ def twin_shim() -> str:
         "#define xdp_md xdp_md_kernel_layout",
         "#include <linux/bpf.h>",
         "#undef xdp_md",
-        "struct xdp_md {",
-        "\t__u64 data, data_end;",
-        "\t__u32 data_meta, ingress_ifindex, rx_queue_index, egress_ifindex;",
-        "\t__u64 buffer_start, buffer_end;",
-        "};",
+        "#include <stdint.h>",
+        *[line.replace(f"struct {contexts.XDP.user_struct} ", "struct xdp_md ")
+          for line in cabi.struct_lines(contexts.XDP)],
         "#include <bpf/bpf_helpers.h>",
         "typedef unsigned long long twin_u64;",
         "static inline void *twin_map(const void *map);",
@@ -395,12 +398,11 @@ def twin_source(obj: EbpfObject, source: Path, entries: dict[str, str], ncpus: i
     out = ['#include "twin_shim.h"', f'#include "{source}"', '#include "abi.h"', ""]
     names = list(obj.maps)
     for index, (name, m) in enumerate(obj.maps.items()):
-        per_cpu = maps.type_name(m.type).startswith(("percpu", "lru_percpu"))
-        inner = names.index(m.inner) if m.inner else maps.NO_INNER
+        fields = m.descriptor(ncpus, index, names.index(m.inner) if m.inner else maps.NO_INNER)
+        fields.update(state=f"twin_state_{name}", name=f'"{name}"')
+        init = ", ".join(f".{field} = {fields[field]}" for _, field in maps.DESCRIPTOR_FIELDS)
         out += [f"static _Alignas(64) unsigned char twin_state_{name}[BPF_MAP_STATE_SIZE];",
-                f"static const struct bpf_map twin_desc_{name} = {{{m.type}, {m.key_size}, "
-                f"{m.value_size}, {m.max_entries}, {m.map_flags}, {ncpus if per_cpu else 1}, "
-                f"{index}, {inner}u, twin_state_{name}, \"{name}\"}};"]
+                f"static const struct bpf_map twin_desc_{name} = {{{init}}};"]
     out.append("static inline void *twin_map(const void *map)\n{")
     for name in names:
         out.append(f"\tif (map == (const void *)&{name})\n\t\treturn (void *)&twin_desc_{name};")
@@ -460,8 +462,8 @@ class Builder:
     # shared pieces
     def _build_driver(self) -> Path:
         exe = self.work / "driver"
-        _run([self.tools.cc, "-O2", "-Wall", "-o", str(exe), str(bench_dir() / "driver.c"),
-              "-ldl"], "building the timing driver")
+        _run([self.tools.cc, "-O2", "-Wall", f"-I{helpers.bitcode_dir() / 'src'}", "-o", str(exe),
+              str(bench_dir() / "driver.c"), "-ldl"], "building the timing driver")
         return exe
 
     def helpers_object(self) -> Path:
@@ -523,7 +525,7 @@ class Builder:
         if unsupported:
             return f"needs the map runtime ({', '.join(unsupported)} maps)"
         if absent:
-            return "needs helpers " + ", ".join(f"{h} ({helpers.helper_name(h)})" for h in absent)
+            return "needs helpers " + ", ".join(f"{h} ({helper_name(h)})" for h in absent)
         return None
 
     def build(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:

@@ -10,11 +10,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import codegen, loader, pipeline
+from .. import codegen, pipeline
+from ..elf import loader
+from ..errors import EbpfLtoError
+from ..facts.abi import ENTRY_SYMBOL
+from ..run.emulate import Emulator, Step
 from .asm import AsmError, assemble_bytes
-from .emulate import Emulator, Step
-from .errors import EbpfLtoError
-from .lift import ENTRY_SYMBOL
 
 HELPERS = "conformance"
 

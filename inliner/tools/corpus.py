@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from . import contexts, loader, pipeline
-from .errors import EbpfLtoError
-from .helper_table import NONDETERMINISTIC_HELPERS
-from .helpers import helper_name
-from .hostmaps import MapAccess
+from .. import pipeline
+from ..elf import loader
+from ..errors import EbpfLtoError
+from ..facts import contexts
+from ..facts.helpers import NONDETERMINISTIC_HELPERS, helper_name
+from ..run.hostmaps import MapAccess
 
 ELF_MAGIC = b"\x7fELF"
 EXAMPLES = 2           # examples kept per refusal reason

@@ -38,8 +38,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from . import isa
-from .helper_table import KERNEL_HELPERS
+from ..facts import isa
+from ..facts.helpers import KERNEL_HELPERS
 
 __all__ = ["InterpError", "StepLimitExceeded", "ProgramExit", "Memory", "run", "run_object",
            "CONFORMANCE_HELPERS", "INPUT_BASE", "STOPPED_R0", "DEFAULT_MAX_STEPS"]

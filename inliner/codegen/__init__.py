@@ -1,0 +1,13 @@
+"""Stage 5, optimize and emit: LLVM's pipeline for the target, then the native object.
+
+target.py holds the targets, their machines and the emitter; optimize.py
+reads and verifies IR and runs LLVM's -O<n> pipeline, followed at -O2 by
+storefwd.py and splitblocks.py (over irtext.py).
+"""
+from .optimize import OPT_LEVELS, optimize, parse_bitcode, parse_ir
+from .target import (EMIT_KINDS, TRIPLES, Target, emit, host_arch, init, make_target,
+                     set_target, target_machine)
+
+__all__ = ["EMIT_KINDS", "OPT_LEVELS", "TRIPLES", "Target", "emit", "host_arch", "init",
+           "make_target", "optimize", "parse_bitcode", "parse_ir", "set_target",
+           "target_machine"]

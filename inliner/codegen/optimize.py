@@ -1,0 +1,62 @@
+"""Stage 5, optimize: LLVM IR read and verified, then LLVM's -O<n> pipeline for the target.
+
+At -O2 and above two passes of ebpf-lto's own follow LLVM's (storefwd.py,
+splitblocks.py).
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+
+from ..errors import EbpfLtoError
+from . import splitblocks, storefwd
+from .target import init, set_target
+
+OPT_LEVELS = (0, 1, 2, 3)
+
+
+def parse_ir(text: str, name: str = "module") -> llvm.ModuleRef:
+    init()
+    try:
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+    except RuntimeError as err:
+        # The lifter must never hand LLVM an invalid module; report, do not crash.
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "invalid IR"
+        raise EbpfLtoError(f"invalid LLVM IR for {name}: {first}") from None
+    return mod
+
+
+def parse_bitcode(data: bytes, name: str) -> llvm.ModuleRef:
+    init()
+    try:
+        mod = llvm.parse_bitcode(data)
+        mod.verify()
+    except RuntimeError as err:
+        raise EbpfLtoError(f"cannot read bitcode {name}: {str(err).strip()}") from None
+    return mod
+
+
+def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llvm.ModuleRef:
+    """Run LLVM's standard -O<n> module pipeline with the target's cost model.
+
+    Returns the optimized module, which may be a new one: at -O2 and above,
+    stores are forwarded into the wider loads that follow them (storefwd.py),
+    and blocks too large for instruction selection to take in
+    linear time are split (splitblocks.py); both go through IR text.
+    """
+    if opt_level not in OPT_LEVELS:
+        raise EbpfLtoError(f"optimization level must be 0-3, not {opt_level}")
+    set_target(mod, tm)
+    pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+    if opt_level >= 2:
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    if opt_level < 2:
+        return mod
+    text, forwarded = storefwd.forward(str(mod))
+    text, splits = splitblocks.split(text)
+    if not forwarded and not splits:
+        return mod
+    return parse_ir(text, "the optimized module")
