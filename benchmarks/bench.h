@@ -3,7 +3,7 @@
  * Each program is ordinary libbpf-style eBPF C. The same file is compiled
  * twice: by clang -target bpf (the eBPF object every eBPF mode runs) and, for
  * the native twin, by clang -O3 for the host with a shim that turns the
- * helper declarations into direct calls (inliner/bench.py writes the shim).
+ * helper declarations into direct calls (inliner/tools/bench/twin.py writes it).
  *
  * Raw programs (SEC("raw")) read everything from the memory r1 points at and
  * never read r2, so that DPDK's librte_bpf, which sets only r1, can run them.

@@ -1,4 +1,4 @@
-/* The native timing driver of `ebpf-lto bench` (inliner/bench.py).
+/* The native timing driver of `ebpf-lto bench` (inliner/tools/bench/driver.py).
  *
  * Built at bench time (cc -O2 driver.c -ldl). It loads every mode of one
  * benchmark into this one process, checks that each gives the same answer,

@@ -533,7 +533,7 @@ def test_llvm_syntax_is_llvm_objdumps_on_the_committed_objects(path):
 
 @needs_objdump
 def test_llvm_syntax_is_llvm_objdumps_for_every_form(tmp_path):
-    from inliner.tools.bench import elf_object
+    from inliner.tools.bench.compile_cost import elf_object
     path = tmp_path / "every_form.o"
     path.write_bytes(elf_object(assemble_bytes(EVERY_FORM)))
     count = _check_llvm_syntax(path)

@@ -18,7 +18,15 @@ import pytest
 from inliner import pipeline
 from inliner.elf import loader
 from inliner.pgo import profile
-from inliner.tools import bench
+from inliner.tools.bench.build import TRAINING_RUNS, Builder
+from inliner.tools.bench.compile_cost import elf_object, synthetic_asm
+from inliner.tools.bench.plot import ratio_chart
+from inliner.tools.bench.report import results_from_json
+from inliner.tools.bench.stats import Outcome, Result, summary
+from inliner.tools.bench.suite import (BENCHMARKS, TLV_CSUM, TLV_DATA, TLV_MALFORMED, TLV_OTHER,
+                                       TLV_RECORDS, Benchmark, bench_dir, tlv_records)
+from inliner.tools.bench.toolchain import Toolchain
+from inliner.tools.bench.twin import twin_shim
 from inliner.cli import main
 
 pytestmark = pytest.mark.skipif(shutil.which("clang-19") is None and shutil.which("clang") is None,
@@ -63,11 +71,11 @@ def _tlv_parse(batch: bytes) -> int:
             acc |= value
         elif kind == 34:
             acc &= value
-        elif kind == bench.TLV_CSUM:
+        elif kind == TLV_CSUM:
             # An intact record's 16-bit words sum to 0xffff: its Internet checksum is 0.
             record = struct.pack("<BBHI", kind, flags, length, value)
             total += _ipv4_checksum(record) != 0
-        elif kind == bench.TLV_DATA:
+        elif kind == TLV_DATA:
             total += 1 + length + value
         else:  # padding, no-op, skip and unknown records are each counted
             total += 1
@@ -111,9 +119,9 @@ def test_the_twin_itself_is_right(quick_report):
     """The reference is checked independently: Python computes the same answers."""
     _, report = quick_report
     by_name = {b["name"]: b for b in report["benchmarks"]}
-    crc_input = next(b for b in bench.BENCHMARKS if b.name == "crc32").input
+    crc_input = next(b for b in BENCHMARKS if b.name == "crc32").input
     assert by_name["crc32"]["modes"]["twin"]["r0"] == zlib.crc32(crc_input)
-    hdrs = next(b for b in bench.BENCHMARKS if b.name == "csum_hdrs").input
+    hdrs = next(b for b in BENCHMARKS if b.name == "csum_hdrs").input
     expected = 0
     for i in range(16):
         h = bytearray(hdrs[20 * i:20 * i + 20])
@@ -121,36 +129,36 @@ def test_the_twin_itself_is_right(quick_report):
         # The program adds each checksum as it reads it back: a little-endian u16.
         expected += int.from_bytes(_ipv4_checksum(bytes(h)).to_bytes(2, "big"), "little")
     assert by_name["csum_hdrs"]["modes"]["twin"]["r0"] == expected
-    assert by_name["tlv_parse"]["modes"]["twin"]["r0"] == _tlv_parse(bench.tlv_records())
+    assert by_name["tlv_parse"]["modes"]["twin"]["r0"] == _tlv_parse(tlv_records())
 
 
 def test_tlv_parse_input_takes_the_unlikely_branches():
     """Nearly every record is what the program tests under unlikely(); every other path runs."""
-    records = list(struct.iter_unpack("<BBHI", bench.tlv_records()))
-    assert len(records) == bench.TLV_RECORDS
-    data = [r for r in records if r[0] == bench.TLV_DATA and r[2]]
+    records = list(struct.iter_unpack("<BBHI", tlv_records()))
+    assert len(records) == TLV_RECORDS
+    data = [r for r in records if r[0] == TLV_DATA and r[2]]
     assert len(data) > 0.98 * len(records)
     assert sum(r[1] & 1 for r in records) > 0.95 * len(records)
-    assert {r[0] for r in records} == {bench.TLV_DATA, bench.TLV_CSUM, *bench.TLV_OTHER}
+    assert {r[0] for r in records} == {TLV_DATA, TLV_CSUM, *TLV_OTHER}
     checks = [_ipv4_checksum(struct.pack("<BBHI", *r)) == 0
-              for r in records if r[0] == bench.TLV_CSUM]
+              for r in records if r[0] == TLV_CSUM]
     assert sorted(checks) == [False, True]
-    assert sum(r[2] == 0 for r in records) == bench.TLV_MALFORMED
+    assert sum(r[2] == 0 for r in records) == TLV_MALFORMED
 
 
 def test_pgo_trains_on_the_benchmarks_input(tmp_path):
     """The pgo mode's profile counts TRAINING_RUNS runs over the input, and the link uses it."""
-    builder = bench.Builder(tmp_path, bench.Toolchain.find())
-    tlv = next(b for b in bench.BENCHMARKS if b.name == "tlv_parse")
-    obj = loader.load(str(bench.bench_dir() / "tlv_parse.o"))
+    builder = Builder(tmp_path, Toolchain.find())
+    tlv = next(b for b in BENCHMARKS if b.name == "tlv_parse")
+    obj = loader.load(str(bench_dir() / "tlv_parse.o"))
     path = builder.train(tlv, obj, builder.options, tmp_path / "tlv.profdata")
     _, counters = profile.load(str(path))["tlv_parse"]
-    assert counters[0] == bench.TRAINING_RUNS                       # the entry block
-    assert max(counters) == bench.TLV_RECORDS * bench.TRAINING_RUNS  # the loop's head
+    assert counters[0] == TRAINING_RUNS                  # the entry block
+    assert max(counters) == TLV_RECORDS * TRAINING_RUNS  # the loop's head
     ir, linked = pipeline.link(obj, pipeline.LinkOptions(opt_level=0, profile=str(path)),
                                emit="llvm")
     assert linked.stale == []
-    assert f'!"function_entry_count", i64 {bench.TRAINING_RUNS}'.encode() in ir
+    assert f'!"function_entry_count", i64 {TRAINING_RUNS}'.encode() in ir
     assert b'!"branch_weights"' in ir
 
 
@@ -198,7 +206,7 @@ def test_off_a_terminal_a_timed_run_ends_with_its_headline_ratios(capsys):
     captured = capsys.readouterr()
     medians = {m: o["median_ns"] for m, o in
                json.loads(captured.out)["benchmarks"][0]["modes"].items()}
-    item, summary = captured.err.splitlines()
+    item, last = captured.err.splitlines()
     assert item.startswith("bench [1/1] csum_counter/64: twin ")
     assert item.endswith(f" ns; × twin: none {medians['none'] / medians['twin']:.2f}, "
                          f"lto {medians['lto'] / medians['twin']:.2f}")
@@ -207,7 +215,7 @@ def test_off_a_terminal_a_timed_run_ends_with_its_headline_ratios(capsys):
         + re.escape(f"--inline none {medians['none'] / medians['twin']:.2f}, "
                     f"inline+LTO {medians['lto'] / medians['twin']:.2f}; inline+LTO "
                     f"{medians['none'] / medians['lto']:.2f}× as fast as --inline none "
-                    "on the helper/map set"), summary)
+                    "on the helper/map set"), last)
 
 
 def test_charts_keep_each_modes_colour_and_read_ratios_as_multiples():
@@ -218,18 +226,18 @@ def test_charts_keep_each_modes_colour_and_read_ratios_as_multiples():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def timed(b: bench.Benchmark, medians: dict[str, float]) -> bench.Result:
-        return bench.Result(b, "raw", {m: bench.Outcome("ok", reps=[ns])
-                                       for m, ns in medians.items()})
+    def timed(b: Benchmark, medians: dict[str, float]) -> Result:
+        return Result(b, "raw", {m: Outcome("ok", reps=[ns])
+                                 for m, ns in medians.items()})
 
-    results = [timed(bench.BENCHMARKS[0], {"twin": 100, "none": 300, "lto": 90, "pgo": 80,
-                                           "dpdk-jit": 150}),
-               timed(bench.BENCHMARKS[1], {"twin": 100, "none": 110, "lto": 55, "pgo": 50})]
+    results = [timed(BENCHMARKS[0], {"twin": 100, "none": 300, "lto": 90, "pgo": 80,
+                                     "dpdk-jit": 150}),
+               timed(BENCHMARKS[1], {"twin": 100, "none": 110, "lto": 55, "pgo": 50})]
     modes = ["twin", "none", "lto", "pgo", "dpdk-jit"]
     colours: dict[str, set] = {}
     ticks = {}
     for to in ("twin", "none"):
-        fig = bench.ratio_chart(plt, results, modes, to)
+        fig = ratio_chart(plt, results, modes, to)
         ax = fig.axes[0]
         for bars in ax.containers:
             colours.setdefault(bars.get_label(), set()).add(bars.patches[0].get_facecolor())
@@ -251,9 +259,9 @@ def test_a_saved_run_reads_back_as_it_was_measured(tmp_path, capsys):
     read back gives the summary that run computed when it was measured."""
     saved = Path(__file__).resolve().parents[1] / "docs" / "bench" / "run.json"
     report = json.loads(saved.read_text())
-    results, modes = bench.results_from_json(report)
+    results, modes = results_from_json(report)
     assert modes == list(report["modes"])
-    assert bench.summary(results, modes) == report["summary"]
+    assert summary(results, modes) == report["summary"]
     assert main(["bench", "--from", str(tmp_path / "missing.json")]) == 2
     (tmp_path / "other.json").write_text('{"not": "a bench report"}')
     assert main(["bench", "--from", str(tmp_path / "other.json")]) == 2
@@ -267,17 +275,17 @@ def test_unknown_benchmark_is_one_line_of_bad_input(capsys):
 
 
 def test_twin_shim_maps_helpers_to_direct_calls():
-    shim = bench.twin_shim()
+    shim = twin_shim()
     assert "#define bpf_csum_diff(a0, a1, a2, a3, a4) ((__s64)_bpf_helper_ext_0028(" in shim
     assert "twin_map(a0)" in shim.split("#define bpf_map_lookup_elem(")[1].splitlines()[0]
 
 
 def test_generated_programs_for_compile_cost_link(tmp_path):
     from inliner.tools.asm import assemble_bytes
-    code = assemble_bytes(bench.synthetic_asm(300))
+    code = assemble_bytes(synthetic_asm(300))
     assert 290 <= len(code) // 8 <= 310
     path = tmp_path / "synthetic.o"
-    path.write_bytes(bench.elf_object(code))
+    path.write_bytes(elf_object(code))
     obj = loader.load(str(path))
     assert [p.name for p in obj.programs] == ["bench"]
     image, linked = pipeline.link(obj, pipeline.LinkOptions(opt_level=1))

@@ -27,7 +27,8 @@ import pytest
 from inliner import pipeline
 from inliner.elf import loader
 from inliner.facts import contexts
-from inliner.tools import asm, bench
+from inliner.tools import asm
+from inliner.tools.bench import compile_cost, suite
 from inliner.run.emulate import Emulator, Step
 from inliner.errors import EbpfLtoError
 
@@ -77,7 +78,7 @@ def test_map_example(aarch64, inline):
     runtime's atomics on aarch64), XDP_PASS for every packet, none changed."""
     obj = loader.load(str(ROOT / "examples/csum_count.o"))
     options = pipeline.LinkOptions(arch="aarch64", inline=inline)
-    packet = bench.tcp_packet(64)
+    packet = suite.tcp_packet(64)
     results = _run(aarch64, obj, options, [Step("bpf_main", packet, contexts.XDP)] * 3
                    + [Step("bpf_main", packet[:40], contexts.XDP)])
     for r0, after in results[:3]:
@@ -111,9 +112,9 @@ def test_instruction_semantics(aarch64, text, mem, expected):
         assert after == bytes(4) + (0x55667788).to_bytes(4, "little")
 
 
-@pytest.mark.parametrize("b", bench.BENCHMARKS, ids=lambda b: b.name)
+@pytest.mark.parametrize("b", suite.BENCHMARKS, ids=lambda b: b.name)
 def test_benchmark_programs_agree_with_x86_64(aarch64, b):
-    obj = loader.load(str(bench.bench_dir() / f"{b.source}.o"))
+    obj = loader.load(str(suite.bench_dir() / f"{b.source}.o"))
     layout = contexts.for_program_type(obj.program(b.program).prog_type)
     data = b.input
     steps = ([Step(b.setup)] if b.setup else []) + [Step(b.program, data, layout)] * 2
@@ -136,8 +137,8 @@ def test_harness_matches_in_process_runs_on_the_host():
     """The harness itself, checked with the host's emulator against ORC JIT runs."""
     emu = _emulator(pipeline.codegen.host_arch())
     with emu:
-        obj = loader.load(str(bench.bench_dir() / "katran_lb.o"))
-        b = next(b for b in bench.BENCHMARKS if b.name == "katran_lb")
+        obj = loader.load(str(suite.bench_dir() / "katran_lb.o"))
+        b = next(b for b in suite.BENCHMARKS if b.name == "katran_lb")
         steps = [Step(b.setup), Step(b.program, b.input, contexts.XDP)]
         options = pipeline.LinkOptions()
         loaded, _ = pipeline.load(obj, options)
@@ -167,7 +168,7 @@ def test_inline_asm_for_another_target_is_refused(tmp_path):
         '  call void asm sideeffect "yield", "~{memory}"()\n'
         "  ret i64 0\n}\n")
     prog = tmp_path / "prog.o"
-    prog.write_bytes(bench.elf_object(asm.assemble_bytes("call 7\nexit")))
+    prog.write_bytes(compile_cost.elf_object(asm.assemble_bytes("call 7\nexit")))
     done = subprocess.run([sys.executable, "-m", "inliner.cli", "link", str(prog),
                            "--helpers", str(helper), "--target", "aarch64",
                            "-o", str(tmp_path / "out.o")], capture_output=True, text=True)

@@ -85,9 +85,9 @@ def test_a_split_link_output_links_again():
     """Another link of ebpf-lto's own IR output: its split labels must not clash."""
     from inliner import pipeline
     from inliner.elf import loader
-    from inliner.tools import bench
+    from inliner.tools.bench.compile_cost import synthetic_asm
     from inliner.tools.asm import assemble_bytes
-    obj = loader.from_raw(assemble_bytes(bench.synthetic_asm(5000)))
+    obj = loader.from_raw(assemble_bytes(synthetic_asm(5000)))
     first, _ = pipeline.link(obj, pipeline.LinkOptions(), emit="llvm")
     assert b"@ebpf_lto.block_anchors" in first
     again, _ = pipeline.link_ir(first, "first.ll", pipeline.LinkOptions(), emit="llvm")

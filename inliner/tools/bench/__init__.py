@@ -1,0 +1,38 @@
+"""`ebpf-lto bench`: the benchmark suite, timed natively, every mode in one process.
+
+Each benchmark is an eBPF C program in benchmarks/ (committed with its
+object) and one input. Every mode of a benchmark is built into a shared
+object (or, for DPDK, handed to librte_bpf), and benchmarks/driver.c, a small
+C program compiled here, loads them all into one process, checks that they
+agree, and times them round-robin. Python never runs between calls.
+
+Modes:
+
+- `none`: `ebpf-lto link --inline none`, the shape of bpftime's AOT: helpers
+  stay calls to `_bpf_helper_ext_NNNN`, defined by the helper set compiled as
+  an object of its own (pipeline.helper_object), linked beside the program.
+- `lto`: `ebpf-lto link` with the plan's inlining (`--inline auto`): helpers
+  linked in as bitcode and optimized with the program.
+- `pgo`: `lto` linked with a profile (docs/pgo.md): the program is first
+  linked with `--instrument` and run over the benchmark's own input (training
+  on representative traffic), its counters are written as an LLVM indexed
+  profile, and the program is linked again with `--profile`.
+- `twin`: the same C compiled natively by clang -O3 with the same helper C,
+  LTO over both (`-flto`): what the program would cost written as native code.
+- `dpdk-interp`, `dpdk-jit`: DPDK's librte_bpf (Debian's librte-bpf23),
+  interpreter and x86-64 JIT, given the helpers as C functions.
+
+`--quick` is a correctness check, not a measurement: one call per mode,
+every mode's r0 and memory compared with the native twin's.
+
+The package, stage by stage: suite.py (the benchmarks, their inputs, the
+modes), toolchain.py (clang, libbpf's headers, DPDK, the machine), twin.py
+(the native twin's C), build.py (every mode built), driver.py (one benchmark
+run by benchmarks/driver.c and checked against the twin), stats.py (outcomes,
+medians, ratios, geometric means), report.py (tables, lines, JSON), plot.py
+(charts), compile_cost.py (`--compile-cost`) and command.py (the options and
+the command).
+"""
+from .command import add_arguments, command
+
+__all__ = ["add_arguments", "command"]

@@ -1,0 +1,243 @@
+"""Building the modes: each benchmark program as a shared object the driver loads (or, for
+DPDK, its raw instructions), with the helper set, the native twin and the driver itself."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ... import codegen, pipeline
+from ...elf.model import EbpfObject, Program
+from ...errors import EbpfLtoError
+from ...facts import contexts, isa, maps
+from ...facts.helpers import helper_name
+from ...link import helpers
+from ...pgo import profile
+from .suite import Benchmark, bench_dir
+from .toolchain import Toolchain, include_dirs, run_tool
+from .twin import twin_shim, twin_source
+
+OPT_LEVEL = 3
+TRAINING_RUNS = 100  # calls that train the pgo mode: a first call's map inserts weigh little
+
+
+@dataclass
+class Built:
+    """What the driver needs to run one mode: a `mode ...` config line, or why not."""
+    line: str | None = None
+    status: str = "ok"
+    reason: str = ""
+
+
+def _version_script(path: Path, symbols: list[str]) -> Path:
+    path.write_text("{ global: " + " ".join(f"{s};" for s in symbols) + " local: *; };\n")
+    return path
+
+
+def called_helpers(obj: EbpfObject) -> set[int]:
+    return {insn.imm for slots in obj.code.values() for insn in slots
+            if isa.call_kind(insn) is isa.CallKind.HELPER}
+
+
+def entry_slots(obj: EbpfObject, prog: Program) -> list:
+    """The slots of a program's entry function (what librte_bpf is given)."""
+    return obj.code[prog.entry.section][prog.entry.start:obj.functions[prog.entry].end]
+
+
+class Builder:
+    """Builds every mode of every benchmark program in one work folder."""
+
+    def __init__(self, work: Path, tools: Toolchain, cpu: str = "native"):
+        self.work = work
+        self.tools = tools
+        self.cpu = cpu
+        self.options = pipeline.LinkOptions(opt_level=OPT_LEVEL, cpu=cpu, helpers="default")
+        self.hset = pipeline.helper_set(self.options)
+        self.target = codegen.make_target(self.options.arch, cpu)
+        self._helpers_o: Path | None = None
+        self._helpers_so: Path | None = None
+        self._twin_helpers: list[Path] | None = None
+        self._built: dict[tuple[str, str], Built] = {}
+        self._ops = None
+        self.driver = self._build_driver()
+
+    # shared pieces
+    def _build_driver(self) -> Path:
+        exe = self.work / "driver"
+        run_tool([self.tools.cc, "-O2", "-Wall", f"-I{helpers.bitcode_dir() / 'src'}", "-o",
+                  str(exe), str(bench_dir() / "driver.c"), "-ldl"], "building the timing driver")
+        return exe
+
+    def helpers_object(self) -> Path:
+        """The helper set compiled alone: what --inline none calls out to."""
+        if self._helpers_o is None:
+            path = self.work / "helpers.o"
+            path.write_bytes(pipeline.helper_object(self.hset, self.target, OPT_LEVEL))
+            self._helpers_o = path
+        return self._helpers_o
+
+    def helpers_shared(self) -> Path:
+        """The same helper object as a shared library: the helpers DPDK calls."""
+        if self._helpers_so is None:
+            path = self.work / "helpers.so"
+            run_tool([self.tools.cc, "-shared", "-o", str(path), str(self.helpers_object())],
+                     "linking the helper library")
+            self._helpers_so = path
+        return self._helpers_so
+
+    def twin_helpers(self) -> list[Path]:
+        """The default helper set's C, compiled for LTO (clang -O3 -flto)."""
+        if self._twin_helpers is None:
+            src = helpers.bitcode_dir() / "src"
+            out = []
+            for stem in helpers.NAMED_SETS["default"][0]:
+                obj = self.work / f"twin_helper_{stem}.o"
+                run_tool([self.tools.clang, "-O3", "-flto", "-fPIC", self._march(),
+                          "-nostdlibinc", "-fno-stack-protector", f"-I{src}", "-c",
+                          str(src / f"{stem}.c"), "-o", str(obj)],
+                         f"compiling helper {stem}.c for the native twin")
+                out.append(obj)
+            self._twin_helpers = out
+        return self._twin_helpers
+
+    def _march(self) -> str:
+        return "-march=native" if self.cpu == "native" else f"-march={self.cpu}" \
+            if self.cpu != "generic" else "-march=x86-64"
+
+    def supported_map_types(self) -> set[str]:
+        """Map types whose operations the helper set defines (maps.h: TYPE_ops)."""
+        if self._ops is None:
+            import llvmlite.binding as llvm
+            found = set()
+            for mod in self.hset.modules():
+                for gv in mod.global_variables:
+                    if gv.name.endswith("_ops") and not gv.is_declaration \
+                            and gv.linkage != llvm.Linkage.external_weak:
+                        found.add(gv.name[:-4])
+            self._ops = found
+        return self._ops
+
+    # per program
+    def missing(self, obj: EbpfObject) -> str | None:
+        """Why the helper set cannot run this program yet, or None."""
+        absent = sorted(called_helpers(obj) - self.hset.ids)
+        types = {maps.type_name(m.type) for m in obj.maps.values()}
+        unsupported = sorted(t for t in types if t not in self.supported_map_types())
+        if obj.maps and not {1, 2} <= self.hset.ids:
+            return "needs the map runtime"
+        if unsupported:
+            return f"needs the map runtime ({', '.join(unsupported)} maps)"
+        if absent:
+            return "needs helpers " + ", ".join(f"{h} ({helper_name(h)})" for h in absent)
+        return None
+
+    def build(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:
+        # A pgo build is trained on its benchmark's input, so each size of a
+        # program gets its own; every other mode is built once per program.
+        stem = bench.stem if mode == "pgo" else bench.source
+        key = (mode, stem)
+        if key not in self._built:
+            try:
+                self._built[key] = self._build(mode, bench, obj, stem)
+            except EbpfLtoError as err:
+                self._built[key] = Built(status="failed", reason=str(err).splitlines()[0])
+        return self._built[key]
+
+    def train(self, bench: Benchmark, obj: EbpfObject, options: pipeline.LinkOptions,
+              path: Path) -> Path:
+        """Write the profile of TRAINING_RUNS calls on the benchmark's input to `path`.
+
+        The calls are the driver's: the setup program once, then the program
+        on a fresh XDP context around the packet, or on the same memory each
+        time (copied back first if the program changes it).
+        """
+        loaded, _ = pipeline.load(obj, dataclasses.replace(options, instrument=True))
+        if bench.setup:
+            loaded.call(bench.setup, None)
+        data = bench.input
+        memory = bytearray(data)
+        is_xdp = obj.program(bench.program).prog_type == "xdp"
+        for _ in range(TRAINING_RUNS):
+            if is_xdp:
+                loaded.call_packet(bench.program, contexts.XDP, data)
+                continue
+            if bench.restore:
+                memory[:] = data
+            loaded.call(bench.program, memory)
+        path.write_bytes(profile.save(profile.read_counters(loaded), str(path)))
+        return path
+
+    def _build(self, mode: str, bench: Benchmark, obj: EbpfObject, stem: str) -> Built:
+        if mode.startswith("dpdk"):
+            return self._build_dpdk(mode, bench, obj)
+        missing = self.missing(obj)
+        if missing:
+            return Built(status="needs", reason=missing)
+
+        def out(ext: str) -> Path:  # every file of one build: STEM.MODE.EXT
+            return self.work / f"{stem}.{mode}{ext}"
+        if mode in ("none", "lto", "pgo"):
+            return self._build_linked(mode, bench, obj, out)
+        if mode == "twin":
+            return self._build_twin(bench, obj, out)
+        raise EbpfLtoError(f"unknown mode {mode}")
+
+    def _build_linked(self, mode: str, bench: Benchmark, obj: EbpfObject,
+                      out: Callable[[str], Path]) -> Built:
+        """none, lto and pgo: `ebpf-lto link`'s object as a shared library."""
+        inline = "none" if mode == "none" else "auto"
+        opts = dataclasses.replace(self.options, inline=inline)
+        if mode == "pgo":
+            trained = self.train(bench, obj, opts, out(".profdata"))
+            opts = dataclasses.replace(opts, profile=str(trained))
+        image, linked = pipeline.link(obj, opts, emit="obj")
+        if linked.stale:  # trained on this very object: a mismatch is a bug
+            raise EbpfLtoError(f"the profile does not fit {', '.join(linked.stale)}")
+        out(".o").write_bytes(image)
+        objects = [str(out(".o"))]
+        if not linked.linked_in and linked.external_helpers:
+            objects.append(str(self.helpers_object()))
+        exports = [bench.program] + ([bench.setup] if bench.setup else [])
+        vs = _version_script(out(".map"), exports)
+        run_tool([self.tools.cc, "-shared", "-o", str(out(".so")), *objects,
+                  f"-Wl,--version-script={vs}"], f"linking {bench.source} ({mode})")
+        return Built(f"mode {mode} so {out('.so')} {bench.program} {bench.setup or '-'}")
+
+    def _build_twin(self, bench: Benchmark, obj: EbpfObject,
+                    out: Callable[[str], Path]) -> Built:
+        """The program's C compiled natively with the helpers' C, LTO over both."""
+        entries = {"twin_main": bench.program}
+        if bench.setup:
+            entries["twin_setup"] = bench.setup
+        (self.work / "twin_shim.h").write_text(twin_shim())
+        src = self.work / f"{bench.source}.twin.c"
+        src.write_text(twin_source(obj, bench_dir() / f"{bench.source}.c", entries,
+                                   self.options.ncpus))
+        twin_o = out(".o")
+        run_tool([self.tools.clang, "-O3", "-flto", "-fPIC", self._march(), "-w",
+                  *include_dirs(), f"-I{self.work}", f"-I{helpers.bitcode_dir() / 'src'}",
+                  f"-I{bench_dir()}", "-c", str(src), "-o", str(twin_o)],
+                 f"compiling the native twin of {bench.source}")
+        vs = _version_script(out(".map"), list(entries))
+        run_tool([self.tools.clang, "-O3", "-flto", self._march(), "-shared", "-o",
+                  str(out(".so")), str(twin_o),
+                  *map(str, self.twin_helpers()), f"-Wl,--version-script={vs}"],
+                 f"linking the native twin of {bench.source}")
+        return Built(f"mode twin so {out('.so')} twin_main "
+                     f"{'twin_setup' if bench.setup else '-'}")
+
+    def _build_dpdk(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:
+        prog = obj.program(bench.program)
+        if contexts.for_program_type(prog.prog_type) is not None:
+            return Built(status="refused", reason=f"{prog.prog_type} context: librte_bpf "
+                         "passes a buffer or an mbuf, not struct xdp_md")
+        if obj.maps:
+            return Built(status="refused", reason="maps: librte_bpf has none")
+        if any(ref.kind == "call" for ref in obj.refs.values()):
+            return Built(status="refused", reason="bpf-to-bpf calls: librte_bpf has none")
+        if any(ref.kind == "data" for ref in obj.refs.values()):
+            return Built(status="refused", reason="global data: librte_bpf has none")
+        insns = self.work / f"{bench.source}.insns"
+        insns.write_bytes(b"".join(s.encode() for s in entry_slots(obj, prog) if s is not None))
+        return Built(f"mode {mode} {mode} {insns} {self.helpers_shared()}")

@@ -1,0 +1,85 @@
+"""What a run measured: each mode's outcome, its median and spread, ratios and geometric means."""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from .suite import BASELINE, REFERENCE, Benchmark
+
+
+@dataclass
+class Outcome:
+    """One mode of one benchmark."""
+    status: str                    # ok | refused | unavailable | needs | wrong | failed
+    reason: str = ""
+    r0: int | None = None
+    output_sha: str | None = None
+    reps: list[float] = field(default_factory=list)
+    calls: int | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.reps) if self.reps else None
+
+    @property
+    def best(self) -> float | None:
+        return min(self.reps) if self.reps else None
+
+    @property
+    def spread(self) -> float | None:
+        """The interquartile range relative to the median."""
+        if len(self.reps) < 2:
+            return None
+        q = statistics.quantiles(self.reps, n=4, method="inclusive")
+        return (q[2] - q[0]) / statistics.median(self.reps)
+
+
+@dataclass
+class Result:
+    bench: Benchmark
+    prog_type: str
+    outcomes: dict[str, Outcome]
+    harness_ns: float | None = None
+
+    @property
+    def is_packet(self) -> bool:
+        return self.prog_type == "xdp"
+
+    def ratio(self, mode: str, to: str) -> float | None:
+        a, b = self.outcomes.get(mode), self.outcomes.get(to)
+        if a and b and a.status == "ok" and b.status == "ok" and a.median and b.median:
+            return a.median / b.median
+        return None
+
+    def mpps(self, mode: str) -> float | None:
+        """Millions of packets a second, for a packet program whose mode was timed."""
+        out = self.outcomes.get(mode)
+        return 1e3 / out.median if out and out.median and self.is_packet else None
+
+
+def timed(results: list[Result]) -> bool:
+    """Whether the run timed anything (--quick times nothing: it checks)."""
+    return any(o.reps for r in results for o in r.outcomes.values())
+
+
+def geomean(values: list[float]) -> float | None:
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else None
+
+
+def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
+    out = {}
+    for mode in modes:
+        to_twin = [r.ratio(mode, REFERENCE) for r in results]
+        to_none = [r.ratio(mode, BASELINE) for r in results]
+        heavy = [r.ratio(BASELINE, mode) for r in results if r.bench.heavy]
+        out[mode] = {
+            "geomean_vs_twin": geomean([v for v in to_twin if v]),
+            "geomean_vs_none": geomean([v for v in to_none if v]),
+            # How many times faster than --inline none, over the helper/map-heavy set.
+            "geomean_speedup_heavy": geomean([v for v in heavy if v]),
+            "benchmarks_timed": sum(1 for r in results
+                                    if r.outcomes.get(mode) and r.outcomes[mode].median),
+        }
+    return out
