@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from ..elf.model import EbpfObject, Program
 from ..errors import EbpfLtoError
+from ..elf.model import FuncKey
+from .dataflow import Facts
 from .model import LiftOptions, Lifted, Site
 from .module import ModuleLifter
 
-__all__ = ["LiftOptions", "Lifted", "Site", "lift"]
+__all__ = ["Facts", "LiftOptions", "Lifted", "Site", "analyze", "lift"]
 
 
 def lift(obj: EbpfObject, programs: list[Program] | None = None,
@@ -27,3 +29,13 @@ def lift(obj: EbpfObject, programs: list[Program] | None = None,
     if not programs:
         raise EbpfLtoError("object holds no program", file=obj.path)
     return ModuleLifter(obj, options, module_name or obj.path).run(programs)
+
+
+def analyze(obj: EbpfObject, programs: list[Program] | None = None,
+            options: LiftOptions = LiftOptions()) -> dict[FuncKey, Facts]:
+    """The data-flow facts of every function the programs reach, without emitting IR."""
+    programs = list(obj.programs if programs is None else programs)
+    if not programs:
+        raise EbpfLtoError("object holds no program", file=obj.path)
+    ml = ModuleLifter(obj, options, obj.path)
+    return ml.analyze(ml.prepare(programs))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from heapq import heappop, heappush
+from typing import NamedTuple
 
 from ..facts import contexts, isa
 from ..errors import EbpfLtoError
@@ -30,8 +31,7 @@ CALL_CLOBBERED = 0b111110      # r1-r5: unreadable after a call
 WIDEN_AFTER = 3                # visits of a block before its ranges widen
 
 
-@dataclass(frozen=True, slots=True)
-class State:
+class State(NamedTuple):
     """The facts before one instruction."""
     regs: tuple[Value, ...]              # r0..r10
     written: int                         # bit r: r is written on every path to here
@@ -49,7 +49,7 @@ class State:
         regs = tuple(_join(a, b, widen) for a, b in zip(self.regs, other.regs))
         theirs = dict(other.spills)
         spills = tuple((off, j) for off, a in self.spills if off in theirs
-                       and (j := _join(a, theirs[off], widen)) is not UNKNOWN)
+                       and (j := _join(a, theirs[off], widen)) != UNKNOWN)
         return State(regs, self.written & other.written, spills)
 
 
@@ -76,9 +76,12 @@ class _Step:
         self.regs = list(state.regs)
         self.written = state.written
         self.spills = dict(state.spills)
+        self.frozen_spills = state.spills  # what `spills` holds, sorted, until a store changes it
 
     def freeze(self) -> State:
-        return State(tuple(self.regs), self.written, tuple(sorted(self.spills.items())))
+        if self.frozen_spills is None:
+            self.frozen_spills = tuple(sorted(self.spills.items()))
+        return State(tuple(self.regs), self.written, self.frozen_spills)
 
     def run(self, insn: isa.Insn, map_at: str | None) -> None:
         c, op = insn.cls, isa.op(insn.opcode)
@@ -154,14 +157,16 @@ class _Step:
         hi = lo + isa.SIZE_BYTES[isa.size(insn.opcode)]
         for off in [off for off in self.spills if off < hi and lo < off + 8]:
             del self.spills[off]
+            self.frozen_spills = None
         if insn.opcode == isa.STX | isa.MEM | isa.DW:
             value = self.regs[insn.src]
         elif insn.opcode == isa.ST | isa.MEM | isa.DW:
             value = v.const(insn.imm)
         else:
             return
-        if value is not UNKNOWN:
+        if value != UNKNOWN:
             self.spills[lo] = value
+            self.frozen_spills = None
 
 
 def _arith(op: int, insn: isa.Insn, a: Range, b: Range, wide: bool) -> Range:
@@ -260,11 +265,14 @@ def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], map_at: Mapping[in
     state_in = {cfg.start: entry_state(args)}
     heads = {head for _, head in cfg.back_edges}
     visits: dict[int, int] = {}
+    # A block runs again whenever its entry state changes, so the states its
+    # last run recorded are those of the fixpoint.
+    before: dict[int, State] = {}
     work, queued = [cfg.start], {cfg.start}
     while work:
         leader = heappop(work)
         queued.discard(leader)
-        for succ, out in _block(cfg, slots, leader, state_in[leader], map_at, None):
+        for succ, out in _block(cfg, slots, leader, state_in[leader], map_at, before):
             old = state_in.get(succ)
             if old is None:
                 new = out
@@ -276,9 +284,10 @@ def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], map_at: Mapping[in
                 if succ not in queued:
                     queued.add(succ)
                     heappush(work, succ)
-    before: dict[int, State] = {}
     for leader in cfg.order:
-        list(_block(cfg, slots, leader, state_in.get(leader, DEAD), map_at, before))
+        if leader not in state_in:
+            for idx in cfg.blocks[leader]:
+                before[idx] = DEAD
     calls: dict[object, tuple[Value, ...]] = {}
     live = {idx for leader in state_in for idx in cfg.blocks[leader]}
     for idx, callee in callee_at.items():

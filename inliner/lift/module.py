@@ -63,7 +63,9 @@ class ModuleLifter:
         return EbpfLtoError(reason, file=self.obj.path,
                             section=key.section if key else None, insn=insn)
 
-    def run(self, programs: list[Program]) -> Lifted:
+    def prepare(self, programs: list[Program]) -> list[Program]:
+        """Gather, check and build the CFGs of every function the programs reach;
+        the programs to emit entries for (tail-call targets added)."""
         self._collect([p.entry for p in programs] + sorted(
             {r.function for r in self.obj.data_refs.values() if r.kind == "func"},
             key=lambda k: (k.section, k.start)))
@@ -80,6 +82,10 @@ class ModuleLifter:
                 self._prepare(func)
         self._check_calls([p.entry for p in entries])
         self._mark_stopping()
+        return entries
+
+    def run(self, programs: list[Program]) -> Lifted:
+        entries = self.prepare(programs)
         names: set[str] = set()
         for func in self.funcs.values():
             # Callbacks are called from C with five arguments, so they count from 0.
@@ -93,7 +99,7 @@ class ModuleLifter:
         else:
             self.maps = tables.map_descriptors(self.module, self.obj.maps, self.options.ncpus,
                                                self.options.maps_extern)
-        facts = self._analyze(entries)
+        facts = self.analyze(entries)
         bases = self._instrument() if self.options.instrument else {}
         for func in self.funcs.values():
             FunctionEmitter(self, func, facts[func.key], self._profile(func),
@@ -209,7 +215,7 @@ class ModuleLifter:
 
     # -- analysis --------------------------------------------------------------
 
-    def _analyze(self, programs: list[Program]) -> dict[FuncKey, Facts]:
+    def analyze(self, programs: list[Program]) -> dict[FuncKey, Facts]:
         """Data flow over every function, argument values flowing from call sites to callees.
 
         A program's entry gets the context in r1 when its type has a context

@@ -11,7 +11,7 @@ cases below make it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..facts.contexts import Layout
 
@@ -25,9 +25,10 @@ def to_signed(v: int, bits: int = 64) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-@dataclass(frozen=True, slots=True)
-class Range:
-    """Values a 64-bit register may hold: in [umin, umax] unsigned and [smin, smax] signed."""
+class Range(NamedTuple):
+    """Values a 64-bit register may hold: in [umin, umax] unsigned and [smin, smax] signed.
+
+    (Named tuples, here and for Value: the analysis makes one per instruction.)"""
     umin: int = 0
     umax: int = M64
     smin: int = S64_MIN
@@ -197,8 +198,7 @@ class Kind(enum.Enum):
     PACKET = "packet"    # derived by arithmetic from a packet pointer read from the context
 
 
-@dataclass(frozen=True, slots=True)
-class Value:
+class Value(NamedTuple):
     """One register's abstract value.
 
     `off` is the constant offset into the object (FRAME, CTX, MAP); ARG and

@@ -58,6 +58,10 @@ STACK_BASE = 0x0000_7FF0_0000_0000   # frame d spans [STACK_BASE + d * FRAME_GAP
 FRAME_GAP = 0x1_0000
 
 
+# Called before each instruction runs: (section, slot, r0..r10, bit r set when r is written).
+Trace = Callable[[str, int, tuple[int, ...], int], None]
+
+
 class InterpError(Exception):
     """The program did something RFC 9669 leaves without a meaning, or this machine forbids."""
 
@@ -241,8 +245,9 @@ class _Program:
 
 class _Machine:
     def __init__(self, prog: _Program, mem: Memory, helpers: Mapping[int, Callable[..., int]],
-                 max_steps: int, check_reads: bool):
+                 max_steps: int, check_reads: bool, trace: Trace | None = None):
         self.prog = prog
+        self.trace = trace
         self.mem = mem
         self.helpers = helpers
         self.max_steps = max_steps
@@ -352,6 +357,8 @@ class _Machine:
                 if steps > self.max_steps:
                     raise StepLimitExceeded(f"more than {self.max_steps} instructions ran",
                                             self.pc, self.section)
+                if self.trace is not None:
+                    self.trace(self.section, self.pc, tuple(self.reg), self.written)
                 result = self.step()
                 if result is not None:
                     return result
@@ -612,15 +619,16 @@ def _prepare(mem: Memory, memory: bytearray | None) -> tuple[int, int]:
 
 
 def _start(prog: _Program, mem: Memory, memory, helpers, max_steps, check_reads,
-           section: str, entry: int) -> int:
-    machine = _Machine(prog, mem, helpers, max_steps, check_reads)
+           section: str, entry: int, trace: Trace | None = None) -> int:
+    machine = _Machine(prog, mem, helpers, max_steps, check_reads, trace)
     r1, r2 = _prepare(mem, memory)
     machine.reg[1], machine.reg[2] = r1, r2   # r3-r5 = 0 (docs/abi.md)
     return machine.run(section, entry)
 
 
 def run(slots: list, memory: bytearray | None, helpers: Mapping[int, Callable[..., int]],
-        *, max_steps: int = DEFAULT_MAX_STEPS, check_reads: bool = True) -> int:
+        *, max_steps: int = DEFAULT_MAX_STEPS, check_reads: bool = True,
+        trace: Trace | None = None) -> int:
     """Run the program `slots` (as `isa.decode` returns them) from slot 0; returns r0.
 
     r1 = the address of `memory` and r2 its length (0 and 0 for None or
@@ -628,7 +636,7 @@ def run(slots: list, memory: bytearray | None, helpers: Mapping[int, Callable[..
     pc-relative, as in a raw program.
     """
     prog = _Program({"raw": list(slots)})
-    return _start(prog, Memory(), memory, helpers, max_steps, check_reads, "raw", 0)
+    return _start(prog, Memory(), memory, helpers, max_steps, check_reads, "raw", 0, trace)
 
 
 def run_object(obj, memory: bytearray | None, helpers: Mapping[int, Callable[..., int]],
