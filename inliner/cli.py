@@ -506,7 +506,7 @@ def _annotation(obj, section: str, idx: int, insn, helper_name) -> str | None:
             return f"{ref.target}+{ref.offset}"
         name = obj.functions[ref.function].name
         return name if ref.kind == "call" else f"&{name}"
-    if insn.opcode == isa.JMP | isa.CALL and insn.src == isa.CALL_HELPER:
+    if isa.call_kind(insn) is isa.CallKind.HELPER:
         return helper_name(insn.imm)
     return None
 
