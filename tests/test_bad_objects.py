@@ -73,6 +73,12 @@ def _same_name(buf, name: bytes, as_: bytes) -> None:
     put(buf, _section(buf, name)["at"], 4, _section(buf, as_)["name"])
 
 
+def _reserved(name: str) -> tuple:
+    """ipv4_csum renamed to one of ebpf-lto's own symbols, and the refusal."""
+    return (IPV4, lambda b: _rename_symbol(b, b"ipv4_csum", name.encode()),
+            f"program name {name!r} is reserved")
+
+
 CASES = {
     # IndexError in the lifter: the function's blocks were walked past the code.
     "function starting past its section": (
@@ -136,15 +142,11 @@ CASES = {
         IPV4, lambda b: _set_symbol(b, b"ipv4_csum", "st_name", 0), "a program has no name"),
     "two maps with one name": (
         MAPS, lambda b: _rename_symbol(b, b"legacy", b"flows"), "two maps are named 'flows'"),
-    "a program named like ebpf-lto's program table": (
-        IPV4, lambda b: _rename_symbol(b, b"ipv4_csum", b"ebpf_lto_program_names"),
-        "program name 'ebpf_lto_program_names' is reserved"),
-    "a program named like a helper of the library": (
-        IPV4, lambda b: _rename_symbol(b, b"ipv4_csum", b"_bpf_helper_ext_0001"),
-        "program name '_bpf_helper_ext_0001' is reserved"),
-    "a program named like the map runtime's lookup": (
-        IPV4, lambda b: _rename_symbol(b, b"ipv4_csum", b"ebpf_lto_map_lookup"),
-        "program name 'ebpf_lto_map_lookup' is reserved"),
+    # DuplicatedNameError with the program table, "symbol multiply defined"
+    # from LLVM's linker with the helper library and the map runtime.
+    "a program named like ebpf-lto's program table": _reserved("ebpf_lto_program_names"),
+    "a program named like a helper of the library": _reserved("_bpf_helper_ext_0001"),
+    "a program named like the map runtime's lookup": _reserved("ebpf_lto_map_lookup"),
     # KeyError from btf.py, which the loader used to call a malformed file.
     "a .maps section that BTF does not describe": (
         IPV4, lambda b: _rename_section(b, b"license", b".maps"),
