@@ -64,7 +64,8 @@ def report(**fields):
     sys.stdout.flush()
 
 for line in sys.stdin:
-    path = line.rstrip("\n")
+    path, options = line.rstrip("\n").split("\t")
+    options = json.loads(options)
     report(event="start", path=path)
     bad = []
     loaded = linked = 0
@@ -76,7 +77,8 @@ for line in sys.stdin:
         for prog in obj.programs:
             report(event="program", path=path, program=prog.name)
             try:
-                pipeline.link(obj, pipeline.LinkOptions(opt_level=0, program=prog.name))
+                pipeline.link(obj, pipeline.LinkOptions(opt_level=0, program=prog.name,
+                                                        **options))
                 linked += 1
             except EbpfLtoError:
                 pass
@@ -394,14 +396,19 @@ def sample_files(shared: Path) -> list[tuple[str, Path]]:
                   if p.stat().st_size <= MAX_SAMPLE_SIZE)
 
 
+# Link options a case is linked with: each takes the lifter down other paths.
+LINK_VARIANTS = ({}, {}, {"maps_extern": True}, {"abi": "bpftime"}, {"instrument": True},
+                 {"inline": "none"})
+
+
 def cases(files: list[tuple[str, bytes]], seed: int):
-    """Endless (index, name, damaged bytes, mutation) from the named originals."""
+    """Endless (index, name, damaged bytes, mutation, link options) from the named originals."""
     i = 0
     while True:
         name, data = files[i % len(files)]
         rng = random.Random(f"{seed}/{name}/{i // len(files)}")
         damaged, kind = mutate(rng, data)
-        yield i, name, damaged, kind
+        yield i, name, damaged, kind, rng.choice(LINK_VARIANTS)
         i += 1
 
 
@@ -432,9 +439,9 @@ class Driver:
         line, self.pending = self.pending.split(b"\n", 1)
         return line
 
-    def run(self, path: Path, timeout: float) -> dict:
+    def run(self, path: Path, options: dict, timeout: float) -> dict:
         """The case's outcome: done (with bad), crash or hang, and the step it was at."""
-        self.proc.stdin.write(f"{path}\n".encode())
+        self.proc.stdin.write(f"{path}\t{json.dumps(options)}\n".encode())
         self.proc.stdin.flush()
         step = "load"
         deadline = time.monotonic() + timeout
@@ -475,7 +482,7 @@ def campaign(files: list[tuple[str, Path]], seconds: float, tmp_path: Path) -> N
     driver = None
     start = time.monotonic()
     try:
-        for i, name, data, kind in cases(originals, SEED):
+        for i, name, data, kind, options in cases(originals, SEED):
             if time.monotonic() - start >= seconds:
                 break
             case = tmp_path / f"{i:05d}-{Path(name).stem}-{kind}.o"
@@ -484,19 +491,20 @@ def campaign(files: list[tuple[str, Path]], seconds: float, tmp_path: Path) -> N
                 driver_runs += 1
                 stderr_path = tmp_path / f"driver{driver_runs}.stderr"
                 driver = Driver(stderr_path)
-            result = driver.run(case, CASE_TIMEOUT)
+            result = driver.run(case, options, CASE_TIMEOUT)
             count += 1
+            origin = f"from {name}, link options {options}"
             if result["outcome"] == "done":
                 loaded += result["loaded"]
                 linked += result["linked"]
                 for bad in result["bad"]:
-                    failures.append((case, f"{case} ({bad['program'] or 'load'}, from {name}):\n"
+                    failures.append((case, f"{case} ({bad['program'] or 'load'}, {origin}):\n"
                                            f"{bad['traceback']}"))
                 continue
             driver = None
             tail = stderr_path.read_text(errors="replace")[-2000:]
             status = f" status {result['status']}" if "status" in result else ""
-            failures.append((case, f"{case} (from {name}): {result['outcome']} at "
+            failures.append((case, f"{case} ({origin}): {result['outcome']} at "
                                    f"{result['step']}{status}\n{tail}"))
     finally:
         if driver is not None:
