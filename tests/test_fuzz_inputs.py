@@ -5,7 +5,8 @@ Mutations of the committed fixture objects, and in a test of their own of
 and targeted damage to the ELF header, section headers and names, symbols
 and their names, relocations, string tables, instructions, data and BTF,
 with values near integer limits. Each mutated file is loaded
-(`loader.load`) and every program of it linked (`pipeline.link`, -O0). The
+(`loader.load`) and every program of it linked (`pipeline.link`, -O0, with
+link options drawn with the damage). The
 only acceptable outcomes are success and `EbpfLtoError`: another exception,
 a crash of the process (LLVM aborts), or a case running past its time bound
 is a failure, reported with the file kept for reproduction.
