@@ -176,8 +176,10 @@ def load(path: str, data: bytes | None = None) -> EbpfObject:
     except EbpfLtoError as err:
         raise err.located(file=path)
     except ELFError as err:
-        # pyelftools' own checks, and what it parses past the end of the file
-        # (ELFParseError). Anything else the loader must have refused first.
+        # pyelftools' own checks, and data it parses past the end of the file:
+        # struct_parse turns construct's errors (StreamError...) into
+        # ELFParseError. Anything else is a loader bug, or damage the loader
+        # should have refused before pyelftools went near it.
         raise _malformed(str(err) or type(err).__name__).located(file=path) from None
 
 
@@ -219,7 +221,7 @@ class _Loader:
             raise _malformed("object has no section headers")
         if elf["e_shentsize"] != entry:
             raise _malformed(f"section headers of {elf['e_shentsize']} bytes "
-                               f"(ELF64's are {entry})")
+                             f"(ELF64's are {entry})")
 
         count = elf["e_shnum"]
         if not count and shoff + entry <= size:
@@ -227,14 +229,14 @@ class _Loader:
             count = struct_parse(shdr, elf.stream, shoff)["sh_size"]
         if shoff + max(count, 1) * entry > size:
             raise _malformed(f"the section header table ({count} entries at offset {shoff}) "
-                               f"lies outside the {size}-byte file")
+                             f"lies outside the {size}-byte file")
         headers = [struct_parse(shdr, elf.stream, shoff + i * entry) for i in range(count)]
         chdr = elf.structs.Elf_Chdr.sizeof()
         for i, h in enumerate(headers):
             if h["sh_link"] >= count:
                 # pyelftools follows links (a symbol table's names, a hash's symbols).
                 raise _malformed(f"section {i} links to section {h['sh_link']}, which does "
-                                   "not exist")
+                                 "not exist")
             if h["sh_flags"] & SH_FLAGS.SHF_COMPRESSED:
                 # pyelftools reads the compression header of any section, whatever its type.
                 end = h["sh_offset"] + max(h["sh_size"], chdr)
@@ -244,7 +246,7 @@ class _Loader:
                 end = h["sh_offset"] + h["sh_size"]
             if end > size:
                 raise _malformed(f"section {i} ({h['sh_size']} bytes at offset "
-                                   f"{h['sh_offset']}) lies outside the {size}-byte file")
+                                 f"{h['sh_offset']}) lies outside the {size}-byte file")
         shstrndx = elf.get_shstrndx()
         if not 0 < shstrndx < count:
             raise _malformed("the section name table does not exist")
@@ -272,7 +274,7 @@ class _Loader:
         entry = self.elf.structs.Elf_Sym.sizeof()
         if symtab["sh_entsize"] != entry:
             raise _malformed(f"symbol table entries of {symtab['sh_entsize']} bytes "
-                               f"(ELF64's are {entry})")
+                             f"(ELF64's are {entry})")
         return symtab
 
     def _check_symbols(self) -> None:
