@@ -43,6 +43,9 @@ PROG_NAMES, PROG_COUNT = "ebpf_lto_program_names", "ebpf_lto_programs_count"
 COUNTERS, PROFILE_TABLE, PROFILE_COUNT = ("ebpf_lto_counters", "ebpf_lto_profile",
                                           "ebpf_lto_profile_count")
 PROG_ARRAY_GET = "ebpf_lto_prog_array_get"  # the map runtime: prog_array slot -> program number
+# Prefixes of the symbols ebpf-lto itself exports or calls (docs/abi.md): a
+# program named so would clash with a table, a helper or the map runtime.
+RESERVED_PREFIXES = ("ebpf_lto_", "_bpf_helper_ext_", "__lddw_helper_")
 TAIL_CALL = 12
 MAX_TAIL_CALL_CNT = 33
 ENOENT = 2
@@ -182,7 +185,7 @@ class _ModuleLifter:
             fl.emit()
         for i, prog in enumerate(programs):
             self._entry(prog.name, prog)
-            if i == 0:
+            if i == 0 and prog.name != ENTRY_SYMBOL:
                 self._entry(ENTRY_SYMBOL, prog)
         if not self.options.bpftime:  # bpftime's prog_array values are its program fds
             self._program_table()
@@ -345,6 +348,9 @@ class _ModuleLifter:
                     func.may_stop = changed = True
 
     def _entry(self, symbol: str, prog: Program) -> None:
+        if symbol.startswith(RESERVED_PREFIXES):
+            raise self.error(f"program name {symbol!r} is reserved: names starting with "
+                             f"{', '.join(RESERVED_PREFIXES)} are ebpf-lto's own symbols")
         if symbol in self.module.globals:
             raise self.error(f"program name {symbol!r} is used twice")
         fn = ir.Function(self.module, ir.FunctionType(I64, [PTR, I64]), symbol)
@@ -439,6 +445,9 @@ class _ModuleLifter:
         for index, m in enumerate(self.obj.maps.values()):
             if opts.maps_extern:
                 symbol = "ebpf_lto_state_" + re.sub(r"\W", "_", m.name)
+                if symbol in self.module.globals:   # names differing only in non-word bytes
+                    raise self.error(f"with --maps extern, map {m.name!r} and another map "
+                                     f"both need the symbol {symbol}")
                 state = ir.GlobalVariable(self.module, state_ty, symbol)
             else:
                 state = ir.GlobalVariable(self.module, state_ty,
