@@ -63,7 +63,8 @@ def test_counts(small_corpus: Path, capsys):
     refusals = {(g["stage"], g["reason"]): g for g in report["refusals"]}
     assert set(refusals) == {
         ("load", "not an eBPF object (it looks like text)"),
-        ("load", "malformed ELF file: Reading section N at offset N past EOF N"),
+        ("load", "malformed ELF file: the section header table (N entries at offset N) lies "
+                 "outside the N-byte file"),
         ("link", "legacy packet load (opcode N) needs a kernel socket buffer"),
     }
     legacy = refusals[("link", "legacy packet load (opcode N) needs a kernel socket buffer")]

@@ -10,7 +10,10 @@ import io
 import struct
 
 from elftools.common.exceptions import ELFError
+from elftools.common.utils import struct_parse
+from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
+from elftools.elf.enums import ENUM_E_MACHINE, ENUM_RELOC_TYPE_BPF
 
 from .. import inputs
 from ..errors import EbpfLtoError
@@ -18,13 +21,14 @@ from ..facts import isa
 from ..facts.maps import MapDef
 from .model import DataSection, EbpfObject, FuncKey, Function, Program, Ref
 
-EM_BPF = 247
-R_BPF_64_64 = 1       # ld_imm64: map, global data or function address
-R_BPF_64_ABS64 = 2    # a 64-bit address in data (a pointer in an initialized global)
-R_BPF_64_ABS32 = 3
-R_BPF_64_32 = 10      # call imm: bpf-to-bpf call
-SHF_EXECINSTR = 0x4
-SHF_WRITE = 0x1
+EM_BPF = ENUM_E_MACHINE["EM_BPF"]
+# What each relocation type names: R_BPF_64_64 an lddw's map, global data or
+# function address; R_BPF_64_ABS64 an address in data (a pointer in an
+# initialized global); R_BPF_64_32 a bpf-to-bpf call's target.
+R_BPF_64_64 = ENUM_RELOC_TYPE_BPF["R_BPF_64_64"]
+R_BPF_64_ABS64 = ENUM_RELOC_TYPE_BPF["R_BPF_64_ABS64"]
+R_BPF_64_32 = ENUM_RELOC_TYPE_BPF["R_BPF_64_32"]
+SHF_EXECINSTR, SHF_WRITE = SH_FLAGS.SHF_EXECINSTR, SH_FLAGS.SHF_WRITE
 
 # Section-name prefixes to program types; the type says what r1 points at
 # (docs/abi.md). Section `raw` (or `raw/...`), userspace only: r1 is a memory
@@ -45,6 +49,7 @@ PROGRAM_TYPES: tuple[tuple[str, str], ...] = (
 )
 
 LEGACY_MAP_FIELDS = ("type", "key_size", "value_size", "max_entries", "map_flags")
+MAX_ZEROS = 1 << 28   # bytes a SHT_NOBITS section (.bss) may ask for
 
 
 def program_type(section: str) -> str:
@@ -71,7 +76,7 @@ def from_raw(code: bytes, name: str = "main", path: str = "<raw>") -> EbpfObject
     refs: dict[tuple[str, int], Ref] = {}
     starts = {0: name}
     for idx, insn in enumerate(slots):
-        if insn is not None and _is_local_call(insn):
+        if insn is not None and isa.call_kind(insn) is isa.CallKind.LOCAL:
             target = idx + insn.imm + 1
             _check_target(slots, target, path, section, idx)
             refs[(section, idx)] = Ref("call", function=FuncKey(section, target))
@@ -89,15 +94,22 @@ def load(path: str, data: bytes | None = None) -> EbpfObject:
         return _Loader(path, data).run()
     except EbpfLtoError as err:
         raise err.located(file=path)
-    except (ELFError, struct.error, ValueError, KeyError, IndexError,
-            AttributeError, TypeError, UnicodeDecodeError, AssertionError) as err:
-        # pyelftools reports a damaged file through many exception types.
-        raise EbpfLtoError(f"malformed ELF file: {err or type(err).__name__}", file=path) from None
+    except ELFError as err:
+        # pyelftools' own checks, and data it parses past the end of the file:
+        # struct_parse turns construct's errors (StreamError...) into
+        # ELFParseError. Anything else is a loader bug, or damage the loader
+        # should have refused before pyelftools went near it.
+        raise _malformed(str(err) or type(err).__name__).located(file=path) from None
+
+
+def _malformed(reason: str) -> EbpfLtoError:
+    return EbpfLtoError(f"malformed ELF file: {reason}")
 
 
 class _Loader:
     def __init__(self, path: str, data: bytes):
         self.path = path
+        self.data = data
         if data[:4] != b"\x7fELF":
             raise EbpfLtoError("not an ELF file", file=path)
         self.elf = ELFFile(io.BytesIO(data))
@@ -107,28 +119,90 @@ class _Loader:
             raise EbpfLtoError("big-endian eBPF (bpfeb) is not supported; build with -target bpfel")
         if self.elf["e_machine"] not in ("EM_BPF", EM_BPF):
             raise EbpfLtoError(f"not an eBPF object (machine {self.elf['e_machine']})")
+        self._check_section_headers()
         self.sections = list(self.elf.iter_sections())
-        self.symtab = self.elf.get_section_by_name(".symtab")
-        if self.symtab is None:
-            raise EbpfLtoError("object has no symbol table")
+        self.symtab = self._symbol_table()
         self.symbols = list(self.symtab.iter_symbols())
-        self._check_names_and_indices()
+        self._check_symbols()
 
-    def _check_names_and_indices(self) -> None:
+    def _check_section_headers(self) -> None:
+        """Refuse headers that point outside the file, before pyelftools follows them.
+
+        pyelftools seeks wherever a header points and parses what it finds:
+        an offset past the end reads short, and one past 2^63 fails in the
+        seek itself. Section names are read as each section is made, so the
+        name table is checked here too.
+        """
+        elf, size = self.elf, len(self.data)
+        shdr = elf.structs.Elf_Shdr
+        entry, shoff = shdr.sizeof(), elf["e_shoff"]
+        if shoff == 0:
+            raise _malformed("object has no section headers")
+        if elf["e_shentsize"] != entry:
+            raise _malformed(f"section headers of {elf['e_shentsize']} bytes "
+                             f"(ELF64's are {entry})")
+
+        count = elf["e_shnum"]
+        if not count and shoff + entry <= size:
+            # With 0xff00 sections or more, e_shnum is 0 and section 0's sh_size counts them.
+            count = struct_parse(shdr, elf.stream, shoff)["sh_size"]
+        if shoff + max(count, 1) * entry > size:
+            raise _malformed(f"the section header table ({count} entries at offset {shoff}) "
+                             f"lies outside the {size}-byte file")
+        headers = [struct_parse(shdr, elf.stream, shoff + i * entry) for i in range(count)]
+        chdr = elf.structs.Elf_Chdr.sizeof()
+        for i, h in enumerate(headers):
+            if h["sh_link"] >= count:
+                # pyelftools follows links (a symbol table's names, a hash's symbols).
+                raise _malformed(f"section {i} links to section {h['sh_link']}, which does "
+                                 "not exist")
+            if h["sh_flags"] & SH_FLAGS.SHF_COMPRESSED:
+                # pyelftools reads the compression header of any section, whatever its type.
+                end = h["sh_offset"] + max(h["sh_size"], chdr)
+            elif h["sh_type"] in ("SHT_NULL", "SHT_NOBITS"):
+                continue
+            else:
+                end = h["sh_offset"] + h["sh_size"]
+            if end > size:
+                raise _malformed(f"section {i} ({h['sh_size']} bytes at offset "
+                                 f"{h['sh_offset']}) lies outside the {size}-byte file")
+        shstrndx = elf.get_shstrndx()
+        if not 0 < shstrndx < count:
+            raise _malformed("the section name table does not exist")
+        names = headers[shstrndx]
+        self._check_string_table(names, "section name table")
+        for i, h in enumerate(headers):
+            if h["sh_name"] >= names["sh_size"] and i:
+                raise _malformed(f"the name of section {i} lies outside the section name table")
+
+    def _check_string_table(self, sec, what: str) -> None:
+        """A string table ends in NUL, so every name in it ends inside it."""
+        if sec["sh_type"] != "SHT_STRTAB":
+            raise _malformed(f"the {what} is a section of type {sec['sh_type']}")
+        end = sec["sh_offset"] + sec["sh_size"]
+        if not sec["sh_size"] or self.data[end - 1] != 0:
+            raise _malformed(f"the {what} does not end with a NUL byte")
+
+    def _symbol_table(self):
+        tables = [sec for sec in self.sections if sec["sh_type"] == "SHT_SYMTAB"]
+        if not tables:
+            raise EbpfLtoError("object has no symbol table")
+        if len(tables) > 1:
+            raise _malformed(f"object has {len(tables)} symbol tables")
+        symtab = tables[0]
+        entry = self.elf.structs.Elf_Sym.sizeof()
+        if symtab["sh_entsize"] != entry:
+            raise _malformed(f"symbol table entries of {symtab['sh_entsize']} bytes "
+                             f"(ELF64's are {entry})")
+        return symtab
+
+    def _check_symbols(self) -> None:
         """pyelftools reads past a table silently; a damaged file must be refused instead."""
-        shstrndx = self.elf["e_shstrndx"]
-        if not isinstance(shstrndx, int) or not 0 < shstrndx < len(self.sections):
-            raise EbpfLtoError("the section name table does not exist")
-        names = self.sections[shstrndx]["sh_size"]
-        for i, sec in enumerate(self.sections):
-            if sec["sh_name"] >= max(names, 1) and i:
-                raise EbpfLtoError(f"the name of section {i} lies outside the section name table")
-        link = self.symtab["sh_link"]
-        if not 0 < link < len(self.sections):
-            raise EbpfLtoError("the symbol table's string table does not exist")
-        strings = self.sections[link]["sh_size"]
+        strtab = self.sections[self.symtab["sh_link"]]   # an existing section: checked
+        self._check_string_table(strtab, "symbol name table")
+        strings = strtab["sh_size"]
         for i, sym in enumerate(self.symbols):
-            if sym["st_name"] >= max(strings, 1) and i:
+            if sym["st_name"] >= strings:
                 raise EbpfLtoError(f"the name of symbol {i} lies outside the string table")
             shndx = sym["st_shndx"]
             if isinstance(shndx, int) and shndx >= len(self.sections):
@@ -136,11 +210,12 @@ class _Loader:
                                    "which does not exist")
 
     def run(self) -> EbpfObject:
+        self._check_unique_names()
         code = {}
         for sec in self.sections:
-            if sec["sh_type"] == "SHT_PROGBITS" and sec["sh_flags"] & SHF_EXECINSTR and sec["sh_size"]:
+            if _is_code(sec):
                 try:
-                    code[sec.name] = isa.decode(sec.data())
+                    code[sec.name] = isa.decode(self._contents(sec))
                 except isa.DecodeError as err:
                     raise EbpfLtoError(err.reason, section=sec.name, insn=err.index) from None
         data = self._data_sections()
@@ -153,7 +228,7 @@ class _Loader:
             sec = self._symbol_section(sym)
             if sec is None or sec.name not in code or sym["st_info"]["type"] != "STT_FUNC":
                 continue
-            start = self._slot(sym["st_value"], sec.name)
+            start = self._function_start(sym, sec.name, code[sec.name])
             starts[sec.name][start] = sym.name
             if sec.name != ".text":
                 programs.append(Program(sym.name, sec.name, program_type(sec.name),
@@ -163,10 +238,11 @@ class _Loader:
         if not programs:
             for sym in self.symbols:
                 sec = self._symbol_section(sym)
-                if (sec is not None and sec.name == ".text" and sym["st_info"]["type"] == "STT_FUNC"
+                if (sec is not None and sec.name == ".text" and ".text" in code
+                        and sym["st_info"]["type"] == "STT_FUNC"
                         and sym["st_info"]["bind"] == "STB_GLOBAL"):
-                    programs.append(Program(sym.name, ".text", "unspec",
-                                            FuncKey(".text", self._slot(sym["st_value"], ".text"))))
+                    start = self._function_start(sym, ".text", code[".text"])
+                    programs.append(Program(sym.name, ".text", "unspec", FuncKey(".text", start)))
         # A section of code with no function symbol is one program (older clang).
         for name, slots in code.items():
             if name != ".text" and not starts[name]:
@@ -184,7 +260,7 @@ class _Loader:
         # Unrelocated local calls are pc-relative within their section.
         for sec_name, slots in code.items():
             for idx, insn in enumerate(slots):
-                if insn is not None and _is_local_call(insn) and (sec_name, idx) not in refs:
+                if insn is not None and isa.call_kind(insn) is isa.CallKind.LOCAL and (sec_name, idx) not in refs:
                     target = idx + insn.imm + 1
                     _check_target(slots, target, self.path, sec_name, idx)
                     fk = FuncKey(sec_name, target)
@@ -192,9 +268,11 @@ class _Loader:
                     if fk not in functions:
                         starts[sec_name][target] = f"{sec_name.strip('.')}_{target}"
                         functions.update(_split_functions(sec_name, slots, starts[sec_name]))
+        _check_program_names(programs)
         programs.sort(key=lambda p: (self._section_index(p.section), p.entry.start))
         lic = self.elf.get_section_by_name("license")
-        license_text = lic.data().split(b"\0")[0].decode("latin-1") if lic is not None else ""
+        license_text = (self._contents(lic).split(b"\0")[0].decode("latin-1")
+                        if lic is not None else "")
         return EbpfObject(self.path, code, refs, functions, programs, maps, data, license_text,
                           data_refs)
 
@@ -216,21 +294,43 @@ class _Loader:
                                section=section)
         return byte_offset // isa.INSN_SIZE
 
+    def _function_start(self, sym, section: str, slots) -> int:
+        """The slot a function symbol names; a function starts at an instruction."""
+        start = self._slot(sym["st_value"], section)
+        if not _is_insn(slots, start):
+            raise EbpfLtoError(f"function {sym.name!r} starts at byte {sym['st_value']}, "
+                               "which is not an instruction of the section", section=section)
+        return start
+
+    def _contents(self, sec) -> bytes:
+        """A section's bytes; `_check_section_headers` placed them inside the file."""
+        if sec.compressed:
+            raise EbpfLtoError("compressed (SHF_COMPRESSED) code, data or maps are not supported",
+                               section=sec.name)
+        size = sec["sh_size"]
+        if sec["sh_type"] == "SHT_NOBITS":
+            if size > MAX_ZEROS:
+                raise EbpfLtoError(f"section of {size} bytes of zeros is too large "
+                                   f"(at most {MAX_ZEROS >> 20} MiB)", section=sec.name)
+            return bytes(size)
+        return self.data[sec["sh_offset"]:sec["sh_offset"] + size]
+
+    def _check_unique_names(self) -> None:
+        """Code, data, maps, BTF and the license are found by section name."""
+        seen = set()
+        for sec in self.sections:
+            if (_is_code(sec) or _is_data_name(sec.name) or _is_maps_name(sec.name)
+                    or sec.name in (".maps", ".BTF", "license")):
+                if sec.name in seen:
+                    raise EbpfLtoError(f"two sections are named {sec.name!r}")
+                seen.add(sec.name)
+
     def _data_sections(self) -> dict[str, DataSection]:
         out = {}
         for sec in self.sections:
-            name = sec.name
-            if not (name in (".data", ".bss") or name.startswith((".rodata", ".data.", ".bss."))):
-                continue
-            if sec["sh_flags"] & SHF_EXECINSTR:
-                continue
-            if sec["sh_size"] > 1 << 28:
-                raise EbpfLtoError(f"data section of {sec['sh_size']} bytes is too large", section=name)
-            if sec["sh_type"] == "SHT_NOBITS":
-                content = bytes(sec["sh_size"])
-            else:
-                content = sec.data()
-            out[name] = DataSection(name, content, bool(sec["sh_flags"] & SHF_WRITE))
+            if _is_data_name(sec.name) and not sec["sh_flags"] & SHF_EXECINSTR:
+                out[sec.name] = DataSection(sec.name, self._contents(sec),
+                                            bool(sec["sh_flags"] & SHF_WRITE))
         return out
 
     def _maps(self) -> tuple[dict[str, MapDef], dict[tuple[str, int], str]]:
@@ -241,13 +341,19 @@ class _Loader:
         """
         maps: dict[str, MapDef] = {}
         at: dict[tuple[str, int], str] = {}
+
+        def add(m: MapDef) -> None:   # programs and the map table name maps
+            if m.name in maps:
+                raise EbpfLtoError(f"two maps are named {m.name!r}")
+            maps[m.name] = m
+
         for sec in self.sections:
-            if sec.name == "maps" or sec.name.startswith("maps/"):
+            if _is_maps_name(sec.name):
                 syms = sorted((s for s in self.symbols if self._symbol_section(s) is sec),
                               key=lambda s: s["st_value"])
                 if not syms:
                     continue
-                content = sec.data()
+                content = self._contents(sec)
                 # libbpf's rule: the definition size is the section size over the map count.
                 def_size = len(content) // len(syms)
                 if def_size < 4 * len(LEGACY_MAP_FIELDS):
@@ -258,7 +364,7 @@ class _Loader:
                     if off + 20 > len(content):
                         raise EbpfLtoError(f"map {sym.name} lies outside its section", section=sec.name)
                     fields = struct.unpack_from("<5I", content, off)
-                    maps[sym.name] = MapDef(sym.name, *fields)
+                    add(MapDef(sym.name, *fields))
                     at[(sec.name, off)] = sym.name
         btf_sec = self.elf.get_section_by_name(".BTF")
         maps_sec = self.elf.get_section_by_name(".maps")
@@ -270,14 +376,16 @@ class _Loader:
             offsets = {s.name: s["st_value"] for s in self.symbols
                        if getattr(self._symbol_section(s), "name", None) == ".maps"}
             try:
-                btf = parse_btf(btf_sec.data()).fixup_datasec(".maps", maps_sec["sh_size"], offsets)
-                defs = btf.map_definitions()
+                btf = parse_btf(self._contents(btf_sec))
+                if not btf.by_name(".maps", "datasec"):
+                    raise BtfError("no DATASEC describes section .maps")
+                defs = btf.fixup_datasec(".maps", maps_sec["sh_size"], offsets).map_definitions()
             except BtfError as err:
                 raise EbpfLtoError(f"bad BTF: {err}", section=".BTF") from None
             for d in defs:
                 if d.inner is not None:
-                    maps[d.inner.name] = d.inner.geometry()
-                maps[d.name] = d.geometry()
+                    add(d.inner.geometry())
+                add(d.geometry())
                 at[(".maps", d.offset)] = d.name
         return maps, at
 
@@ -362,7 +470,7 @@ class _Loader:
         if sec is None:
             raise EbpfLtoError(f"refers to external symbol {sym.name!r} (a kernel ksym, kconfig "
                                "or kfunc), which needs a kernel", **where)
-        if rtype == R_BPF_64_32 and _is_local_call(insn):
+        if rtype == R_BPF_64_32 and isa.call_kind(insn) is isa.CallKind.LOCAL:
             if sec.name not in code:
                 raise EbpfLtoError(f"call to {sym.name!r}, which is not code", **where)
             target = self._slot(sym["st_value"], sec.name) + insn.imm + 1
@@ -390,12 +498,37 @@ class _Loader:
                            "which is neither a map, global data nor code", **where)
 
 
-def _is_local_call(insn: isa.Insn) -> bool:
-    return insn.opcode == (isa.JMP | isa.CALL) and insn.src == isa.CALL_LOCAL
+def _is_code(sec) -> bool:
+    return sec["sh_type"] == "SHT_PROGBITS" and sec["sh_flags"] & SHF_EXECINSTR and sec["sh_size"]
+
+
+def _is_data_name(name: str) -> bool:
+    return name in (".data", ".bss") or name.startswith((".rodata", ".data.", ".bss."))
+
+
+def _is_maps_name(name: str) -> bool:
+    """Legacy map definitions (struct bpf_map_def)."""
+    return name == "maps" or name.startswith("maps/")
+
+
+def _is_insn(slots, idx: int) -> bool:
+    """Whether slot `idx` starts an instruction (not past the end, not lddw's second half)."""
+    return 0 <= idx < len(slots) and slots[idx] is not None
+
+
+def _check_program_names(programs: list[Program]) -> None:
+    """A program's name is its entry symbol in the native object: present and unique."""
+    seen = set()
+    for prog in programs:
+        if not prog.name:
+            raise EbpfLtoError("a program has no name", section=prog.section)
+        if prog.name in seen:
+            raise EbpfLtoError(f"two programs are named {prog.name!r}", section=prog.section)
+        seen.add(prog.name)
 
 
 def _check_target(slots, target: int, path, section, idx) -> None:
-    if not 0 <= target < len(slots) or slots[target] is None:
+    if not _is_insn(slots, target):
         raise EbpfLtoError(f"call target {target} is not an instruction of the section",
                            file=path, section=section, insn=idx)
 

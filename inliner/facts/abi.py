@@ -22,6 +22,9 @@ PROG_NAMES, PROG_COUNT = "ebpf_lto_program_names", "ebpf_lto_programs_count"
 COUNTERS, PROFILE_TABLE, PROFILE_COUNT = ("ebpf_lto_counters", "ebpf_lto_profile",
                                           "ebpf_lto_profile_count")
 PROG_ARRAY_GET = "ebpf_lto_prog_array_get"   # prog_array slot -> program number
+# Prefixes of the symbols ebpf-lto itself exports or calls: a program named so
+# would clash with a table, a helper or the map runtime.
+RESERVED_PREFIXES = ("ebpf_lto_", "_bpf_helper_ext_", "__lddw_helper_")
 
 
 def helper_symbol(helper_id: int) -> str:

@@ -97,8 +97,11 @@ class ModuleLifter:
         if self.options.bpftime:
             self._check_map_fds()
         else:
-            self.maps = tables.map_descriptors(self.module, self.obj.maps, self.options.ncpus,
-                                               self.options.maps_extern)
+            try:
+                self.maps = tables.map_descriptors(self.module, self.obj.maps,
+                                                   self.options.ncpus, self.options.maps_extern)
+            except EbpfLtoError as err:
+                raise err.located(file=self.obj.path)
         facts = self.analyze(entries)
         bases = self._instrument() if self.options.instrument else {}
         for func in self.funcs.values():
@@ -106,7 +109,7 @@ class ModuleLifter:
                             bases.get(func.key)).emit()
         for i, prog in enumerate(programs):
             self._entry(prog.name, prog)
-            if i == 0:
+            if i == 0 and prog.name != abi.ENTRY_SYMBOL:
                 self._entry(abi.ENTRY_SYMBOL, prog)
         if not self.options.bpftime:  # bpftime's prog_array values are its program fds
             tables.program_table(self.module, [p.name for p in self.obj.programs])
@@ -381,6 +384,9 @@ class ModuleLifter:
                                  f"--map-fd {name}=FD")
 
     def _entry(self, symbol: str, prog: Program) -> None:
+        if symbol.startswith(abi.RESERVED_PREFIXES):
+            raise self.error(f"program name {symbol!r} is reserved: names starting with "
+                             f"{', '.join(abi.RESERVED_PREFIXES)} are ebpf-lto's own symbols")
         if symbol in self.module.globals:
             raise self.error(f"program name {symbol!r} is used twice")
         fn = ir.Function(self.module, ir.FunctionType(I64, [PTR, I64]), symbol)

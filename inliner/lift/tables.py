@@ -11,6 +11,7 @@ import re
 
 from llvmlite import ir
 
+from ..errors import EbpfLtoError
 from ..facts import abi, maps
 from ..facts.maps import MapDef
 
@@ -65,7 +66,11 @@ def map_descriptors(module: ir.Module, object_maps: dict[str, MapDef], ncpus: in
     out = {}
     for index, m in enumerate(object_maps.values()):
         if extern_state:
-            state = ir.GlobalVariable(module, state_ty, "ebpf_lto_state_" + re.sub(r"\W", "_", m.name))
+            symbol = "ebpf_lto_state_" + re.sub(r"\W", "_", m.name)
+            if symbol in module.globals:  # names differing only in non-word bytes
+                raise EbpfLtoError(f"with --maps extern, map {m.name!r} and another map both "
+                                   f"need the symbol {symbol}")
+            state = ir.GlobalVariable(module, state_ty, symbol)
         else:
             state = ir.GlobalVariable(module, state_ty,
                                       unique(f"bpf.map.{m.name}.state", module.globals))
