@@ -2,12 +2,12 @@
 
 target.py holds the targets, their machines and the emitter; optimize.py
 reads and verifies IR and runs LLVM's -O<n> pipeline, followed at -O2 by
-storefwd.py and splitblocks.py (over irtext.py).
+storefwd.py and splitblocks.py (over irtext.py; irview.py for what llvmlite reads).
 """
-from .optimize import OPT_LEVELS, optimize, parse_bitcode, parse_ir
+from .optimize import OPT_LEVELS, optimize, own_passes, parse_bitcode, parse_ir
 from .target import (EMIT_KINDS, TRIPLES, Target, emit, host_arch, init, make_target,
                      set_target, target_machine)
 
 __all__ = ["EMIT_KINDS", "OPT_LEVELS", "TRIPLES", "Target", "emit", "host_arch", "init",
-           "make_target", "optimize", "parse_bitcode", "parse_ir", "set_target",
+           "make_target", "optimize", "own_passes", "parse_bitcode", "parse_ir", "set_target",
            "target_machine"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 
 from ..errors import EbpfLtoError
-from . import splitblocks, storefwd
+from . import irview, splitblocks, storefwd
 from .target import init, set_target
 
 OPT_LEVELS = (0, 1, 2, 3)
@@ -41,8 +41,8 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llv
 
     Returns the optimized module, which may be a new one: at -O2 and above,
     stores are forwarded into the wider loads that follow them (storefwd.py),
-    and blocks too large for instruction selection to take in
-    linear time are split (splitblocks.py); both go through IR text.
+    and blocks too large for instruction selection to take in linear time are
+    split (splitblocks.py): `own_passes`.
     """
     if opt_level not in OPT_LEVELS:
         raise EbpfLtoError(f"optimization level must be 0-3, not {opt_level}")
@@ -53,10 +53,20 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llv
         pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
-    if opt_level < 2:
-        return mod
-    text, forwarded = storefwd.forward(str(mod))
-    text, splits = splitblocks.split(text)
-    if not forwarded and not splits:
-        return mod
-    return parse_ir(text, "the optimized module")
+    return own_passes(mod)[0] if opt_level >= 2 else mod
+
+
+def own_passes(mod: llvm.ModuleRef) -> tuple[llvm.ModuleRef, int, int]:
+    """ebpf-lto's passes after LLVM's: stores forwarded, then huge blocks split.
+
+    Returns the module, a new one if either rewrote it, and the counts of
+    loads forwarded and of splits. Both read the printed module (irtext.py),
+    llvmlite deciding each store forwarded (irview.py); only a rewrite
+    parses the edited text again.
+    """
+    view = irview.ModuleView(mod)
+    blocks, forwarded = storefwd.forward(view)
+    anchors, splits = splitblocks.split(view, blocks)
+    if not blocks:
+        return mod, 0, 0
+    return parse_ir(view.rewrite(blocks, anchors), "the optimized module"), forwarded, splits

@@ -12,12 +12,18 @@ address goes into one internal constant table, which nothing reads.
 
 Only blocks above BLOCK_LIMIT are touched; the code inside is unchanged but
 for one `br` per split, and values that cross a split live in registers.
+It works on the printed text alone (irtext.py), where the cut is made
+anyway: a block's size is its count of instruction lines, where llvmlite
+would list each instruction for five microseconds (a quarter second for a
+block of 50k), and whether an instruction is a phi, an alloca or a musttail
+call (which llvmlite does not tell) is on its line.
 """
 from __future__ import annotations
 
 import re
 
 from . import irtext
+from .irview import ModuleView
 
 BLOCK_LIMIT = 2000   # IR instructions in one block after the split
 ANCHORS = "@ebpf_lto.block_anchors"
@@ -27,78 +33,75 @@ _NOT_BEFORE = re.compile(r'^\s*(?:%\S+ = )?(?:phi|landingpad) ')
 _NOT_AFTER = re.compile(r'musttail call')
 
 
-def _is_instruction(line: str) -> bool:
-    body = line.strip()
-    return bool(body) and line[0].isspace() and not body.startswith((";", "#dbg_", "]"))
+def _cuts(lines: list[str]) -> list[int]:
+    """Where a block of these instruction lines is cut: before which lines."""
+    # Static allocas must stay in the entry block: split only after the last one.
+    start = max((n + 1 for n, line in enumerate(lines) if " = alloca " in line), default=0)
+    cuts = []
+    done = 0
+    for n in range(len(lines) - 1):   # never before the terminator
+        if done >= BLOCK_LIMIT and n >= start and not _NOT_BEFORE.match(lines[n]) \
+                and not _NOT_AFTER.search(lines[n - 1]):
+            cuts.append(n)
+            done = 0
+        done += 1
+    return cuts
 
 
-def _split_function(lines: list[str], fname: str, counter: list[int],
-                    anchors: list[str]) -> list[str]:
-    """Split the oversized blocks of one function body; fixes successors' phis."""
-    blocks = irtext.blocks(lines)
-    renamed: dict[str, str] = {}   # old block name -> name of its last piece
-    out: list[list[str]] = []
-    for block in blocks:
-        label = irtext.LABEL.match(block[0]) if block else None
-        count = sum(1 for line in block if _is_instruction(line))
-        if label is None or count <= BLOCK_LIMIT:
-            out.append(block)
-            continue
-        name = "%" + label[0][:-1]
-        # Static allocas must stay in the entry block: split only after the last one.
-        start = max((n + 1 for n, line in enumerate(block) if " = alloca " in line), default=0)
-        piece: list[str] = []
-        done = 0
-        prev = ""
-        current = name
-        ending = False   # inside the terminator (a switch spans lines)
-        for n, line in enumerate(block):
-            ending = ending or (_is_instruction(line) and _terminator_start(line))
-            if (_is_instruction(line) and done >= BLOCK_LIMIT and not ending and n >= start
-                    and not _NOT_BEFORE.match(line) and not _NOT_AFTER.search(prev)):
-                counter[0] += 1
-                current = f"%split.{counter[0]}"
-                piece.append(f"  br label {current}")
-                out.append(piece)
-                piece = [f"{current[1:]}:"]
-                anchors.append(f"ptr blockaddress({fname}, {current})")
-                done = 0
-            piece.append(line)
-            if _is_instruction(line):
-                done += 1
-                prev = line
-        out.append(piece)
-        if current != name:
-            renamed[name] = current
-    if renamed:
-        for block in out:
-            for i, line in enumerate(block):
-                if " phi " in line:
-                    for old, new in renamed.items():
-                        line = re.sub(rf', {re.escape(old)} \]', f', {new} ]', line)
-                    block[i] = line
-    return [line for block in out for line in block]
-
-
-def _terminator_start(line: str) -> bool:
-    body = line.strip()
-    return body.startswith(("br ", "ret", "switch ", "indirectbr ", "unreachable", "resume ",
-                            "callbr ", "invoke ")) or " = invoke " in body or \
-        " = callbr " in body
-
-
-def split(text: str) -> tuple[str, int]:
-    """Split every block above BLOCK_LIMIT instructions; returns the text and the splits."""
-    if text.count("\n") < BLOCK_LIMIT:
-        return text, 0
-    # Fresh names, should the text be an earlier link's output.
-    counter = [max(map(int, re.findall(r'\bsplit\.(\d+)\b', text)), default=0)]
-    taken = len(re.findall(rf'^{re.escape(ANCHORS)}(?:\.\d+)? =', text, re.M))
+def split(view: ModuleView, blocks: dict[tuple[int, int], irtext.Items]) -> tuple[str, int]:
+    """Cut every block above BLOCK_LIMIT instructions, counting what `blocks`
+    (function, block: items, irtext.py) already rewrites, into `blocks`.
+    Returns the anchors table's line, to end the module with, and the cuts."""
+    counter: list[int] = []
     anchors: list[str] = []
-    text = irtext.rewrite_functions(
-        text, lambda name, body: _split_function(body, name, counter, anchors))
+    for fn in view.functions:
+        printed = fn.text()
+        renamed: dict[str, str] = {}   # block name -> name of its last piece
+        for b, block in enumerate(printed.blocks):
+            items = blocks.get((fn.index, b)) or list(range(len(block)))
+            head = block.head()
+            if len(items) <= BLOCK_LIMIT or not head:
+                continue   # an unnamed entry block prints no label: left whole
+            cuts = _cuts([block.line(k) if isinstance(k, int) else k for k in items])
+            if not cuts:
+                continue
+            if not counter:  # fresh names, should the module be an earlier link's output
+                counter.append(view.text.largest("split.", r'\bsplit\.(\d+)\b'))
+            pieces, last = [], 0
+            for n in cuts:
+                counter[0] += 1
+                name = f"%split.{counter[0]}"
+                pieces += items[last:n] + [f"  br label {name}", f"{name[1:]}:"]
+                anchors.append(f"ptr blockaddress({printed.name}, {name})")
+                last = n
+            blocks[(fn.index, b)] = pieces + items[last:]
+            renamed["%" + irtext.LABEL.match(head[0])[0][:-1]] = name
+        if renamed:
+            _rename_phis(fn.index, printed, blocks, renamed)
     if not anchors:
-        return text, 0
+        return "", 0
+    taken = ANCHORS in view.text.text and \
+        len(re.findall(rf'^{re.escape(ANCHORS)}(?:\.\d+)? =', view.text.text, re.M))
     table = ANCHORS + (f".{taken}" if taken else "")
-    anchors_line = f"{table} = internal constant [{len(anchors)} x ptr] [{', '.join(anchors)}]"
-    return text + "\n" + anchors_line + "\n", len(anchors)
+    return f"{table} = internal constant [{len(anchors)} x ptr] [{', '.join(anchors)}]", \
+        len(anchors)
+
+
+def _rename_phis(f: int, printed: irtext.FunctionText,
+                 blocks: dict[tuple[int, int], irtext.Items], renamed: dict[str, str]) -> None:
+    """Point the phis of function `f` that name a cut block at its last piece."""
+    for b, block in enumerate(printed.blocks):
+        items = blocks.get((f, b)) or list(range(len(block)))
+        changed = False
+        for n, k in enumerate(items):
+            line = block.line(k) if isinstance(k, int) else k
+            if " phi " not in line:
+                continue
+            fixed = line
+            for old, new in renamed.items():
+                fixed = re.sub(rf', {re.escape(old)} \]', f', {new} ]', fixed)
+            if fixed != line:
+                items[n] = fixed
+                changed = True
+        if changed:
+            blocks[(f, b)] = items
