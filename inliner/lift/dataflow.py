@@ -23,7 +23,7 @@ from ..facts import contexts, isa
 from ..errors import EbpfLtoError
 from . import values as v
 from .cfg import Cfg
-from .switches import taken_values
+from .switches import complement, taken_values
 from .values import FRAME_POINTER, UNKNOWN, Kind, Range, Value
 
 ARGS_WRITTEN = 0b10000111110   # r1-r5 (the arguments) and r10 on entry
@@ -216,7 +216,7 @@ def refine(state: State, insn: isa.Insn, taken: bool) -> State | None:
     yes = taken_values(isa.op(insn.opcode), k, bits)
     if yes is None:
         return state
-    spans = yes if taken else _complement(yes, (1 << bits) - 1)
+    spans = yes if taken else complement(yes, (1 << bits) - 1)
     parts = [p for lo, hi in spans if (p := reg.range.meet(Range.unsigned(lo, hi))) is not None]
     if not parts:
         return None
@@ -226,17 +226,6 @@ def refine(state: State, insn: isa.Insn, taken: bool) -> State | None:
     regs = list(state.regs)
     regs[insn.dst] = v.scalar(r)
     return State(tuple(regs), state.written, state.spills)
-
-
-def _complement(spans: list[tuple[int, int]], top: int) -> list[tuple[int, int]]:
-    out, start = [], 0
-    for lo, hi in spans:
-        if lo > start:
-            out.append((start, lo - 1))
-        start = hi + 1
-    if start <= top:
-        out.append((start, top))
-    return out
 
 
 @dataclass(frozen=True)

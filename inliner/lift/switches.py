@@ -60,7 +60,8 @@ def _intersect(a: Intervals, b: Intervals) -> Intervals:
     return out
 
 
-def _complement(a: Intervals, top: int) -> Intervals:
+def complement(a: Intervals, top: int) -> Intervals:
+    """The values in [0, top] outside the intervals."""
     out, start = [], 0
     for lo, hi in a:
         if lo > start:
@@ -93,7 +94,7 @@ def taken_values(op: int, imm: int, bits: int) -> Intervals | None:
     smin, smax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     name = isa.COND_JMP_OPS.get(op)
     table = {
-        "jeq": [(c, c)], "jne": _complement([(c, c)], top),
+        "jeq": [(c, c)], "jne": complement([(c, c)], top),
         "jgt": [(c + 1, top)] if c < top else [], "jge": [(c, top)],
         "jlt": [(0, c - 1)] if c > 0 else [], "jle": [(0, c)],
         "jsgt": _signed(s + 1, smax, bits), "jsge": _signed(s, smax, bits),
@@ -187,7 +188,7 @@ def _tree(slots, body, succs, node, root: int, key, domain: Intervals,
         yes = taken_values(isa.op(insn.opcode), insn.imm, bits)
         taken, fall = succs[leader]
         for target, part, is_taken in ((taken, _intersect(values, yes), True),
-                                       (fall, _intersect(values, _complement(yes, top)), False)):
+                                       (fall, _intersect(values, complement(yes, top)), False)):
             if not part:
                 continue
             if target != root and node(target, key):
