@@ -22,12 +22,14 @@ from pathlib import Path
 from . import __version__, codegen, inputs, pipeline
 from .elf import loader
 from .errors import EbpfLtoError
-from .facts import isa, maps
+from .facts import contexts, isa, maps
 from .facts.abi import ABIS, ENTRY_SYMBOL
 from .facts.helpers import helper_name
 from .link import plan
+from .run.runner import ProgramFault
 from .tools.asm import SYNTAXES
 
+EXIT_FAULT = 1      # a checked program stopped (docs/safety.md)
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
 
@@ -44,6 +46,13 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                    help="architecture to emit code for (default x86_64)")
     p.add_argument("--cpu", default="generic",
                    help="LLVM cpu name, 'native' or 'generic' (default generic)")
+    p.add_argument("--no-checks", dest="checks", action="store_false",
+                   help="no run-time memory checks and no step budget: for programs already "
+                        "verified by the kernel or PREVAIL (docs/safety.md); link-time "
+                        "refusals stay")
+    p.add_argument("--max-steps", type=int, default=pipeline.DEFAULT_MAX_STEPS, metavar="N",
+                   help=f"back edges and calls one run may take before it is stopped "
+                        f"(default {pipeline.DEFAULT_MAX_STEPS})")
     p.add_argument("--program", metavar="NAME", help="only this program (default: all; "
                    "the first is bpf_main)")
     p.add_argument("--ncpus", type=int, default=maps.default_ncpus(), metavar="N",
@@ -98,6 +107,8 @@ def _options(args) -> pipeline.LinkOptions:
         raise EbpfLtoError(f"--ncpus must be at least 1, not {args.ncpus}")
     if args.inline_threshold < 0:
         raise EbpfLtoError(f"--inline-threshold must not be negative, not {args.inline_threshold}")
+    if not 0 < args.max_steps < 2**63:
+        raise EbpfLtoError(f"--max-steps must be 1 to 2^63-1, not {args.max_steps}")
     return pipeline.LinkOptions(opt_level=args.opt_level, arch=args.target, cpu=args.cpu,
                                 program=args.program, helpers=args.helpers, ncpus=args.ncpus,
                                 maps_extern=args.maps == "extern", inline=args.inline,
@@ -105,7 +116,8 @@ def _options(args) -> pipeline.LinkOptions:
                                 no_inline=tuple(args.no_inline),
                                 force_inline=tuple(args.force_inline),
                                 instrument=args.instrument, profile=args.profile,
-                                abi=args.abi, map_fds=_map_fds(args.map_fd))
+                                abi=args.abi, map_fds=_map_fds(args.map_fd),
+                                checks=args.checks, max_steps=args.max_steps)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with: dot -Tsvg FILE -o graph.svg")
     p.add_argument("--json", action="store_true",
                    help="print the plan as JSON (schema: docs/cli.md)")
+    p.add_argument("--checks", dest="show_checks", action="store_true",
+                   help="instead of the plan, how each memory access, helper call and loop "
+                        "is kept safe: proven at link time or checked at run time, and where "
+                        "(docs/safety.md)")
     _add_link_options(p)
     p.set_defaults(func=cmd_explain)
 
@@ -389,10 +405,19 @@ def cmd_run(args) -> int:
             raise EbpfLtoError(f"--map wants NAME=@FILE.json, not {spec!r}")
         maps.fill(name, path)
     out: dict = {"program": program.name}
+    faults = 0
     if by_packet:
         out["results"] = []
-        runs = pipeline.run_packets(obj, packets, options, loaded)
-        for n, (r0, after) in enumerate(runs, 1):
+        layout = contexts.for_program_type(program.prog_type)
+        for n, packet in enumerate(packets, 1):
+            try:
+                r0, after = loaded.call_packet(ENTRY_SYMBOL, layout, packet)
+            except ProgramFault as fault:
+                faults += 1
+                out["results"].append({"packet": n, "fault": str(fault)})
+                if not args.json:
+                    print(f"packet {n}: fault: {fault}")
+                continue
             action = action_name(program.prog_type, r0)
             out["results"].append({"packet": n, "r0": r0, "action": action, "data": after.hex()})
             if not args.json:
@@ -400,12 +425,21 @@ def cmd_run(args) -> int:
                 print(f"packet {n}: {shown}")
     else:
         memory = parse_memory(args.mem)
+        if memory is None and _reads_input(obj, program):
+            raise EbpfLtoError(f"program {program.name} reads memory through r1: give it with "
+                               "--mem HEX|@FILE")
         buf = bytearray(memory or b"")
-        out["r0"] = r0 = loaded.call(ENTRY_SYMBOL, buf if memory else None)
+        try:
+            out["r0"] = r0 = loaded.call(ENTRY_SYMBOL, buf if memory else None)
+        except ProgramFault as fault:
+            faults += 1
+            out["fault"] = str(fault)
+            print(f"ebpf-lto: fault: {fault}", file=sys.stderr)
+        else:
+            if not args.json:
+                print(f"{program.name}: r0 = {r0} ({r0:#x})")
         if memory:
             out["mem"] = buf.hex()
-        if not args.json:
-            print(f"{program.name}: r0 = {r0} ({r0:#x})")
     if args.profile_out:
         from .pgo import profile
         write_atomically(args.profile_out, profile.save(profile.read_counters(loaded),
@@ -413,7 +447,23 @@ def cmd_run(args) -> int:
     if args.json:
         out["maps"] = maps.dump()
         print(json.dumps(out))
-    return 0
+    return EXIT_FAULT if faults else 0
+
+
+def _reads_input(obj, program) -> bool:
+    """Whether a program without a context layout accesses memory through its r1."""
+    from .lift import analyze
+    from .lift.values import Kind
+    if contexts.for_program_type(program.prog_type) is not None:
+        return False
+    facts = analyze(obj, [program])[program.entry]
+    slots = obj.code[program.entry.section]
+    for idx, state in facts.before.items():
+        insn = slots[idx]
+        base = {isa.LDX: insn.src, isa.ST: insn.dst, isa.STX: insn.dst}.get(insn.cls)
+        if base is not None and state.regs[base].kind is Kind.ARG and state.regs[base].root == 1:
+            return True
+    return False
 
 
 def cmd_explain(args) -> int:
@@ -425,6 +475,8 @@ def cmd_explain(args) -> int:
         write_atomically(args.dot, plan.to_dot(
             linked.decisions, {obj.functions[p.entry].name: p.prog_type for p in programs}
         ).encode())
+    if args.show_checks:
+        return _explain_checks(obj, programs, linked.checks, args)
     if args.json:
         print(json.dumps({"file": obj.path, "programs": [p.name for p in programs],
                           "sites": [_site_json(d, helper_name) for d in linked.decisions]},
@@ -449,6 +501,36 @@ def cmd_explain(args) -> int:
                       f"[{colour[d.action]}]{d.action}[/]", d.reason)
     # Not a terminal: wide enough that the reasons stay on one line.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return 0
+
+
+def _explain_checks(obj, programs, checks, args) -> int:
+    """explain --checks: per function, how many accesses are proven and how many
+    checked at run time; then each run-time check."""
+    by_function: dict[str, list] = {}
+    for c in checks:
+        by_function.setdefault(c.function, []).append(c)
+    if args.json:
+        print(json.dumps({"file": obj.path, "programs": [p.name for p in programs],
+                          "checked": args.checks, "max_steps": args.max_steps,
+                          "checks": [dataclasses.asdict(c) for c in checks]}, indent=2))
+        return 0
+    if not args.checks:
+        print(f"{obj.path}: built with --no-checks: no run-time checks and no step budget; "
+              "the link-time refusals still hold")
+        return 0
+    for function, items in by_function.items():
+        accesses = [c for c in items if c.what in ("load", "store", "atomic")]
+        proven = sum(c.proven for c in accesses)
+        helpers = [c for c in items if c.what == "helper"]
+        loops = [c for c in items if c.what == "loop"]
+        print(f"{function}: {len(accesses)} memory accesses, {proven} proven at link time, "
+              f"{len(accesses) - proven} checked at run time; {len(helpers)} helper calls "
+              f"with pointer arguments, {sum(not c.proven for c in helpers)} checked; "
+              f"{len(loops)} loops counted against --max-steps {args.max_steps}")
+        for c in items:
+            if not c.proven:
+                print(f"  insn {c.insn}: {c.what} checked {c.how}")
     return 0
 
 

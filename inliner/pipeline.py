@@ -17,6 +17,7 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 
 from . import codegen, inputs, lift as lifter
+from .lift import DEFAULT_MAX_STEPS
 from .elf.model import EbpfObject
 from .errors import EbpfLtoError
 from .facts import abi, contexts, maps
@@ -47,6 +48,8 @@ class LinkOptions:
     profile: str | None = None   # an LLVM instrumentation profile to optimize with
     abi: str = "ebpf-lto"        # ebpf-lto: the object owns its maps; bpftime: the runtime does
     map_fds: Mapping[str, int] = field(default_factory=dict, hash=False)  # bpftime: name -> fd
+    checks: bool = True          # run-time memory checks and the step budget (docs/safety.md)
+    max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls one run may take
 
     def __post_init__(self):
         if self.abi not in abi.ABIS:
@@ -78,6 +81,7 @@ class Linked:
     linked_in: bool = False       # the helper sets' code is in the module
     stale: list[str] = field(default_factory=list)  # functions the profile no longer fits
     skipped_targets: list[str] = field(default_factory=list)  # tail-call targets left out
+    checks: list = field(default_factory=list)  # lift.Check: how each access is kept safe
 
 
 @contextmanager
@@ -110,7 +114,8 @@ def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -
     lift_options = dataclasses.replace(lift_options, ncpus=options.ncpus,
                                        maps_extern=options.maps_extern,
                                        instrument=options.instrument, profile=counts,
-                                       abi=options.abi, map_fds=options.map_fds)
+                                       abi=options.abi, map_fds=options.map_fds,
+                                       checks=options.checks, max_steps=options.max_steps)
     return lifter.lift(obj, progs, lift_options)
 
 
@@ -156,7 +161,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
         mod = codegen.optimize(mod, tm, options.opt_level)
     ours = isinstance(lifted, lifter.Lifted)
     return Linked(mod, hset, called, entries, decisions, graph, linked_in,
-                  lifted.stale if ours else [], lifted.skipped_targets if ours else [])
+                  lifted.stale if ours else [], lifted.skipped_targets if ours else [],
+                  lifted.checks if ours else [])
 
 
 def _parse_foreign(data: bytes, name: str) -> llvm.ModuleRef:

@@ -192,9 +192,10 @@ def test_off_a_terminal_quick_prints_a_line_per_benchmark_and_a_summary(capsys, 
     assert main(["bench", "--quick", "csum_hdrs", "crc32"]) == 0
     lines = [re.sub(r"\d+ s;", "T s;", line) for line in capsys.readouterr().err.splitlines()]
     peers = "unavailable: dpdk-interp, dpdk-jit"
-    assert lines == [f"bench --quick [1/2] csum_hdrs: same as the twin: none, lto, pgo; {peers}",
-                     f"bench --quick [2/2] crc32: same as the twin: none, lto, pgo; {peers}",
-                     "bench --quick: 2 benchmarks, T s; modes: 6 same as the twin, "
+    linked = "none, lto, unchecked, pgo"
+    assert lines == [f"bench --quick [1/2] csum_hdrs: same as the twin: {linked}; {peers}",
+                     f"bench --quick [2/2] crc32: same as the twin: {linked}; {peers}",
+                     "bench --quick: 2 benchmarks, T s; modes: 8 same as the twin, "
                      "4 unavailable"]
 
 

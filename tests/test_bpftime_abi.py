@@ -21,6 +21,7 @@ from inliner import pipeline
 from inliner.elf import loader
 from inliner.tools import asm
 from inliner.elf.model import Ref
+from inliner.facts.abi import FAULT
 from inliner.facts.maps import MapDef
 
 PROG = ROOT / "tests" / "maps_prog" / "bpftime.o"
@@ -212,7 +213,7 @@ def test_object_needs_only_the_runtime_and_defines_only_the_programs(tmp_path):
     image, _ = link()
     undefined, defined = symbols(image, tmp_path)
     assert undefined == RUNTIME      # no map runtime, no ebpf_lto_* tables or state
-    assert defined == PROGRAMS
+    assert defined == PROGRAMS | {FAULT}   # and the fault record (docs/safety.md)
     # Helpers without maps follow --inline as ever: csum_diff is linked in above, not here.
     undefined, _ = symbols(link(inline="none")[0], tmp_path)
     assert undefined == RUNTIME | {"_bpf_helper_ext_0028"}

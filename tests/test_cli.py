@@ -52,7 +52,7 @@ def test_linked_object_follows_the_aot_contract(tmp_path):
     exported = {n for n, s in symbols.items() if s["st_info"]["bind"] == "STB_GLOBAL"
                 and s["st_shndx"] != "SHN_UNDEF"}
     assert exported == {"bpf_main", "ipv4_csum", "ebpf_lto_maps", "ebpf_lto_maps_count",
-                        "ebpf_lto_program_names", "ebpf_lto_programs_count"}
+                        "ebpf_lto_program_names", "ebpf_lto_programs_count", "ebpf_lto_fault"}
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build a host")

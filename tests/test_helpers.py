@@ -11,6 +11,7 @@ hand or from the kernel's own selftests.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
 import struct
@@ -63,9 +64,11 @@ def options(program: str, opt: int = 2) -> pipeline.LinkOptions:
     return pipeline.LinkOptions(opt_level=opt, helpers="default", program=program)
 
 
-def run(name: str, program: str, mem: bytes, opt: int = 2) -> tuple[int, bytes]:
+def run(name: str, program: str, mem: bytes, opt: int = 2, checks: bool = True
+        ) -> tuple[int, bytes]:
     """One run through the public entry, pipeline.run."""
-    r0, after = pipeline.run(obj(name), mem, options(program, opt))
+    opts = dataclasses.replace(options(program, opt), checks=checks)
+    r0, after = pipeline.run(obj(name), mem, opts)
     return r0, bytes(after)
 
 
@@ -387,9 +390,11 @@ READS_LAYOUT = "<IIQ3q64s64s64s"
 FILL = 0xAA
 
 
-def reads(program: str, size: int, src: int, opt: int = 2):
+def reads(program: str, size: int, src: int, opt: int = 2, checks: bool = False):
+    """The probe_read family on host memory at src: a checked build reads only the
+    program's own memory (tests/test_safety.py), so these run unchecked."""
     mem = struct.pack(READS_LAYOUT, size, 0, src, 7, 7, 7, *(bytes([FILL]) * 64,) * 3)
-    _, after = run("memory", program, mem, opt)
+    _, after = run("memory", program, mem, opt, checks)
     _, _, _, *rest = struct.unpack(READS_LAYOUT, after)
     return rest[:3], rest[3:]
 
@@ -405,11 +410,15 @@ def test_probe_read(opt):
             assert dst == data[:size] + bytes([FILL]) * (64 - size)
 
 
-def test_probe_read_bad_pointer_faults():
-    rets, dsts = reads("probe_reads", 16, 0, 2)
-    assert rets == [-EFAULT] * 3
-    for dst in dsts:              # the kernel zeroes the destination on a fault
-        assert dst == bytes(16) + bytes([FILL]) * 48
+@pytest.mark.parametrize("checks", [False, True])
+def test_probe_read_bad_pointer_faults(checks):
+    # Checked, any host memory is a bad pointer, however readable.
+    good = ctypes.create_string_buffer(b"host", 64)
+    for src in (0, ctypes.addressof(good)) if checks else (0,):
+        rets, dsts = reads("probe_reads", 16, src, 2, checks)
+        assert rets == [-EFAULT] * 3
+        for dst in dsts:              # the kernel zeroes the destination on a fault
+            assert dst == bytes(16) + bytes([FILL]) * 48
 
 
 # (string at src, size) -> (return value, bytes written); hand-computed from

@@ -81,12 +81,10 @@ static long array_delete(const struct bpf_map *m, const void *key)
     return -EINVAL;
 }
 
-/* callback(map, &index, value, ctx, 0) for each index in order; a per-cpu
+/* callback(map, &index, value, ctx, env) for each index in order; a per-cpu
  * map passes the current cpu's copy. Returns the elements visited. */
-static long array_for_each(const struct bpf_map *m, void *callback, void *ctx, uint64_t flags)
+static long array_for_each(const struct bpf_map *m, void *callback, void *ctx, uint64_t env)
 {
-    if (flags != 0)
-        return -EINVAL;
     char *base = (char *)map_storage(m);
     if (base == 0)
         return 0;
@@ -97,7 +95,7 @@ static long array_for_each(const struct bpf_map *m, void *callback, void *ctx, u
         uint32_t key = i; /* the callback may write through its key pointer */
         visited++;
         if (cb((uint64_t)(uintptr_t)m, (uint64_t)(uintptr_t)&key,
-               (uint64_t)(uintptr_t)(array_elem(m, base, i) + copy), (uint64_t)(uintptr_t)ctx, 0))
+               (uint64_t)(uintptr_t)(array_elem(m, base, i) + copy), (uint64_t)(uintptr_t)ctx, env))
             break;
     }
     return visited;

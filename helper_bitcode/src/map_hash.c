@@ -500,15 +500,13 @@ static long htab_get_next_key(const struct bpf_map *m, const void *key, void *ne
     return -ENOENT;
 }
 
-/* callback(map, key, value, ctx, 0) per element, lock-free like lookup (the
+/* callback(map, key, value, ctx, env) per element, lock-free like lookup (the
  * callback may update or delete elements, also the current one: its
  * successor is read first). A chain that ends in another bucket's marker was
  * changed under the walk and is left; elements may then be missed, as the
  * kernel may under concurrent updates. A per-cpu map passes this cpu's copy. */
-static long htab_for_each(const struct bpf_map *m, void *callback, void *ctx, uint64_t flags)
+static long htab_for_each(const struct bpf_map *m, void *callback, void *ctx, uint64_t env)
 {
-    if (flags != 0)
-        return -EINVAL;
     char *base = (char *)map_storage(m);
     if (base == 0)
         return 0;
@@ -523,7 +521,7 @@ static long htab_for_each(const struct bpf_map *m, void *callback, void *ctx, ui
             x = __atomic_load_n(&e->next, __ATOMIC_ACQUIRE);
             visited++;
             if (cb((uint64_t)(uintptr_t)m, (uint64_t)(uintptr_t)htab_key(e),
-                   (uint64_t)(uintptr_t)htab_value(m, e, cpu), (uint64_t)(uintptr_t)ctx, 0))
+                   (uint64_t)(uintptr_t)htab_value(m, e, cpu), (uint64_t)(uintptr_t)ctx, env))
                 return visited;
         }
     }

@@ -216,11 +216,10 @@ BPF_HELPER(0089) /* map_peek_elem(map, value) */
  * the walk). flags must be 0. */
 BPF_HELPER(0164) /* for_each_map_elem */
 {
-    (void)r5;
     const struct map_ops *ops = map_ops_of(as_map(r1));
     if (!ops || !ops->for_each || r4 != 0)
         return NEG_ERRNO(EINVAL);
-    return (u64)ops->for_each(as_map(r1), as_ptr(r2), as_ptr(r3), r4);
+    return (u64)ops->for_each(as_map(r1), as_ptr(r2), as_ptr(r3), r5);
 }
 
 /* void *map_lookup_percpu_elem(map, key, cpu): cpu's copy, NULL when cpu >=

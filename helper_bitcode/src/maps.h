@@ -43,7 +43,7 @@ struct map_ops {
     long (*pop)(const struct bpf_map *m, void *value);
     long (*peek)(const struct bpf_map *m, void *value);
     void *(*lookup_percpu)(const struct bpf_map *m, const void *key, uint32_t cpu);
-    long (*for_each)(const struct bpf_map *m, void *callback, void *ctx, uint64_t flags);
+    long (*for_each)(const struct bpf_map *m, void *callback, void *ctx, uint64_t env);
     /* The syscall's lookup where it is not a copy of the value: maps of
      * programs and of maps give the referenced object's id (its index). */
     long (*sys_lookup)(const struct bpf_map *m, const void *key, void *value_out);
@@ -84,9 +84,10 @@ long index_get_next_key(const struct bpf_map *m, const void *key, void *next);
 #define BPF_F_LOCK 4
 
 /* Callback of for_each_map_elem: a lifted eBPF function. Returns 0 to
- * continue, 1 to stop. */
+ * continue, 1 to stop. `env` is the helper's r5, a checked caller's
+ * environment (docs/safety.md), which the callback gets as its r5. */
 typedef uint64_t (*map_foreach_cb)(uint64_t map, uint64_t key, uint64_t value, uint64_t ctx,
-                                   uint64_t unused);
+                                   uint64_t env);
 
 #define MAP_ROUND8(n) (((uint64_t)(n) + 7) & ~(uint64_t)7)
 

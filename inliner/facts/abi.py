@@ -5,6 +5,7 @@ hosts (runner, hostmaps, profile, emulate, bench) look them up.
 """
 from __future__ import annotations
 
+import enum
 import re
 
 ENTRY_SYMBOL = "bpf_main"            # the first program's entry, `uint64_t (void *, uint64_t)`
@@ -36,3 +37,38 @@ def helper_id(symbol: str) -> int | None:
     """The id in a `_bpf_helper_ext_NNNN` symbol, or None for any other name."""
     m = HELPER_SYMBOL.match(symbol)
     return int(m.group(1)) if m else None
+
+
+# The fault record a checked object exports (docs/safety.md): written when a
+# run-time check stops the program, and read (and cleared) by the host.
+FAULT = "ebpf_lto_fault"
+FAULT_FIELDS = ("code", "insn", "addr", "size", "region", "region_lo", "region_hi", "function")
+
+
+class Fault(enum.IntEnum):
+    """Why a checked program stopped (the record's `code`)."""
+    NONE = 0
+    LOAD = 1       # a load outside every region its pointer may touch
+    STORE = 2      # a store or atomic outside them, or into read-only memory
+    STEPS = 3      # the budget of back edges and calls ran out (--max-steps)
+
+    @property
+    def what(self) -> str:
+        return {Fault.LOAD: "out-of-bounds load", Fault.STORE: "out-of-bounds store",
+                Fault.STEPS: "step budget exhausted"}.get(self, "no fault")
+
+
+class Region(enum.IntEnum):
+    """What the memory a faulting access was checked against is (the record's `region`)."""
+    NONE = 0        # the pointer has no memory of the program's
+    MEMORY = 1      # the input memory of a program without a context (r1, r2)
+    PACKET = 2      # [data, data_end) of the packet
+    MAP_VALUE = 3   # a value a map lookup returned
+    DATA = 4        # a global data section of the object
+    HELPER = 5      # memory a helper returned (a ringbuf record)
+    CALLBACK = 6    # what a helper hands a callback (a map's key or value)
+    FRAME = 7       # the stack frame of a function
+
+    @property
+    def what(self) -> str:
+        return self.name.lower().replace("_", " ")

@@ -4,6 +4,9 @@ Defined once here; the assembler, disassembler, lifter, helper library and
 interpreter all name helpers from this table. Generated from libbpf's
 bpf_helper_defs.h (ids 1-211); id 0 is bpf_unspec.
 """
+import enum
+from typing import NamedTuple
+
 
 KERNEL_HELPERS: dict[int, str] = {
     1: "map_lookup_elem",
@@ -221,6 +224,8 @@ KERNEL_HELPERS: dict[int, str] = {
 
 HELPER_IDS: dict[str, int] = {name: hid for hid, name in KERNEL_HELPERS.items()}
 MAP_LOOKUP = HELPER_IDS["map_lookup_elem"]
+MAP_LOOKUP_PERCPU = HELPER_IDS["map_lookup_percpu_elem"]
+RINGBUF_RESERVE = HELPER_IDS["ringbuf_reserve"]
 TAIL_CALL = HELPER_IDS["tail_call"]
 
 
@@ -239,3 +244,71 @@ MAP_HELPERS: frozenset[int] = frozenset({
 # Helpers whose result differs from run to run (clocks, random numbers): a
 # program calling one cannot be compared across builds by its results.
 NONDETERMINISTIC_HELPERS: frozenset[int] = frozenset({5, 7, 118, 125, 160})
+
+
+class ArgKind(enum.Enum):
+    """What a helper argument must be, as the kernel's bpf_func_proto arg types say."""
+    MEM = "mem"      # memory of `size` bytes (ARG_PTR_TO_MEM + ARG_CONST_SIZE)
+    KEY = "key"      # a key of the map in r1 (ARG_PTR_TO_MAP_KEY)
+    VALUE = "value"  # a value of the map in r1 (ARG_PTR_TO_MAP_VALUE)
+    CTX = "ctx"      # the program's context (ARG_PTR_TO_CTX)
+    MAP = "map"      # a map (ARG_CONST_MAP_PTR)
+    # memory of `size` bytes the helper reads without faulting, whatever the
+    # address (probe_read's source): a checked build hands it only the
+    # program's own memory, any other address as NULL, which the helper
+    # answers with -EFAULT and a zeroed destination, as for a bad address
+    UNSAFE = "unsafe"
+
+
+class HelperArg(NamedTuple):
+    kind: ArgKind
+    reg: int              # the argument's register
+    size: int = 0         # MEM: the register holding its size in bytes
+    write: bool = False   # the helper writes the memory
+
+
+def _mem(reg: int, size: int, write: bool = False) -> HelperArg:
+    return HelperArg(ArgKind.MEM, reg, size, write)
+
+
+_MAP, _CTX = HelperArg(ArgKind.MAP, 1), HelperArg(ArgKind.CTX, 1)
+_KEY = HelperArg(ArgKind.KEY, 2)
+_PROBE = (_mem(1, 2, write=True), HelperArg(ArgKind.UNSAFE, 3, 2))
+
+# The pointer arguments of the helpers the default library implements, from
+# the kernel's protos (net/core/filter.c, kernel/bpf/helpers.c). A checked
+# build validates each against the caller's regions before the call; a bad one
+# gets the helper's error code instead of the call (docs/safety.md).
+HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
+    1: (_MAP, _KEY),                                                  # map_lookup_elem
+    2: (_MAP, _KEY, HelperArg(ArgKind.VALUE, 3)),                     # map_update_elem
+    3: (_MAP, _KEY),                                                  # map_delete_elem
+    4: _PROBE,                                                        # probe_read
+    6: (_mem(1, 2),),                                                 # trace_printk
+    9: (_CTX, _mem(3, 4)),                                            # skb_store_bytes
+    10: (_CTX,),                                                      # l3_csum_replace
+    11: (_CTX,),                                                      # l4_csum_replace
+    16: (_mem(1, 2, write=True),),                                    # get_current_comm
+    25: (_CTX, HelperArg(ArgKind.MAP, 2), _mem(4, 5)),                # perf_event_output
+    26: (_CTX, _mem(3, 4, write=True)),                               # skb_load_bytes
+    28: (_mem(1, 2), _mem(3, 4)),                                     # csum_diff
+    44: (_CTX,),                                                      # xdp_adjust_head
+    45: _PROBE,                                                       # probe_read_str
+    54: (_CTX,),                                                      # xdp_adjust_meta
+    65: (_CTX,),                                                      # xdp_adjust_tail
+    87: (_MAP, HelperArg(ArgKind.VALUE, 2)),                          # map_push_elem
+    88: (_MAP, HelperArg(ArgKind.VALUE, 2, write=True)),              # map_pop_elem
+    89: (_MAP, HelperArg(ArgKind.VALUE, 2, write=True)),              # map_peek_elem
+    112: _PROBE,                                                      # probe_read_user
+    113: _PROBE,                                                      # probe_read_kernel
+    114: _PROBE,                                                      # probe_read_user_str
+    115: _PROBE,                                                      # probe_read_kernel_str
+    130: (_MAP, _mem(2, 3)),                                           # ringbuf_output
+    131: (_MAP,),                                                     # ringbuf_reserve
+    134: (_MAP,),                                                     # ringbuf_query
+    164: (_MAP,),                                                     # for_each_map_elem
+    165: (_mem(1, 2, write=True), _mem(4, 5)),                         # snprintf
+    177: (_mem(1, 2), _mem(3, 4)),                                    # trace_vprintk
+    182: (_mem(1, 2),),                                               # strncmp
+    195: (_MAP, _KEY),                                                # map_lookup_percpu_elem
+}

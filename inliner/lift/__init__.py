@@ -16,10 +16,10 @@ from ..elf.model import EbpfObject, Program
 from ..errors import EbpfLtoError
 from ..elf.model import FuncKey
 from .dataflow import Facts
-from .model import LiftOptions, Lifted, Site
+from .model import DEFAULT_MAX_STEPS, Check, LiftOptions, Lifted, Site
 from .module import ModuleLifter
 
-__all__ = ["Facts", "LiftOptions", "Lifted", "Site", "analyze", "lift"]
+__all__ = ["DEFAULT_MAX_STEPS", "Check", "Facts", "LiftOptions", "Lifted", "Site", "analyze", "lift"]
 
 
 def lift(obj: EbpfObject, programs: list[Program] | None = None,

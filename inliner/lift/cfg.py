@@ -69,6 +69,33 @@ class Cfg:
                          for n in comp if len(comp) > 1 or graph.has_edge(n, n))
 
     @cached_property
+    def natural_loops(self) -> frozenset[int]:
+        """Headers whose every back edge comes from a block they dominate: the
+        loops entered only through their header (reducible)."""
+        graph = nx.DiGraph((a, b) for a, succ in self.succs.items() for b in succ)
+        graph.add_nodes_from(self.order)
+        idom = nx.immediate_dominators(graph, self.start)
+
+        def dominates(a: int, b: int) -> bool:
+            while b != a and idom.get(b, b) != b:
+                b = idom[b]
+            return b == a
+        headers: dict[int, bool] = {}
+        for src, dst in self.back_edges:
+            headers[dst] = headers.get(dst, True) and dominates(dst, src)
+        return frozenset(h for h, ok in headers.items() if ok)
+
+    def loop_body(self, header: int) -> frozenset[int]:
+        """The blocks of the natural loop of `header` (one of natural_loops)."""
+        body, todo = {header}, [s for s, d in self.back_edges if d == header]
+        while todo:
+            n = todo.pop()
+            if n not in body:
+                body.add(n)
+                todo.extend(self.preds[n])
+        return frozenset(body)
+
+    @cached_property
     def back_edges(self) -> frozenset[tuple[int, int]]:
         """Edges that close a cycle in a depth-first walk from the entry: where loops close."""
         out, state = set(), {}

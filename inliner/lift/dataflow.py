@@ -14,18 +14,20 @@ register's range on each edge; an edge no value can take is not followed.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from heapq import heappop, heappush
 from typing import NamedTuple
 
 from ..facts import contexts, isa
+from ..facts.helpers import MAP_LOOKUP, MAP_LOOKUP_PERCPU
 from ..errors import EbpfLtoError
 from . import values as v
 from .cfg import Cfg
 from .switches import complement, taken_values
 from .values import FRAME_POINTER, UNKNOWN, Kind, Range, Value
 
+MAP_LOOKUPS = (MAP_LOOKUP, MAP_LOOKUP_PERCPU)
 ARGS_WRITTEN = 0b10000111110   # r1-r5 (the arguments) and r10 on entry
 CALL_CLOBBERED = 0b111110      # r1-r5: unreadable after a call
 WIDEN_AFTER = 3                # visits of a block before its ranges widen
@@ -36,6 +38,9 @@ class State(NamedTuple):
     regs: tuple[Value, ...]              # r0..r10
     written: int                         # bit r: r is written on every path to here
     spills: tuple[tuple[int, Value], ...]  # (r10 offset, value) of 8-byte frame slots, sorted
+    # Bytes from the packet's data known to be before data_end, as the kernel's
+    # packet pointer `range`: from compares of a packet pointer with data_end.
+    packet: int = 0
 
     def spilled(self, off: int) -> Value:
         for at, value in self.spills:
@@ -43,21 +48,44 @@ class State(NamedTuple):
                 return value
         return UNKNOWN
 
-    def join(self, other: State, widen: bool = False) -> State:
-        """Where paths meet: values joined (widened at loop heads), registers written on
-        both, slots tracked on both."""
+    def join(self, other: State, widen: Sequence[int] | None = None) -> State:
+        """Where paths meet: values joined (widened at loop heads, to the thresholds
+        given), registers written on both, slots tracked on both."""
         regs = tuple(_join(a, b, widen) for a, b in zip(self.regs, other.regs))
         theirs = dict(other.spills)
         spills = tuple((off, j) for off, a in self.spills if off in theirs
                        and (j := _join(a, theirs[off], widen)) != UNKNOWN)
-        return State(regs, self.written & other.written, spills)
+        return State(regs, self.written & other.written, spills, min(self.packet, other.packet))
 
 
-def _join(a: Value, b: Value, widen: bool) -> Value:
+def _join(a: Value, b: Value, widen: Sequence[int] | None) -> Value:
     j = a.join(b)
-    if widen and j.kind is Kind.SCALAR and a.kind is Kind.SCALAR:
-        return v.scalar(a.range.widen(j.range))
+    if widen is not None and j.kind is Kind.SCALAR and a.kind is Kind.SCALAR:
+        return v.scalar(a.range.widen(j.range, widen))
+    if widen is not None and j.kind is a.kind and j.kind in (Kind.ARG, Kind.PACKET,
+                                                              Kind.MAP_VALUE):
+        return j._replace(range=a.range.widen(j.range, widen))
     return j
+
+
+def _forget_offsets(value: Value) -> Value:
+    return value._replace(range=v.FULL) if value.kind is Kind.PACKET else value
+
+
+def thresholds(cfg: Cfg, slots) -> tuple[int, ...]:
+    """The constants the function's jumps compare with, unsigned and signed: where a
+    widened bound stops first (the kernel learns a loop's bound from them too)."""
+    out = set()
+    for idx in cfg:
+        insn = slots[idx]
+        if insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) in isa.COND_JMP_OPS \
+                and not insn.opcode & isa.X:
+            k = insn.imm & (v.M64 if insn.cls == isa.JMP else v.M32)
+            # K - 1 too: a loop that runs while i != K (or i < K) stays below it.
+            for t in (k - 1, k, k + 1):
+                if 0 <= t <= v.M64:
+                    out.update((t, v.to_signed(t)))
+    return tuple(sorted(out))
 
 
 def entry_state(args: Sequence[Value]) -> State:
@@ -65,8 +93,6 @@ def entry_state(args: Sequence[Value]) -> State:
                  ARGS_WRITTEN, ())
 
 
-# Facts the analysis needs from outside the function: what lddw at a slot loaded.
-MapAt = Callable[[int], str | None]  # slot -> map name, for lddw of a map
 
 
 class _Step:
@@ -77,17 +103,18 @@ class _Step:
         self.written = state.written
         self.spills = dict(state.spills)
         self.frozen_spills = state.spills  # what `spills` holds, sorted, until a store changes it
+        self.packet = state.packet
 
     def freeze(self) -> State:
         if self.frozen_spills is None:
             self.frozen_spills = tuple(sorted(self.spills.items()))
-        return State(tuple(self.regs), self.written, self.frozen_spills)
+        return State(tuple(self.regs), self.written, self.frozen_spills, self.packet)
 
-    def run(self, insn: isa.Insn, map_at: str | None) -> None:
+    def run(self, insn: isa.Insn, loaded: Value | None) -> None:
         c, op = insn.cls, isa.op(insn.opcode)
         result = UNKNOWN
         if insn.is_wide:
-            result = (Value(Kind.MAP, map=map_at) if map_at is not None
+            result = (loaded if loaded is not None
                       else v.const(insn.imm64) if insn.src == 0 else UNKNOWN)
         elif c in (isa.ALU, isa.ALU64):
             result = self._alu(insn, c == isa.ALU64, op)
@@ -96,9 +123,20 @@ class _Step:
         elif c in (isa.ST, isa.STX):
             self._store(insn)
         if c == isa.JMP and op == isa.CALL:
+            m = self.regs[1]
+            if (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER
+                    and m.kind is Kind.MAP and m.off == 0):
+                result = v.map_value(m.map)
             for r in range(6):
                 self.regs[r] = UNKNOWN
             self.written &= ~CALL_CLOBBERED
+            # A helper may move or shrink the packet (xdp_adjust_head): what is known
+            # of packet pointers' offsets goes, as the kernel's clear_all_pkt_pointers.
+            self.packet = 0
+            self.regs = [_forget_offsets(r) for r in self.regs]
+            if any(value.kind is Kind.PACKET for value in self.spills.values()):
+                self.spills = {off: _forget_offsets(value) for off, value in self.spills.items()}
+                self.frozen_spills = None
         for r in isa.regs_written(insn):
             self.regs[r] = result
             self.written |= 1 << r
@@ -129,7 +167,7 @@ class _Step:
             # pointer + scalar and pointer - scalar stay in the pointer's object;
             # scalar + pointer is not followed, so a root is always a pointer.
             if dst.kind in (Kind.ARG, Kind.PACKET) and src.kind is Kind.SCALAR:
-                return dst
+                return dst.offset_by(src.range if op == isa.ADD else v.neg(src.range))
         if dst.kind is not Kind.SCALAR or src.kind is not Kind.SCALAR:
             return v.scalar(v.U32) if not wide else UNKNOWN
         return v.scalar(_arith(op, insn, dst.range, src.range, wide))
@@ -142,7 +180,8 @@ class _Step:
         if base.kind is Kind.CTX:
             field = base.layout.field_at(base.off + insn.off, nbytes)
             if field is not None and field.kind != contexts.SCALAR:
-                return Value(Kind.PACKET)
+                return {"data": v.PACKET_START, "data_end": v.PACKET_END}.get(
+                    field.name, Value(Kind.PACKET))
         if nbytes == 8:
             return UNKNOWN
         if isa.mode(insn.opcode) == isa.MEMSX:
@@ -203,6 +242,17 @@ def refine(state: State, insn: isa.Insn, taken: bool) -> State | None:
     only a register whose value fits in 32 bits (then both compares agree).
     """
     reg = state.regs[insn.dst]
+    if reg.kind is Kind.MAP_VALUE and reg.null and not insn.opcode & isa.X and insn.imm == 0 \
+            and insn.cls == isa.JMP and isa.op(insn.opcode) in (isa.JEQ, isa.JNE):
+        # The lookup's NULL test: a value on one edge, the number 0 on the other.
+        found = taken == (isa.op(insn.opcode) == isa.JNE)
+        regs = list(state.regs)
+        regs[insn.dst] = reg._replace(null=False) if found else v.const(0)
+        return state._replace(regs=tuple(regs))
+    if insn.opcode & isa.X and insn.cls == isa.JMP:
+        packet = _packet_room(isa.op(insn.opcode), reg, state.regs[insn.src], taken)
+        if packet > state.packet:
+            return state._replace(packet=packet)
     if reg.kind is not Kind.SCALAR:
         return state
     if insn.opcode & isa.X:
@@ -225,7 +275,32 @@ def refine(state: State, insn: isa.Insn, taken: bool) -> State | None:
         r = r.hull(p)
     regs = list(state.regs)
     regs[insn.dst] = v.scalar(r)
-    return State(tuple(regs), state.written, state.spills)
+    return state._replace(regs=tuple(regs))
+
+
+# Compares of a packet pointer p with data_end, by the edge where p <= data_end
+# holds: jgt/jge p, end fall through, jlt/jle p, end and jgt/jge end, p are taken,
+# jlt/jle end, p fall through. (Where p < data_end holds, p <= data_end does too.)
+_P_LE_END = {isa.JGT: False, isa.JGE: False, isa.JLT: True, isa.JLE: True}
+_END_GE_P = {isa.JGT: True, isa.JGE: True, isa.JLT: False, isa.JLE: False}
+
+
+def _packet_room(op: int, a: Value, b: Value, taken: bool) -> int:
+    """The bytes of packet a compare proves on one edge (check_packet_range)."""
+    if a.kind is Kind.PACKET and b.kind is Kind.PACKET_END and op in _P_LE_END:
+        p, edge = a, _P_LE_END[op]
+    elif a.kind is Kind.PACKET_END and b.kind is Kind.PACKET and op in _END_GE_P:
+        p, edge = b, _END_GE_P[op]
+    else:
+        return 0
+    # data + off <= data_end for the pointer's least offset: off bytes are there.
+    offsets = p.offsets
+    if edge != taken or offsets is None or offsets.smin < 0:
+        return 0
+    return min(offsets.umin, MAX_PACKET)
+
+
+MAX_PACKET = 0xFFFF   # no offset past the largest packet proves anything
 
 
 @dataclass(frozen=True)
@@ -244,15 +319,17 @@ class Facts:
 DEAD = State((UNKNOWN,) * 10 + (FRAME_POINTER,), (1 << isa.NUM_REGS) - 1, ())
 
 
-def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], map_at: Mapping[int, str],
+def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], loaded: Mapping[int, Value],
             callee_at: Mapping[int, object]) -> Facts:
     """The fixpoint from the given argument values, then the facts per instruction.
 
-    map_at: slot -> map name for lddw of a map; callee_at: slot -> the callee's
-    key for each bpf-to-bpf call.
+    loaded: slot -> what a relocated lddw there loads (a map; the address of data
+    or code, which is no number known here); callee_at: slot -> the callee's key
+    for each bpf-to-bpf call.
     """
     state_in = {cfg.start: entry_state(args)}
     heads = {head for _, head in cfg.back_edges}
+    bounds = thresholds(cfg, slots)
     visits: dict[int, int] = {}
     # A block runs again whenever its entry state changes, so the states its
     # last run recorded are those of the fixpoint.
@@ -261,13 +338,14 @@ def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], map_at: Mapping[in
     while work:
         leader = heappop(work)
         queued.discard(leader)
-        for succ, out in _block(cfg, slots, leader, state_in[leader], map_at, before):
+        for succ, out in _block(cfg, slots, leader, state_in[leader], loaded, before):
             old = state_in.get(succ)
             if old is None:
                 new = out
             else:
                 visits[succ] = visits.get(succ, 0) + 1
-                new = old.join(out, widen=succ in heads and visits[succ] > WIDEN_AFTER)
+                widen = succ in heads and visits[succ] > WIDEN_AFTER
+                new = old.join(out, widen=bounds if widen else None)
             if new != old:
                 state_in[succ] = new
                 if succ not in queued:
@@ -286,13 +364,13 @@ def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], map_at: Mapping[in
     return Facts(before, calls)
 
 
-def _block(cfg: Cfg, slots, leader: int, state: State, map_at, record: dict | None):
+def _block(cfg: Cfg, slots, leader: int, state: State, loaded, record: dict | None):
     """Run one block from `state`; yields (successor, state on that edge)."""
     step = _Step(state)
     for idx in cfg.blocks[leader]:
         if record is not None:
             record[idx] = step.freeze()
-        step.run(slots[idx], map_at.get(idx))
+        step.run(slots[idx], loaded.get(idx))
     out = step.freeze()
     succs = cfg.succs[leader]
     last = slots[cfg.blocks[leader][-1]]
@@ -309,7 +387,7 @@ def _block(cfg: Cfg, slots, leader: int, state: State, map_at, record: dict | No
 def call_args(state: State) -> tuple[Value, ...]:
     """r1-r5 as a callee sees them: a pointer into this frame or derived from a root
     of this function is a pointer root of the callee's own."""
-    return tuple(Value(Kind.ARG, root=r) if a.kind in (Kind.FRAME, Kind.ARG, Kind.PACKET)
+    return tuple(v.arg(r) if a.kind in (Kind.FRAME, Kind.ARG, Kind.PACKET)
                  else a for r, a in enumerate(state.regs[1:6], 1))
 
 

@@ -14,6 +14,7 @@ has no undefined behaviour.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from llvmlite import ir
@@ -24,12 +25,14 @@ from ..errors import EbpfLtoError
 from . import switches
 from .counts import Counts
 from .dataflow import Facts
+from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, NONE, Guard, refuse_always_outside
 from .values import Kind, Value
 
 if TYPE_CHECKING:
     from .module import Func, ModuleLifter
 
 I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+I64P = I64.as_pointer()
 I8P = I8.as_pointer()
 FRAME = ir.ArrayType(I8, isa.STACK_SIZE)
 SIZE_TYPES = {1: I8, 2: I16, 4: I32, 8: I64}
@@ -78,8 +81,20 @@ class FunctionEmitter:
         self.arg_roots = {r: b.inttoptr(self.fn.args[r - 1], I8P, name=f"root{r}")
                           for r in range(1, 6)}
         self.pkt_root = b.alloca(I8P, name="pkt")
-        b.branch(self.blocks[cfg.start])
+        self.guard = None
+        if self.func.checked or self.ml.options.checks:
+            hidden = list(self.fn.args[-(HIDDEN_SHADOWS + 2):]) if self.func.checked else None
+            self.guard = Guard(self, hidden, self.ml.function_name(self.func))
+            self.guard.charge(cfg.start)  # a call is a step of the budget
+        # Loops emitted twice (guard.py Guard.versions): their copies' blocks, and
+        # while one's copy is emitted, (its version, its blocks).
         instrument = self.counter_base is not None
+        self.versions = self.guard.versions() if self.guard and not instrument else {}
+        self.fast_blocks = {h: {leader: self.fn.append_basic_block(f"L{leader}.fast")
+                                for leader in cfg.order if leader in version.body}
+                            for h, version in self.versions.items()}
+        self.copy = None
+        b.branch(self.blocks[cfg.start])
         # Instrumented code keeps the trees: their branches are what the counters count.
         self.switches = {} if instrument else switches.find(self.slots, cfg.order, cfg.succs,
                                                             cfg.insns)
@@ -89,17 +104,44 @@ class FunctionEmitter:
             b.position_at_end(self.blocks[leader])
             if instrument:
                 self._count(n)
-            for idx in cfg.insns(leader):
-                self.state = self.facts[idx]
-                self.insn(idx, self.slots[idx])
-            if not b.block.is_terminated:
-                b.branch(self.blocks[cfg.succs[leader][0]])
+            self._block(leader)
+        for h, version in self.versions.items():
+            self.copy = (version, self.fast_blocks[h])
+            for leader in cfg.order:
+                if leader in version.body:
+                    b.position_at_end(self.copy[1][leader])
+                    self._block(leader)
+            self.copy = None
         # The words narrow stores read-modify-write start at zero, so that their
         # loads never read memory nothing wrote. SROA folds the zeros into
         # promoted slots, and DSE drops them where a full store follows.
         b.position_before(entry.terminator)
         for pos in sorted(self.narrow_words):
             b.store(ir.Constant(I64, 0), self._frame_word(pos), align=8)
+
+    def _block(self, leader: int) -> None:
+        b, guard = self.b, self.guard
+        if guard is not None:
+            guard.plan_block(self.cfg.insns(leader))
+        for idx in self.cfg.insns(leader):
+            self.state = self.facts[idx]
+            self.insn(idx, self.slots[idx])
+            if guard is not None and not b.block.is_terminated:
+                guard.after(self.slots[idx])
+        if not b.block.is_terminated:
+            b.branch(self._to(leader, self.cfg.succs[leader][0]))
+
+    def _to(self, src: int, dst: int) -> ir.Block:
+        """The block a branch from block src to block dst jumps to: in a loop's copy,
+        the copy's; into a loop emitted twice, the choice of copy (guard.py: budget,
+        versions)."""
+        if self.copy is not None and dst in self.copy[0].body:
+            block = self.copy[1][dst]
+        elif dst in self.versions and src not in self.versions[dst].body:
+            block = self.guard.dispatch(dst)
+        else:
+            block = self.blocks[dst]
+        return block if self.guard is None else self.guard.target(src, dst, block)
 
     def _count(self, index: int) -> None:
         """counters[base + index] += 1 (plain, not atomic: a profile tolerates races)."""
@@ -232,14 +274,17 @@ class FunctionEmitter:
         op = isa.op(insn.opcode)
         wide = insn.cls == isa.JMP
         if op == isa.EXIT and wide:
+            if self.guard is not None:
+                self.guard.charge_loops(idx)
             self._ret(self.rd(0), stopped=False)
             return
         if op == isa.CALL and wide:
             self._call(idx, insn)
             return
-        succs = self.cfg.succs[self.cfg.block_of[idx]]
+        leader = self.cfg.block_of[idx]
+        succs = self.cfg.succs[leader]
         if op == isa.JA:
-            b.branch(self.blocks[succs[0]])
+            b.branch(self._to(leader, succs[0]))
             return
         if op not in isa.COND_JMP_OPS:
             raise self.error(idx, f"unknown jump operation (opcode {insn.opcode:#04x})")
@@ -252,7 +297,7 @@ class FunctionEmitter:
         if not wide:
             a, v = b.trunc(a, I32), b.trunc(v, I32)
         if idx in self.switches:
-            self._switch(self.switches[idx], a)
+            self._switch(leader, self.switches[idx], a)
             return
         if op == isa.JSET:
             cond = b.icmp_unsigned("!=", b.and_(a, v), ir.Constant(ty, 0))
@@ -262,12 +307,13 @@ class FunctionEmitter:
                 PREDICATES[name], a, v)
         taken, fall = succs
         instrument = self.counter_base is not None
-        target = self.fn.append_basic_block(f"L{idx}.taken") if instrument else self.blocks[taken]
-        br = b.cbranch(cond, target, self.blocks[fall])
+        target = (self.fn.append_basic_block(f"L{idx}.taken") if instrument
+                  else self._to(leader, taken))
+        br = b.cbranch(cond, target, self._to(leader, fall))
         if instrument:
             b.position_at_end(target)
             self._count(len(self.cfg.order) + self.branch_index[idx])
-            b.branch(self.blocks[taken])
+            b.branch(self._to(leader, taken))
         if self.counts is not None and not self._if_convertible(taken, fall):
             hits = self.counts.taken[idx]
             total = self.counts.blocks[self.cfg.block_of[idx]]
@@ -279,13 +325,17 @@ class FunctionEmitter:
             [ir.MetaDataString(self.ml.module, "branch_weights"),
              *(ir.Constant(I32, w // scale) for w in weights)]))
 
-    def _switch(self, sw: switches.Switch, value: ir.Value) -> None:
+    def _switch(self, leader: int, sw: switches.Switch, value: ir.Value) -> None:
         """A compare tree as one switch (switches.py); with a profile, each case is weighed
         by the count of the tree edge its value took, shared among that edge's values."""
         ty = value.type
-        inst = self.b.switch(value, self.blocks[sw.default])
+        # The tree's edges into a leaf come from its inner nodes too: any of them
+        # that closes a loop makes the switch's edge to that leaf close it.
+        src = {e.leaf: self.cfg.block_of[e.jump] for e in sw.edges
+               if (self.cfg.block_of[e.jump], e.leaf) in self.cfg.back_edges}
+        inst = self.b.switch(value, self._to(src.get(sw.default, leader), sw.default))
         for case, leaf, _ in sw.cases:
-            inst.add_case(ir.Constant(ty, case), self.blocks[leaf])
+            inst.add_case(ir.Constant(ty, case), self._to(src.get(leaf, leader), leaf))
         if self.counts is None:
             return
 
@@ -325,6 +375,10 @@ class FunctionEmitter:
                 return i.dst == 10 and isa.mode(i.opcode) == isa.MEM
             return i.cls == isa.LDX and i.src == 10
         return len(body) <= IF_CONVERT_LIMIT and all(cheap(i) for i in body)
+
+    def stop(self, r0: ir.Value) -> None:
+        """End the whole program with r0 (checked functions and unwinds)."""
+        self._ret(r0, stopped=True)
 
     def _ret(self, r0: ir.Value, stopped: bool) -> None:
         if self.func.may_stop:
@@ -367,7 +421,6 @@ class FunctionEmitter:
         return self.b.gep(root, [self.b.sub(addr, root_addr)])
 
     def _call(self, idx: int, insn: isa.Insn) -> None:
-        b = self.b
         if insn.opcode == isa.CALLX:
             self._callx(idx, insn)
             return
@@ -383,23 +436,56 @@ class FunctionEmitter:
               and (array := self._runtime_array(1)) is not None):
             self._array_lookup(idx, array)
         elif kind is isa.CallKind.HELPER:
-            r0 = b.call(self.ml.helper(insn.imm), self._args())
-            self._site(idx, r0, insn.imm)
-            self.wr(idx, 0, r0)
-            if insn.imm in self.ml.options.unwind_helpers:
-                self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+            self._helper_call(idx, insn.imm)
         elif kind is isa.CallKind.KFUNC:
             raise self.error(idx, f"call to kernel function (kfunc) with BTF id {insn.imm}, "
                                   "which needs a kernel")
         else:
             raise self.error(idx, f"call with unknown source {insn.src}")
 
+    def _helper_call(self, idx: int, hid: int, site: bool = True) -> None:
+        """A helper call; in a checked build its pointer arguments are checked first (a bad
+        one gets -EFAULT instead of the call), and its result's region is known."""
+        b, guard = self.b, self.guard
+        specs = self.ml.options.helper_args.get(hid, ())
+        ok = guard.helper_args(idx, specs) if guard else None
+        if ok is not None:
+            call, bad, done = (self.fn.append_basic_block(f"L{idx}.{n}")
+                               for n in ("call", "bad", "called"))
+            b.cbranch(ok, call, bad)
+            b.position_at_end(bad)
+            self.wr(idx, 0, ir.Constant(I64, -EFAULT & M64))
+            guard.give(0, NONE)
+            b.branch(done)
+            b.position_at_end(call)
+        args, env = self._args(), None
+        if guard is not None:
+            env = guard.call_args(args, hid, specs)
+        r0 = b.call(self.ml.helper(hid), args)
+        if env is not None:  # a callback that stopped the program stops it here too
+            stopped = b.load(b.gep(env, [I32(0), I32(ENV_STOPPED)]))
+            self._stop_if(b.icmp_unsigned("!=", stopped, ir.Constant(I64, 0)), ir.Constant(I64, 0))
+        if site:
+            self._site(idx, r0, hid)
+        self.wr(idx, 0, r0)
+        if guard is not None:
+            guard.helper_result(hid, r0)
+        if ok is not None:
+            b.branch(done)
+            b.position_at_end(done)
+            r0 = self.rd(0)
+        if hid in self.ml.options.unwind_helpers:
+            self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+
     def _tcc(self) -> ir.Value:
         return self.fn.args[5] if self.func.has_tcc else ir.Constant(I64, 0)
 
     def _call_local(self, callee: Func) -> ir.CallInstr:
         b = self.b
-        result = call = b.call(callee.ir_func, self._args() + [self._tcc()] * callee.has_tcc)
+        args = self._args() + [self._tcc()] * callee.has_tcc
+        if callee.checked:
+            args += self.guard.hidden()
+        result = call = b.call(callee.ir_func, args)
         if callee.may_stop:
             r0 = b.extract_value(result, 0)
             b.store(r0, self.regs[0])
@@ -440,6 +526,8 @@ class FunctionEmitter:
         found = b.and_(b.icmp_unsigned("<", key, ir.Constant(I64, m.max_entries)),
                        b.icmp_unsigned("!=", base, ir.Constant(I64, 0)))
         self.wr(idx, 0, b.select(found, value, ir.Constant(I64, 0)))
+        if self.guard is not None:
+            self.guard.helper_result(MAP_LOOKUP, self.rd(0))
         self.ml.add_site(self.func, idx, abi.helper_symbol(MAP_LOOKUP),
                          MAP_LOOKUP, self._in_loop(idx), None,
                          f"ARRAY {m.name}: __lddw_helper_map_val + key * {m.value_size} "
@@ -457,10 +545,14 @@ class FunctionEmitter:
         tcc = self._tcc()
         fail = self.fn.append_basic_block(f"tail{idx}.fail")
         lookup = self.fn.append_basic_block(f"tail{idx}.lookup")
-        b.cbranch(b.icmp_unsigned("<", tcc, ir.Constant(I64, MAX_TAIL_CALL_CNT)), lookup, fail)
+        go = b.icmp_unsigned("<", tcc, ir.Constant(I64, MAX_TAIL_CALL_CNT))
+        if self.guard is not None and (valid := self.guard.map_check(2)) is not None:
+            go = b.and_(go, valid)  # the map runtime reads the prog_array r2 names
+        b.cbranch(go, lookup, fail)
         b.position_at_end(lookup)
         number = b.call(ml.prog_array_get(), [b.inttoptr(self.rd(2), I8P), b.trunc(self.rd(3), I32)])
-        ctx = self.rd(1)
+        # A checked build hands the target the context itself, whatever r1 holds.
+        ctx = self.rd(1) if self.guard is None else self.guard.ctx
         switch = b.switch(number, fail)
         zero = ir.Constant(I64, 0)
         for n, prog in enumerate(ml.obj.programs):
@@ -473,6 +565,8 @@ class FunctionEmitter:
             args = [ctx, zero, zero, zero, zero]
             if target.has_tcc:
                 args.append(b.add(tcc, ir.Constant(I64, 1)))
+            if target.checked:
+                args += [zero] * HIDDEN_SHADOWS + [self.guard.budget, ctx]
             result = b.call(target.ir_func, args)
             self._ret(b.extract_value(result, 0) if target.may_stop else result, stopped=True)
         b.position_at_end(fail)
@@ -489,10 +583,7 @@ class FunctionEmitter:
             blk = self.fn.append_basic_block(f"callx{idx}.h{hid}")
             switch.add_case(ir.Constant(I64, hid), blk)
             b.position_at_end(blk)
-            r0 = b.call(self.ml.helper(hid), self._args())
-            self.wr(idx, 0, r0)
-            if hid in self.ml.options.unwind_helpers:
-                self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+            self._helper_call(idx, hid, site=False)
             b.branch(done)
         b.position_at_end(fail)
         # Functions whose address the program takes are the other legal targets.
@@ -502,7 +593,7 @@ class FunctionEmitter:
             callee = self.ml.funcs[key]
             hit = self.fn.append_basic_block(f"callx{idx}.f{key.start}")
             miss = self.fn.append_basic_block(f"callx{idx}.n{key.start}")
-            addr = b.ptrtoint(callee.ir_func, I64)
+            addr = self.ml.function_address(key).ptrtoint(I64)
             b.cbranch(b.icmp_unsigned("==", target, addr), hit, miss)
             b.position_at_end(hit)
             self._call_local(callee)
@@ -522,24 +613,42 @@ class FunctionEmitter:
         """
         ptr_ty = SIZE_TYPES[size].as_pointer()
         fact = self.reg(base)
+        what = ("atomic" if self.slots[idx].cls == isa.STX and isa.mode(self.slots[idx].opcode)
+                == isa.ATOMIC else "store" if store else "load")
         if fact.kind is Kind.FRAME:
             pos = isa.STACK_SIZE + fact.off + off
             if pos < 0 or pos + size > isa.STACK_SIZE:
                 raise self.error(idx, f"stack access at r10{fact.off + off:+d} of {size} bytes is "
                                       f"outside the {isa.STACK_SIZE}-byte frame")
+            self.record(idx, what, True, f"frame slot r10{fact.off + off:+d}")
             align = min(16, pos & -pos) if pos else 16
             ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), ptr_ty)
             return ptr, min(align, size)
         if fact.kind is Kind.CTX:
             field = self._ctx_field(idx, fact, off, size, store)
+            self.record(idx, what, True, f"context field {fact.layout.name}.{field.name}")
             user = field.user_off + (fact.off + off - field.kernel_off)
             return self.b.inttoptr(self._ctx_base(base, fact, user), ptr_ty), 1
+        if fact.kind is Kind.SCALAR and (value := fact.range.value) is not None:
+            # As the verifier refuses any access through a number: no memory of
+            # the program's is at an address known before it runs.
+            what = "store" if store else "load"
+            raise self.error(idx, f"{what} of {size} byte{'s' * (size > 1)} at the constant address "
+                                  f"{(value + off) & M64:#x}: the program owns no memory there")
+        refuse_always_outside(self, idx, what, fact, off, size)
         addr = self.rd(base)
         if off:
             addr = self.b.add(addr, ir.Constant(I64, off & M64))
+        if self.guard is not None:
+            self.guard.check_access(idx, what, base, off, size, addr)
         if fact.kind in (Kind.ARG, Kind.PACKET):
             return self.b.bitcast(self._rebased(fact, addr), ptr_ty), 1
         return self.b.inttoptr(addr, ptr_ty), 1
+
+    def record(self, idx: int, what: str, proven: bool, how: str) -> None:
+        """How the access, helper call or loop at idx is kept safe (lift.Check)."""
+        if self.guard is not None and self.copy is None:
+            self.ml.add_check(self.func, idx, what, proven, how)
 
     def _ctx_field(self, idx: int, fact: Value, off: int, size: int, store: bool):
         layout = fact.layout
@@ -576,6 +685,10 @@ class FunctionEmitter:
                                           I64.as_pointer())
                     meta_len = b.load(ptr, typ=I32, align=1)
                     value = b.sub(b.load(data_ptr, typ=I64, align=1), b.zext(meta_len, I64))
+                if self.guard is not None and field.name in ("data", "data_meta"):
+                    end = b.inttoptr(self._ctx_base(insn.src, fact, fact.layout.data_end), I64P)
+                    self.guard.packet_read(insn.dst, value, b.load(end, typ=I64, align=1),
+                                           field.name == "data")
                 b.store(b.inttoptr(value, I8P), self.pkt_root)
                 self.wr(idx, insn.dst, value)
                 return
@@ -642,7 +755,7 @@ class FunctionEmitter:
         ty = SIZE_TYPES[nbytes]
         if self.reg(insn.dst).kind is Kind.CTX:
             raise self.error(idx, "atomic operation on the context")
-        ptr, _ = self._address(idx, insn.dst, insn.off, nbytes)
+        ptr, _ = self._address(idx, insn.dst, insn.off, nbytes, store=True)
         src = self.rd(insn.src)
         val = src if nbytes == 8 else b.trunc(src, ty)
         widen = (lambda x: x) if nbytes == 8 else (lambda x: b.zext(x, I64))
@@ -677,3 +790,6 @@ class FunctionEmitter:
             self.wr(idx, insn.dst, self.b.call(self.ml.lddw_helper(abi.MAP_BY_FD, I32), [fd]))
             return
         self.wr(idx, insn.dst, self.ml.address_of(ref).ptrtoint(I64))
+        if self.guard is not None and ref.kind == "data":  # the whole section
+            base = self.ml.address_of(dataclasses.replace(ref, offset=0)).ptrtoint(I64)
+            self.guard.data_read(insn.dst, base, self.ml.obj.data[ref.target])

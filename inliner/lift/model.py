@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
+# Back edges and calls one run may take: the kernel's verifier processes up to
+# a million instructions of a program, and so many steps take well under a second.
+DEFAULT_MAX_STEPS = 1_000_000
+
 
 @dataclass(frozen=True)
 class LiftOptions:
@@ -25,6 +29,10 @@ class LiftOptions:
     profile: Mapping | None = field(default=None, compare=False)  # name -> (hash, counters)
     abi: str = "ebpf-lto"
     map_fds: Mapping[str, int] = field(default_factory=dict, compare=False)  # map name -> fd
+    checks: bool = True           # run-time memory checks and the step budget (docs/safety.md)
+    max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls a run may take
+    # The pointer arguments of the helper set's helpers, checked before each call.
+    helper_args: Mapping[int, tuple] = field(default_factory=dict, compare=False)
 
     @property
     def bpftime(self) -> bool:
@@ -47,6 +55,17 @@ class Site:
     lowered: str = ""      # why the lifter expanded the call in place; then no call is left
 
 
+@dataclass(frozen=True)
+class Check:
+    """How one memory access, helper call or loop of a checked build is kept safe
+    (`ebpf-lto explain --checks`)."""
+    function: str   # the eBPF function it is in
+    insn: int       # its instruction index in the section
+    what: str       # load, store, atomic, helper, loop
+    proven: bool    # proven at link time (no code); else checked at run time
+    how: str        # the proof, or what it is checked against
+
+
 @dataclass
 class Lifted:
     module: ir.Module
@@ -55,3 +74,4 @@ class Lifted:
     counts: dict[tuple[str, int], int] = field(default_factory=dict)  # profile: site -> calls
     stale: list[str] = field(default_factory=list)  # functions whose profile hash differs
     skipped_targets: list[str] = field(default_factory=list)  # tail-call targets left out
+    checks: list[Check] = field(default_factory=list)  # a checked build's, per access

@@ -17,11 +17,13 @@ from ..elf.model import EbpfObject, FuncKey, Program
 from ..errors import EbpfLtoError
 from ..facts import abi, contexts, isa
 from ..facts.helpers import TAIL_CALL
-from . import cfg as cfgs, counts as profile_counts, dataflow, tables, validity
+from ..facts.abi import Region
+from . import cfg as cfgs, counts as profile_counts, dataflow, guard, tables, validity, values
 from .cfg import Cfg
 from .dataflow import Facts
 from .emit import I1, I8P, I32, I64, FunctionEmitter
-from .model import LiftOptions, Lifted, Site
+from .guard import HIDDEN_SHADOWS, fault_record_type
+from .model import Check, LiftOptions, Lifted, Site
 from .values import UNKNOWN, Kind, Value
 
 PTR = ir.PointerType()
@@ -35,6 +37,8 @@ class Func:
     end: int
     may_stop: bool = False   # can end the whole program (returns {i64, i1})
     has_tcc: bool = False    # takes the tail-call depth as a sixth argument
+    checked: bool = False    # takes its arguments' regions, the budget and the context (guard.py)
+    trampoline: ir.Function | None = None  # a checked callback's C entry (guard.trampoline)
     ir_func: ir.Function | None = None
     callees: set[FuncKey] = field(default_factory=set)
     cfg: Cfg | None = None
@@ -53,6 +57,7 @@ class ModuleLifter:
         self.counts: dict[tuple[str, int], int] = {}
         self.stale: list[str] = []
         self.skipped_targets: list[str] = []
+        self.checks: list[Check] = []
         self.tail_calls = False
         self.counters: ir.GlobalVariable | None = None
         # Functions whose address the code loads or the data holds: callbacks and tables.
@@ -90,10 +95,23 @@ class ModuleLifter:
         for func in self.funcs.values():
             # Callbacks are called from C with five arguments, so they count from 0.
             func.has_tcc = self.tail_calls and func.key not in self.address_taken
+            # Checked functions may fault; a callback is entered from C through a
+            # trampoline with the C signature.
+            func.checked = self.options.checks
+            func.may_stop = func.may_stop or func.checked
             ret = ir.LiteralStructType([I64, I1]) if func.may_stop else I64
-            fnty = ir.FunctionType(ret, [I64] * (6 if func.has_tcc else 5))
+            hidden = [I64] * HIDDEN_SHADOWS + [I64.as_pointer(), I64] if func.checked else []
+            fnty = ir.FunctionType(ret, [I64] * (6 if func.has_tcc else 5) + hidden)
             func.ir_func = ir.Function(self.module, fnty, tables.unique(f"bpf.{func.name}", names))
             func.ir_func.linkage = "internal"
+            if func.checked:
+                # Nothing the program can reach points at the budget: LICM may keep
+                # it in a register through loops that store to memory.
+                func.ir_func.args[-2].add_attribute("noalias")
+        for func in self.funcs.values():
+            if func.checked and func.key in self.address_taken:
+                func.trampoline = guard.trampoline(self, func, tables.unique(
+                    f"bpf.{func.name}.cb", self.module.globals))
         if self.options.bpftime:
             self._check_map_fds()
         else:
@@ -108,14 +126,14 @@ class ModuleLifter:
             FunctionEmitter(self, func, facts[func.key], self._profile(func),
                             bases.get(func.key)).emit()
         for i, prog in enumerate(programs):
-            self._entry(prog.name, prog)
+            named = self._entry(prog.name, prog)
             if i == 0 and prog.name != abi.ENTRY_SYMBOL:
-                self._entry(abi.ENTRY_SYMBOL, prog)
+                self._alias(abi.ENTRY_SYMBOL, named)
         if not self.options.bpftime:  # bpftime's prog_array values are its program fds
             tables.program_table(self.module, [p.name for p in self.obj.programs])
         sizes = {f.ir_func.name: f.end - f.key.start for f in self.funcs.values()}
         return Lifted(self.module, self.sites, sizes, self.counts, self.stale,
-                      self.skipped_targets)
+                      self.skipped_targets, self.checks)
 
     # -- the functions to lift ---------------------------------------------
 
@@ -232,7 +250,7 @@ class ModuleLifter:
                 args[ref.function] = unknown
         for prog in programs:
             layout = contexts.for_program_type(prog.prog_type)
-            r1 = Value(Kind.CTX, layout=layout) if layout else Value(Kind.ARG, root=1)
+            r1 = Value(Kind.CTX, layout=layout) if layout else values.arg(1)
             new = (r1,) + unknown[1:]
             old = args[prog.entry]
             args[prog.entry] = new if old is None else dataflow.join_args(old, new)
@@ -255,9 +273,10 @@ class ModuleLifter:
     def _analyze_one(self, func: Func, args: tuple[Value, ...]) -> Facts:
         section = func.key.section
         slots = self.obj.code[section]
-        map_at = {idx: ref.target for idx in func.cfg
-                  if (ref := self.obj.refs.get((section, idx))) is not None and ref.kind == "map"}
-        result = dataflow.analyze(func.cfg, slots, args, map_at, self._local_calls(func))
+        # What each relocated lddw loads: a map, or the address of data or code.
+        loaded = {idx: Value(Kind.MAP, map=ref.target) if ref.kind == "map" else UNKNOWN
+                  for idx in func.cfg if (ref := self.obj.refs.get((section, idx))) is not None}
+        result = dataflow.analyze(func.cfg, slots, args, loaded, self._local_calls(func))
         try:
             dataflow.check_reads(func.cfg, slots, result)
         except EbpfLtoError as err:
@@ -297,6 +316,9 @@ class ModuleLifter:
 
     # -- what emitters ask for -----------------------------------------------
 
+    def add_check(self, func: Func, idx: int, what: str, proven: bool, how: str) -> None:
+        self.checks.append(Check(func.name, idx, what, proven, how))
+
     def add_site(self, func: Func, idx: int, callee: str, helper_id: int | None, in_loop: bool,
                  call: ir.CallInstr | None, lowered: str = "") -> None:
         self.sites.append(Site(func.name, idx, callee, helper_id, in_loop, call, lowered))
@@ -322,6 +344,30 @@ class ModuleLifter:
             fn.attributes.add("nounwind")
         return fn
 
+    def fault_record(self) -> ir.GlobalVariable:
+        """The exported fault record (facts/abi.py FAULT), zeroed."""
+        gv = self.module.globals.get(abi.FAULT)
+        if gv is None:
+            ty = fault_record_type()
+            gv = ir.GlobalVariable(self.module, ty, abi.FAULT)
+            gv.initializer = ir.Constant(ty, None)
+            gv.align = 8
+        return gv
+
+    def data_regions(self) -> list[tuple]:
+        """Each global data section of the object as a region (guard.py)."""
+        out = []
+        for name, sec in self.obj.data.items():
+            lo = self._data_global(name).bitcast(I8P).ptrtoint(I64)
+            hi = self._data_global(name).bitcast(I8P).gep([ir.Constant(I64, len(sec.data))]
+                                                          ).ptrtoint(I64)
+            out.append((lo, hi, hi if sec.writable else lo, guard.tag(Region.DATA)))
+        return out
+
+    def function_name(self, func: Func) -> ir.Constant:
+        """The function's name as a C string, for fault records."""
+        return tables.cstring(self.module, f"bpf.fn.{func.name}", func.name)
+
     def prog_array_get(self) -> ir.Function:
         fn = self.module.globals.get(abi.PROG_ARRAY_GET)
         if fn is None:
@@ -337,7 +383,13 @@ class ModuleLifter:
                 raise self.error(f"initialized data holds the address of map {ref.target!r}, "
                                  "which with --abi bpftime exists only at run time")
             return self.maps[ref.target].bitcast(I8P)
-        return self.funcs[ref.function].ir_func.bitcast(I8P)
+        return self.function_address(ref.function)
+
+    def function_address(self, key: FuncKey) -> ir.Constant:
+        """A function's address as the program sees it: a checked callback's is its
+        trampoline's, which C calls with five arguments (guard.py)."""
+        func = self.funcs[key]
+        return (func.trampoline or func.ir_func).bitcast(I8P)
 
     def _data_global(self, name: str) -> ir.GlobalVariable:
         gv = self.data.get(name)
@@ -383,7 +435,15 @@ class ModuleLifter:
                 raise self.error(f"map {name!r} has no fd: --abi bpftime needs "
                                  f"--map-fd {name}=FD")
 
-    def _entry(self, symbol: str, prog: Program) -> None:
+    def _alias(self, symbol: str, entry: ir.Function) -> None:
+        """bpf_main as a call of the first program's entry: the program's function
+        keeps one caller, so LLVM inlines it there and sees the memory it is given
+        (llvmlite's IR builder has no aliases)."""
+        fn = ir.Function(self.module, ir.FunctionType(I64, [PTR, I64]), symbol)
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        b.ret(b.call(entry, fn.args, tail="tail"))
+
+    def _entry(self, symbol: str, prog: Program) -> ir.Function:
         if symbol.startswith(abi.RESERVED_PREFIXES):
             raise self.error(f"program name {symbol!r} is reserved: names starting with "
                              f"{', '.join(abi.RESERVED_PREFIXES)} are ebpf-lto's own symbols")
@@ -395,6 +455,16 @@ class ModuleLifter:
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         target = self.funcs[prog.entry]
         zero = ir.Constant(I64, 0)
-        args = [b.ptrtoint(ctx, I64), ctx_len, zero, zero, zero] + [zero] * target.has_tcc
+        r1 = b.ptrtoint(ctx, I64)
+        args = [r1, ctx_len, zero, zero, zero] + [zero] * target.has_tcc
+        if target.checked:
+            budget = b.alloca(I64, name="budget")
+            b.store(ir.Constant(I64, self.options.max_steps), budget)
+            # r1 of a program without a context layout is memory of r2 bytes.
+            raw = contexts.for_program_type(prog.prog_type) is None
+            end = b.add(r1, ctx_len)
+            first = [r1, end, end, guard.tag(Region.MEMORY)] if raw else [zero] * 4
+            args += first + [zero] * (HIDDEN_SHADOWS - len(first)) + [budget, r1]
         result = b.call(target.ir_func, args)
         b.ret(b.extract_value(result, 0) if target.may_stop else result)
+        return fn

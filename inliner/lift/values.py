@@ -11,6 +11,7 @@ cases below make it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from ..facts.contexts import Layout
@@ -26,19 +27,22 @@ def to_signed(v: int, bits: int = 64) -> int:
 
 
 class Range(NamedTuple):
-    """Values a 64-bit register may hold: in [umin, umax] unsigned and [smin, smax] signed.
+    """Values a 64-bit register may hold: in [umin, umax] unsigned and [smin, smax] signed,
+    each a multiple of 2**tz (tz: its known trailing zero bits, as the kernel's tnum
+    knows low bits; 64 for the number 0).
 
     (Named tuples, here and for Value: the analysis makes one per instruction.)"""
     umin: int = 0
     umax: int = M64
     smin: int = S64_MIN
     smax: int = S64_MAX
+    tz: int = 0
 
     @staticmethod
     def const(v: int) -> Range:
         v &= M64
         s = to_signed(v)
-        return Range(v, v, s, s)
+        return Range(v, v, s, s, trailing_zeros(v))
 
     @staticmethod
     def unsigned(lo: int, hi: int) -> Range:
@@ -71,19 +75,28 @@ class Range(NamedTuple):
     def hull(self, other: Range) -> Range:
         """Every value of both (where paths meet)."""
         return Range(min(self.umin, other.umin), max(self.umax, other.umax),
-                     min(self.smin, other.smin), max(self.smax, other.smax))
+                     min(self.smin, other.smin), max(self.smax, other.smax),
+                     min(self.tz, other.tz))
 
     def meet(self, other: Range) -> Range | None:
         """The values in both, or None if there are none (a path that cannot run)."""
         return _sync(max(self.umin, other.umin), min(self.umax, other.umax),
-                     max(self.smin, other.smin), min(self.smax, other.smax))
+                     max(self.smin, other.smin), min(self.smax, other.smax),
+                     max(self.tz, other.tz))
 
-    def widen(self, newer: Range) -> Range:
-        """A bound that moved since the last visit goes to its extreme, so loops end."""
-        return Range(self.umin if newer.umin >= self.umin else 0,
-                     self.umax if newer.umax <= self.umax else M64,
-                     self.smin if newer.smin >= self.smin else S64_MIN,
-                     self.smax if newer.smax <= self.smax else S64_MAX)
+    def widen(self, newer: Range, thresholds: Sequence[int] = ()) -> Range:
+        """A bound that moved since the last visit goes to the next of `thresholds`
+        (the constants the function compares with, sorted), else to its extreme,
+        so loops end; as the kernel bounds a loop by its exit compare."""
+        def up(old: int, new: int, top: int) -> int:
+            return old if new <= old else next((t for t in thresholds if new <= t <= top), top)
+
+        def down(old: int, new: int, bottom: int) -> int:
+            return old if new >= old else next(
+                (t for t in reversed(thresholds) if bottom <= t <= new), bottom)
+        return _sync(down(self.umin, newer.umin, 0), up(self.umax, newer.umax, M64),
+                     down(self.smin, newer.smin, S64_MIN), up(self.smax, newer.smax, S64_MAX),
+                     min(self.tz, newer.tz)) or FULL
 
     def fits(self, bits: int) -> bool:
         return self.umax >> bits == 0
@@ -93,16 +106,31 @@ FULL = Range()
 U32 = Range.unsigned(0, M32)
 
 
-def _sync(umin: int, umax: int, smin: int, smax: int) -> Range | None:
-    """Tighten each view by the other where it maps onto the other monotonically;
-    None when no value is in both."""
+def trailing_zeros(v: int) -> int:
+    v &= M64
+    return (v & -v).bit_length() - 1 if v else 64
+
+
+def _sync(umin: int, umax: int, smin: int, smax: int, tz: int = 0) -> Range | None:
+    """Tighten each view by the other where it maps onto the other monotonically,
+    and each bound to a multiple of 2**tz; None when no value is in all."""
+    tz = min(tz, 64)
+    if tz:
+        step = 1 << tz
+        umin, umax = -(-umin // step) * step, umax // step * step
+        smin, smax = -(-smin // step) * step, smax // step * step
     if smin >= 0 or smax < 0:
         umin, umax = max(umin, smin & M64), min(umax, smax & M64)
     if umax <= S64_MAX or umin > S64_MAX:
         smin, smax = max(smin, to_signed(umin)), min(smax, to_signed(umax))
     if umin > umax or smin > smax:
         return None
-    return Range(umin, umax, smin, smax)
+    return Range(umin, umax, smin, smax, tz)
+
+
+def _aligned(r: Range, tz: int) -> Range:
+    """r, whose values are all multiples of 2**tz."""
+    return _sync(r.umin, r.umax, r.smin, r.smax, max(r.tz, tz)) or r
 
 
 def unsigned_bits(bits: int) -> Range:
@@ -117,13 +145,13 @@ def add(a: Range, b: Range) -> Range:
         out = Range.unsigned(*u)
     if S64_MIN <= s[0] and s[1] <= S64_MAX:
         out = out.meet(Range.signed(*s)) or out
-    return out
+    return _aligned(out, min(a.tz, b.tz))   # mod 2**64, multiples of 2**k stay so
 
 
 def neg(a: Range) -> Range:
     if a.smin > S64_MIN:
-        return Range.signed(-a.smax, -a.smin)
-    return FULL
+        return _aligned(Range.signed(-a.smax, -a.smin), a.tz)
+    return _aligned(FULL, a.tz)
 
 
 def sub(a: Range, b: Range) -> Range:
@@ -133,21 +161,23 @@ def sub(a: Range, b: Range) -> Range:
     s = (a.smin - b.smax, a.smax - b.smin)
     if S64_MIN <= s[0] and s[1] <= S64_MAX:
         out = out.meet(Range.signed(*s)) or out
-    return out
+    return _aligned(out, min(a.tz, b.tz))
 
 
 def mul(a: Range, b: Range) -> Range:
     hi = a.umax * b.umax
-    return Range.unsigned(a.umin * b.umin, hi) if hi <= M64 else FULL
+    tz = a.tz + b.tz
+    return _aligned(Range.unsigned(a.umin * b.umin, hi) if hi <= M64 else FULL, tz)
 
 
 def and_(a: Range, b: Range) -> Range:
-    return Range.unsigned(0, min(a.umax, b.umax))
+    return _aligned(Range.unsigned(0, min(a.umax, b.umax)), max(a.tz, b.tz))
 
 
 def or_(a: Range, b: Range) -> Range:
     top = max(a.umax, b.umax)
-    return Range.unsigned(max(a.umin, b.umin), (1 << top.bit_length()) - 1)
+    return _aligned(Range.unsigned(max(a.umin, b.umin), (1 << top.bit_length()) - 1),
+                    min(a.tz, b.tz))
 
 
 def udiv(a: Range, b: Range) -> Range:
@@ -163,7 +193,8 @@ def umod(a: Range, b: Range) -> Range:
 
 
 def lsh(a: Range, k: int) -> Range:
-    return Range.unsigned(a.umin << k, a.umax << k) if a.umax << k <= M64 else FULL
+    out = Range.unsigned(a.umin << k, a.umax << k) if a.umax << k <= M64 else FULL
+    return _aligned(out, a.tz + k)
 
 
 def rsh(a: Range, k: int) -> Range:
@@ -178,7 +209,7 @@ def truncate(a: Range, bits: int) -> Range:
     """The low `bits` of a value, zero-extended (32-bit ALU results, narrow stores)."""
     if a.fits(bits):
         return a
-    return unsigned_bits(bits)
+    return _aligned(unsigned_bits(bits), min(a.tz, bits))
 
 
 def sign_extend(a: Range, bits: int) -> Range:
@@ -196,33 +227,47 @@ class Kind(enum.Enum):
     MAP = "map"          # what lddw of a map loaded (its handle or descriptor) + off
     ARG = "arg"          # derived by arithmetic from pointer argument `root` (r1-r5)
     PACKET = "packet"    # derived by arithmetic from a packet pointer read from the context
+    PACKET_END = "packet_end"  # the packet's end, data_end, read from the context
+    MAP_VALUE = "map_value"    # a value map `map` returned from a lookup, + offsets in `range`
 
 
 class Value(NamedTuple):
     """One register's abstract value.
 
-    `off` is the constant offset into the object (FRAME, CTX, MAP); ARG and
-    PACKET pointers have a variable offset the analysis does not bound yet.
-    `range` bounds a SCALAR's value.
+    `off` is the constant offset into the object (FRAME, CTX, MAP). `range`
+    bounds a SCALAR's value, and the offset of an ARG pointer from its root
+    and of a PACKET pointer from the packet's data (FULL: not known, as for
+    data_meta), as the kernel's var_off and bounds do for packet pointers.
     """
     kind: Kind = Kind.SCALAR
     off: int = 0
     range: Range = FULL
     root: int = 0                 # ARG: the argument register
-    map: str | None = None        # MAP: the map's name
+    map: str | None = None        # MAP, MAP_VALUE: the map's name
     layout: Layout | None = None  # CTX: the context's layout
+    null: bool = False            # MAP_VALUE: not yet tested against NULL
 
     @property
     def is_pointer(self) -> bool:
         return self.kind is not Kind.SCALAR
 
     def moved(self, delta: int) -> Value:
-        """This value plus a constant, for pointers of known offset (ARG and PACKET stay)."""
+        """This value plus a constant."""
+        return self.offset_by(Range.const(delta))
+
+    def offset_by(self, delta: Range) -> Value:
+        """This value plus a number in `delta`: FRAME, CTX and MAP pointers only by a
+        constant (or their object is lost)."""
         if self.kind in (Kind.FRAME, Kind.CTX, Kind.MAP):
-            return Value(self.kind, self.off + delta, FULL, self.root, self.map, self.layout)
+            if delta.value is None:
+                return UNKNOWN
+            return Value(self.kind, self.off + to_signed(delta.value), FULL, self.root,
+                         self.map, self.layout)
         if self.kind is Kind.SCALAR:
-            return scalar(add(self.range, Range.const(delta)))
-        return self
+            return scalar(add(self.range, delta))
+        if self.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) and not self.null:
+            return self._replace(range=add(self.range, delta))
+        return UNKNOWN
 
     def join(self, other: Value) -> Value:
         """Where paths meet: the same object and offset, or a number in both ranges."""
@@ -230,7 +275,17 @@ class Value(NamedTuple):
             return self
         if self.kind is Kind.SCALAR and other.kind is Kind.SCALAR:
             return scalar(self.range.hull(other.range))
+        if self.kind is other.kind and self.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) \
+                and (self.root, self.map, self.null) == (other.root, other.map, other.null):
+            return self._replace(range=self.range.hull(other.range))
         return UNKNOWN
+
+    @property
+    def offsets(self) -> Range | None:
+        """An ARG, PACKET or MAP_VALUE pointer's offsets from its root, when bounded."""
+        if self.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) and self.range.umax <= S64_MAX:
+            return self.range
+        return None
 
 
 UNKNOWN = Value()
@@ -245,3 +300,15 @@ def const(v: int) -> Value:
 
 
 FRAME_POINTER = Value(Kind.FRAME)
+PACKET_START = Value(Kind.PACKET, 0, Range.const(0))   # the packet's data
+PACKET_END = Value(Kind.PACKET_END)
+
+
+def map_value(name: str) -> Value:
+    """What a lookup in map `name` returned: its value, or NULL."""
+    return Value(Kind.MAP_VALUE, 0, Range.const(0), map=name, null=True)
+
+
+def arg(root: int) -> Value:
+    """Pointer argument `root` itself, at offset 0."""
+    return Value(Kind.ARG, 0, Range.const(0), root)

@@ -17,6 +17,7 @@ import llvmlite.binding as llvm
 from .. import codegen, inputs
 from ..errors import EbpfLtoError
 from ..facts.abi import HOST_API_PREFIX, helper_id
+from ..facts.helpers import HELPER_ARGS, ArgKind, HelperArg
 from ..lift import LiftOptions
 
 # Named sets: the helper_bitcode/ files they consist of, and the ids after
@@ -31,6 +32,14 @@ NAMED_SETS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
                 frozenset()),
     "conformance": (("conformance",), frozenset({5})),
     "none": ((), frozenset()),
+}
+
+
+# The pointer arguments of each named set's helpers (facts/helpers.py); the
+# conformance set's memfrob (uBPF's test helper 1) writes r2 bytes at r1.
+ARG_SPECS: dict[str, dict[int, tuple[HelperArg, ...]]] = {
+    "default": HELPER_ARGS,
+    "conformance": {1: (HelperArg(ArgKind.MEM, 1, 2, write=True),)},
 }
 
 
@@ -62,7 +71,12 @@ class HelperSet:
 
     def lift_options(self) -> LiftOptions:
         unwind = frozenset().union(*(s.unwind for s in self.sources)) & self.ids
-        return LiftOptions(unwind_helpers=unwind, callx_helpers=tuple(sorted(self.ids)))
+        # Each provided helper's pointer arguments, as its named set knows them; a
+        # helper from the user's own file validates its arguments itself.
+        args = {hid: spec for hid, source in self.provides
+                if (spec := ARG_SPECS.get(source.partition(":")[0], {}).get(hid))}
+        return LiftOptions(unwind_helpers=unwind, callx_helpers=tuple(sorted(self.ids)),
+                           helper_args=args)
 
     def modules(self) -> list[llvm.ModuleRef]:
         """Fresh LLVM modules, later sources' definitions overriding earlier ones.

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..errors import EbpfLtoError
 from ..facts import contexts
-from ..facts.abi import HOST_API_PREFIX
+from ..facts.abi import FAULT, FAULT_FIELDS, HOST_API_PREFIX
+from .runner import FaultRecord, ProgramFault
 
 # Debian's names for each target's cross tools and emulator.
 CROSS_PREFIX = {"aarch64": "aarch64-linux-gnu-", "x86_64": "x86_64-linux-gnu-"}
@@ -36,7 +37,8 @@ ENTRY_PREFIX = "ebpf_lto_emu_entry_"
 # plain memory; `ENTRY c CTXHEX BUFHEX OFF,OFF,...` on a context whose u64s at
 # the listed offsets are addresses relative to the buffer (- for none). Each
 # step prints r0, then the memory (or the context, then the buffer) after it,
-# addresses made relative again.
+# addresses made relative again, then the fault record (docs/safety.md) if a
+# check stopped the program, else "ok".
 HARNESS = r"""
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +47,20 @@ HARNESS = r"""
 
 typedef uint64_t (*entry_fn)(void *, uint64_t);
 %(declarations)s
+/* The fault record of a checked object; absent (NULL) from a --no-checks one. */
+struct fault { %(fault_fields)s };
+extern struct fault %(fault)s __attribute__((weak));
+
+static void report(void)
+{
+    struct fault *f = &%(fault)s;
+    if (f == NULL || f->code == 0) {
+        printf("ok\n");
+        return;
+    }
+    printf("fault %(fault_format)s %%s\n", %(fault_args)s, f->function ? f->function : "?");
+    f->code = 0;
+}
 static const entry_fn entries[] = { %(entries)s };
 
 static unsigned char *unhex(const char *hex, size_t *len)
@@ -104,6 +120,7 @@ int main(void)
             uint64_t r0 = entries[e](mem_len ? mem : NULL, mem_len);
             printf("%%llx\n", (unsigned long long)r0);
             puthex(mem, mem_len);
+            report();
         } else {
             char *b = strtok_r(NULL, " \n", &save), *offs = strtok_r(NULL, " \n", &save);
             size_t buf_len = 0;
@@ -117,6 +134,7 @@ int main(void)
             printf("%%llx\n", (unsigned long long)r0);
             puthex(mem, mem_len);
             puthex(buf, buf_len);
+            report();
             free(buf);
         }
         free(mem);
@@ -189,7 +207,13 @@ class Emulator:
         obj = self.work / f"harness{n}.o"
         if not obj.exists():
             source = self.work / f"harness{n}.c"
+            numbers = FAULT_FIELDS[:-1]
             source.write_text(HARNESS % {
+                "fault": FAULT,
+                "fault_fields": " ".join(f"uint64_t {f};" for f in numbers)
+                + f" const char *{FAULT_FIELDS[-1]};",
+                "fault_format": " ".join(["%llx"] * len(numbers)),
+                "fault_args": ", ".join(f"(unsigned long long)f->{f}" for f in numbers),
                 "declarations": "\n".join(f"uint64_t {ENTRY_PREFIX}{i}(void *, uint64_t);"
                                           for i in range(n)),
                 "entries": ", ".join(f"{ENTRY_PREFIX}{i}" for i in range(n))})
@@ -200,6 +224,7 @@ class Emulator:
             steps: list[Step]) -> list[tuple[int, bytes]]:
         """Run the steps in order in one process; each gives r0 and the memory
         (or, in a context, the packet as data..data_end say) after it.
+        ProgramFault for the first step a check stopped.
 
         `images` and `exports` are what `pipeline.images` gives.
         """
@@ -236,5 +261,10 @@ class Emulator:
                 if not 0 <= data <= data_end <= len(buf):
                     raise EbpfLtoError("the program left the packet bounds outside its buffer")
                 mem = buf[data:data_end]
+            fault = out.pop(0).split(" ")
+            if fault[0] == "fault":
+                *numbers, function = fault[1:]
+                record = FaultRecord(*(int(v, 16) for v in numbers), function.encode())
+                raise ProgramFault(record)
             results.append((r0, mem))
         return results

@@ -15,10 +15,44 @@ import llvmlite.binding as llvm
 
 from .. import codegen
 from ..errors import EbpfLtoError
-from ..facts import contexts
+from ..facts import abi, contexts
 
 ENTRY = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64)
 _names = itertools.count()
+
+
+class FaultRecord(ctypes.Structure):
+    """struct ebpf_lto_fault (facts/abi.py, docs/safety.md)."""
+    _fields_ = [(name, ctypes.c_uint64) for name in abi.FAULT_FIELDS[:-1]] + [
+        ("function", ctypes.c_char_p)]
+
+
+class ProgramFault(Exception):
+    """A checked program stopped by a failed check or its spent budget."""
+
+    def __init__(self, record: FaultRecord):
+        self.code = abi.Fault(record.code)
+        self.insn, self.addr, self.size = record.insn, record.addr, record.size
+        self.what = abi.Region(record.region) if record.region in abi.Region.__members__.values() \
+            else abi.Region.NONE
+        self.region = (record.region_lo, record.region_hi)
+        self.function = (record.function or b"?").decode(errors="replace")
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = f"at insn {self.insn} of {self.function}"
+        if self.code is abi.Fault.STEPS:
+            return f"{self.code.what} {where} (a loop ran past --max-steps)"
+        lo, hi = self.region
+        unit = "byte" if self.size == 1 else "bytes"
+        what = self.what.what
+        if self.what is abi.Region.NONE:
+            whence = f"{self.addr:#x}: the pointer has no memory of the program's"
+        elif self.addr >= lo:
+            whence = f"{what} + {self.addr - lo}, {what} is {hi - lo} bytes"
+        else:
+            whence = f"{what} - {lo - self.addr}, {what} is {hi - lo} bytes"
+        return f"{self.code.what} of {self.size} {unit} {where} ({whence})"
 
 
 class LoadedObjects:
@@ -40,6 +74,10 @@ class LoadedObjects:
         except RuntimeError as err:
             raise EbpfLtoError(f"cannot load the native object: {str(err).strip()}") from None
         self._entries: dict[str, ENTRY] = {}
+        try:
+            self.fault = FaultRecord.from_address(self.address(abi.FAULT))
+        except (KeyError, RuntimeError):  # an object built with --no-checks
+            self.fault = None
 
     def address(self, symbol: str) -> int:
         return self._tracker[symbol]
@@ -55,11 +93,22 @@ class LoadedObjects:
 
         The program may write the memory; the caller sees the bytes after the run.
         """
-        fn = self.entry(symbol)
         if memory is None or len(memory) == 0:
-            return fn(None, 0)
+            return self.call_address(symbol, None, 0)
         buf = (ctypes.c_char * len(memory)).from_buffer(memory)
-        return fn(ctypes.addressof(buf), len(memory))
+        return self.call_address(symbol, ctypes.addressof(buf), len(memory))
+
+    def call_address(self, symbol: str, r1: int | None, r2: int) -> int:
+        """r0 of one call of the entry with r1 and r2 as given (r1 an address the
+        caller keeps alive); ProgramFault if a check stopped it."""
+        fn = self.entry(symbol)
+        if self.fault is None:
+            return fn(r1, r2)
+        self.fault.code = 0
+        r0 = fn(r1, r2)
+        if self.fault.code:
+            raise ProgramFault(self.fault)
+        return r0
 
     def call_packet(self, symbol: str, layout: contexts.Layout | None,
                     packet: bytes) -> tuple[int, bytes]:
@@ -77,7 +126,7 @@ class LoadedObjects:
         base = ctypes.addressof(cbuf)
         ctx = bytearray(contexts.build(layout, base, len(packet), contexts.ethertype_be(packet)))
         cctx = (ctypes.c_char * len(ctx)).from_buffer(ctx)
-        r0 = self.entry(symbol)(ctypes.addressof(cctx), len(ctx))
+        r0 = self.call_address(symbol, ctypes.addressof(cctx), len(ctx))
         data, = struct.unpack_from("<Q", ctx, layout.data)
         data_end, = struct.unpack_from("<Q", ctx, layout.data_end)
         if not base <= data <= data_end <= base + len(buf):

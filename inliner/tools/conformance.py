@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import codegen, pipeline
 from ..elf import loader
 from ..errors import EbpfLtoError
+from ..run.runner import ProgramFault
 from ..facts.abi import ENTRY_SYMBOL
 from ..run.emulate import Emulator, Step
 from .asm import AsmError, assemble_bytes
@@ -126,6 +127,10 @@ def run_test(test: ConformanceTest, options: pipeline.LinkOptions,
         if test.error is not None:
             return Outcome("pass", f"refused: {err.reason}")
         return Outcome("fail", f"refused: {err}")
+    except ProgramFault as fault:
+        if test.error is not None:
+            return Outcome("pass", f"stopped: {fault}")
+        return Outcome("fail", f"stopped: {fault}")
     if test.error is not None:
         return Outcome("fail", f"ran (r0 = {r0:#x}) but the test expects an error: {test.error}")
     if r0 != test.result:

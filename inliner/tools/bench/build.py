@@ -177,7 +177,7 @@ class Builder:
 
         def out(ext: str) -> Path:  # every file of one build: STEM.MODE.EXT
             return self.work / f"{stem}.{mode}{ext}"
-        if mode in ("none", "lto", "pgo"):
+        if mode in ("none", "lto", "unchecked", "pgo"):
             return self._build_linked(mode, bench, obj, out)
         if mode == "twin":
             return self._build_twin(bench, obj, out)
@@ -185,9 +185,9 @@ class Builder:
 
     def _build_linked(self, mode: str, bench: Benchmark, obj: EbpfObject,
                       out: Callable[[str], Path]) -> Built:
-        """none, lto and pgo: `ebpf-lto link`'s object as a shared library."""
+        """none, lto, unchecked and pgo: `ebpf-lto link`'s object as a shared library."""
         inline = "none" if mode == "none" else "auto"
-        opts = dataclasses.replace(self.options, inline=inline)
+        opts = dataclasses.replace(self.options, inline=inline, checks=mode != "unchecked")
         if mode == "pgo":
             trained = self.train(bench, obj, opts, out(".profdata"))
             opts = dataclasses.replace(opts, profile=str(trained))

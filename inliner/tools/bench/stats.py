@@ -5,7 +5,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from .suite import BASELINE, REFERENCE, Benchmark
+from .suite import BASELINE, REFERENCE, UNCHECKED, Benchmark
 
 
 @dataclass
@@ -74,6 +74,7 @@ def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
         to_twin = [r.ratio(mode, REFERENCE) for r in results]
         to_none = [r.ratio(mode, BASELINE) for r in results]
         heavy = [r.ratio(BASELINE, mode) for r in results if r.bench.heavy]
+        checked = [v for r in results if (v := r.ratio(mode, UNCHECKED))]
         out[mode] = {
             "geomean_vs_twin": geomean([v for v in to_twin if v]),
             "geomean_vs_none": geomean([v for v in to_none if v]),
@@ -82,4 +83,6 @@ def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
             "benchmarks_timed": sum(1 for r in results
                                     if r.outcomes.get(mode) and r.outcomes[mode].median),
         }
+        if checked:  # the cost of the run-time checks: time over the --no-checks build's
+            out[mode].update(geomean_vs_unchecked=geomean(checked), max_vs_unchecked=max(checked))
     return out

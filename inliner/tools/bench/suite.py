@@ -206,6 +206,8 @@ MODES: tuple[Mode, ...] = (
     Mode("none", "--inline none", "helpers out of line in their own object (bpftime AOT)",
          "tab:gray"),
     Mode("lto", "inline+LTO", "ebpf-lto link --inline auto", "tab:blue"),
+    Mode("unchecked", "inline+LTO --no-checks",
+         "ebpf-lto link --no-checks: no run-time memory checks, no step budget", "tab:cyan"),
     Mode("pgo", "inline+LTO+PGO", "ebpf-lto link --profile, trained on the benchmark's input",
          "tab:green"),
     Mode("twin", "native twin", "the C compiled natively, clang -O3 -flto with the helper C",
@@ -217,3 +219,4 @@ MODE_KEYS = tuple(m.key for m in MODES)
 BY_KEY = {m.key: m for m in MODES}
 REFERENCE = "twin"
 BASELINE = "none"
+UNCHECKED = "unchecked"    # the cost of the checks is measured against it

@@ -1,0 +1,337 @@
+"""Programs the Linux verifier refuses, through the whole pipeline (docs/safety.md).
+
+Each is refused at link time or stopped with a fault, at -O0 and at -O2
+alike: the process never dies by a signal or hangs, and nothing outside the
+program's own memory is read or written. The expectation for each case is
+the verifier's (which instruction is out of bounds, by how much), worked
+out here from the program text; memory around the program's is filled with
+a canary that must survive.
+"""
+import ctypes
+from pathlib import Path
+
+import pytest
+
+from inliner import pipeline
+from inliner.elf import loader
+from inliner.errors import EbpfLtoError
+from inliner.facts import contexts
+from inliner.facts.abi import ENTRY_SYMBOL, Fault
+from inliner.run.runner import ProgramFault
+from inliner.tools import asm as assembler
+
+LEVELS = (0, 2)
+MEM = 64
+CANARY = 0xA5
+EFAULT = (-14) & ((1 << 64) - 1)
+
+
+def _link(text: str, level: int, **options):
+    obj = loader.from_raw(assembler.assemble_bytes(text), path="<safety>")
+    opts = pipeline.LinkOptions(opt_level=level, helpers="conformance", **options)
+    loaded, _ = pipeline.load(obj, opts)
+    return loaded
+
+
+def run(text: str, mem: bytes = bytes(MEM), level: int = 2, **options):
+    """(r0 or the ProgramFault, the memory after). The memory sits in the middle of a
+    canary-filled buffer four times its size, whose other bytes must not change."""
+    loaded = _link(text, level, **options)
+    pad = 3 * len(mem) // 2 or 64
+    whole = bytearray([CANARY] * pad) + bytearray(mem) + bytearray([CANARY] * pad)
+    outer = (ctypes.c_char * len(whole)).from_buffer(whole)
+    try:
+        result = loaded.call_address(ENTRY_SYMBOL, ctypes.addressof(outer) + pad, len(mem))
+    except ProgramFault as fault:
+        result = fault
+    assert whole[:pad] == bytes([CANARY] * pad), "wrote below the program's memory"
+    assert whole[pad + len(mem):] == bytes([CANARY] * pad), "wrote past the program's memory"
+    return result, bytes(whole[pad:pad + len(mem)])
+
+
+def fault_of(text: str, mem: bytes = bytes(MEM), **options) -> ProgramFault:
+    """The fault, the same at -O0 and -O2 (code, instruction, size, offset into its region)."""
+    seen = []
+    for level in LEVELS:
+        result, _ = run(text, mem, level, **options)
+        assert isinstance(result, ProgramFault), f"-O{level}: ran to r0 = {result}"
+        seen.append(result)
+    a, b = seen
+    assert (a.code, a.insn, a.size) == (b.code, b.insn, b.size)
+    if a.region != (0, 0):   # (0, 0): the pointer has no region at all
+        assert a.addr - a.region[0] == b.addr - b.region[0]
+    return a
+
+
+# (program, memory byte 0, instruction that faults, kind, size, offset from the region's start)
+OUT_OF_BOUNDS = [
+    ("ldxb %r0, [%r1+64]\nexit", 0, 0, Fault.LOAD, 1, 64),
+    ("ldxdw %r0, [%r1+60]\nexit", 0, 0, Fault.LOAD, 8, 60),
+    ("ldxb %r0, [%r1-1]\nexit", 0, 0, Fault.LOAD, 1, -1),
+    ("stb [%r1+64], 1\nmov %r0, 0\nexit", 0, 0, Fault.STORE, 1, 64),
+    ("mov %r2, %r1\nadd %r2, 65536\nstb [%r2], 1\nmov %r0, 0\nexit", 0, 2, Fault.STORE, 1, 65536),
+    ("lddw %r2, 0x100000\nadd %r2, %r1\nstxdw [%r2], %r2\nmov %r0, 0\nexit", 0, 3, Fault.STORE,
+     8, 1 << 20),
+    # an offset read from the memory, unchecked: byte 0 = 0xff puts it 255 KiB out
+    ("ldxb %r2, [%r1]\nlsh %r2, 10\nadd %r2, %r1\nldxw %r0, [%r2]\nexit", 0xFF, 3, Fault.LOAD,
+     4, 255 << 10),
+    # atomics are stores
+    ("mov %r2, 1\nlock add [%r1+64], %r2\nmov %r0, 0\nexit", 0, 1, Fault.STORE, 8, 64),
+    ("mov %r2, 1\nlock fetch add32 [%r1-4], %r2\nmov %r0, 0\nexit", 0, 1, Fault.STORE, 4, -4),
+]
+
+
+@pytest.mark.parametrize("text,byte,insn,code,size,offset", OUT_OF_BOUNDS,
+                         ids=[c[0].split("\n")[-3 if "mov %r0, 0" in c[0] else -2]
+                              + f"-{n}" for n, c in enumerate(OUT_OF_BOUNDS)])
+def test_out_of_bounds_access_is_stopped(text, byte, insn, code, size, offset):
+    mem = bytes([byte]) + bytes(MEM - 1)
+    fault = fault_of(text, mem)
+    assert (fault.code, fault.insn, fault.size) == (code, insn, size)
+    assert fault.addr - fault.region[0] == offset & ((1 << 64) - 1) or \
+        fault.addr - fault.region[0] == offset
+
+
+def test_in_bounds_run_of_the_same_program_is_not_stopped():
+    # The unchecked offset of OUT_OF_BOUNDS, small enough this time.
+    text = "ldxb %r2, [%r1]\nadd %r2, %r1\nldxw %r0, [%r2]\nexit"
+    mem = bytes([4]) + bytes(range(1, MEM))
+    for level in LEVELS:
+        assert run(text, mem, level)[0] == int.from_bytes(mem[4:8], "little")
+
+
+def test_a_stack_offset_read_from_memory():
+    # fp - byte: 0 is the frame's end (out), 8 is in, 200 is in.
+    text = "ldxb %r2, [%r1]\nmov %r3, %r10\nsub %r3, %r2\nstb [%r3], 7\nldxb %r0, [%r3]\nexit"
+    fault = fault_of(text, bytes(MEM))
+    assert (fault.code, fault.insn, fault.size) == (Fault.STORE, 3, 1)
+    assert fault.addr == fault.region[1]                  # one past the frame
+    for byte in (8, 200):
+        assert run(text, bytes([byte]) + bytes(MEM - 1))[0] == 7
+    # 0xff << 4 below the frame pointer is past the frame's bottom (512 bytes)
+    text = "ldxb %r2, [%r1]\nlsh %r2, 4\nmov %r3, %r10\nsub %r3, %r2\nldxb %r0, [%r3]\nexit"
+    assert fault_of(text, b"\xff" + bytes(MEM - 1)).code is Fault.LOAD
+
+
+def test_a_frame_pointer_returned_by_a_callee_is_dead():
+    # The callee's frame is gone when it returns: a pointer into it reads nothing.
+    text = """
+call local f
+ldxdw %r0, [%r0]
+exit
+f:
+stdw [%r10-8], 7
+mov %r0, %r10
+add %r0, -8
+exit
+"""
+    fault = fault_of(text)
+    assert (fault.code, fault.insn) == (Fault.LOAD, 1)
+
+
+def test_a_frame_pointer_stored_into_the_callers_frame_is_dead_after_return():
+    # The callee leaves a pointer to its own frame in the caller's frame; the
+    # caller must not write through it once the callee has returned.
+    text = """
+mov %r1, %r10
+add %r1, -8
+call local f
+ldxdw %r2, [%r10-8]
+stdw [%r2], 1
+mov %r0, 0
+exit
+f:
+mov %r2, %r10
+add %r2, -16
+stxdw [%r1], %r2
+mov %r0, 0
+exit
+"""
+    fault = fault_of(text)
+    assert (fault.code, fault.insn) == (Fault.STORE, 4)
+
+
+HOST_SECRET = 0x5EC2E7_5EC2E7
+
+
+def test_an_integer_is_not_a_pointer_to_host_memory():
+    # The host's address comes in the input, as an attacker's would.
+    secret = ctypes.c_uint64(HOST_SECRET)
+    mem = ctypes.addressof(secret).to_bytes(8, "little") + bytes(MEM - 8)
+    read = "ldxdw %r2, [%r1]\nldxdw %r0, [%r2]\nexit"
+    write = "ldxdw %r2, [%r1]\nstdw [%r2], 0\nmov %r0, 0\nexit"
+    assert fault_of(read, mem).code is Fault.LOAD
+    assert fault_of(write, mem).code is Fault.STORE
+    assert secret.value == HOST_SECRET
+    # Nor is the input's address plus the distance to the secret.
+    near = "ldxdw %r2, [%r1]\nsub %r2, %r1\nadd %r2, %r1\nldxdw %r0, [%r2]\nexit"
+    for level in LEVELS:
+        fault, _ = run(near, mem, level)
+        assert fault.code is Fault.LOAD and fault.addr == ctypes.addressof(secret)
+    # A known constant address is refused before it runs.
+    with pytest.raises(EbpfLtoError, match="constant address"):
+        _link(f"lddw %r2, {ctypes.addressof(secret):#x}\nldxdw %r0, [%r2]\nexit", 2)
+
+
+@pytest.mark.parametrize("text", [
+    "mov %r0, 0\nadd %r0, 1\nja -2\nexit",
+    # while (*p != 0xff) {}: the memory never changes
+    "ldxb %r2, [%r1]\njne %r2, 0xff, -2\nmov %r0, 0\nexit",
+    # a callee that loops
+    "call local f\nexit\nf:\nmov %r0, 1\njne %r0, 0, -1\nexit",
+], ids=["ja", "poll", "callee"])
+def test_an_endless_loop_is_stopped(text):
+    fault = fault_of(text, max_steps=10_000)
+    assert fault.code is Fault.STEPS
+
+
+def test_the_budget_counts_back_edges():
+    # 100 iterations take 100 back edges, and the entry one step more.
+    text = "mov %r0, 0\nadd %r0, 1\njlt %r0, 100, -2\nexit"
+    for level in LEVELS:
+        assert run(text, level=level, max_steps=101)[0] == 100
+    assert fault_of(text, max_steps=99).code is Fault.STEPS
+
+
+def test_an_oversized_helper_argument_gets_efault():
+    # memfrob (the conformance set's helper 1) of 1 MiB of 64 bytes of memory:
+    # the kernel's helpers refuse such a pointer with -EFAULT, uncalled.
+    text = "mov %r6, %r1\nlddw %r2, 0x100000\ncall 1\nexit"
+    for level in LEVELS:
+        r0, mem = run(text, bytes(MEM), level)
+        assert r0 == EFAULT
+        assert mem == bytes(MEM)
+    text = "mov %r2, 64\ncall 1\nexit"   # the whole memory is fine
+    assert run(text, bytes(MEM))[0] != EFAULT
+    assert run(text, bytes(MEM))[1] == bytes([42]) * MEM
+
+
+def test_unchecked_builds_keep_the_link_time_refusals():
+    with pytest.raises(EbpfLtoError, match="outside the 512-byte frame"):
+        _link("stb [%r10+8], 1\nmov %r0, 0\nexit", 2, checks=False)
+    with pytest.raises(EbpfLtoError, match="constant address"):
+        _link("mov %r1, 0\nldxb %r0, [%r1-1]\nexit", 2, checks=False)
+
+
+@pytest.mark.parametrize("text,what", [
+    ("stb [%r10+8], 1\nmov %r0, 0\nexit", "outside the 512-byte frame"),
+    ("mov %r1, 0\nldxb %r0, [%r1-1]\nexit", "constant address"),
+    ("lddw %r1, 0x1000\nstdw [%r1], 1\nmov %r0, 0\nexit", "constant address"),
+])
+def test_accesses_that_always_fault_are_refused_at_link_time(text, what):
+    with pytest.raises(EbpfLtoError, match=what):
+        _link(text, 2)
+
+
+# -- C programs on packets (tests/unsafe_c/unsafe.c: each says why the verifier refuses it)
+
+UNSAFE_O = Path(__file__).parent / "unsafe_c" / "unsafe.o"
+XDP_PASS = 2
+
+
+def _packet_runs(program: str, packets: list[bytes]) -> list:
+    """Per packet, (r0 or the ProgramFault, the packet after), the same at -O0 and -O2."""
+    obj = loader.load(str(UNSAFE_O), UNSAFE_O.read_bytes())
+    layout = contexts.for_program_type(obj.program(program).prog_type)
+    results = []
+    for level in LEVELS:
+        loaded, _ = pipeline.load(obj, pipeline.LinkOptions(program=program, opt_level=level,
+                                                            max_steps=100_000))
+        runs = []
+        for packet in packets:
+            try:
+                runs.append(loaded.call_packet(ENTRY_SYMBOL, layout, packet))
+            except ProgramFault as fault:
+                runs.append((fault, packet))
+        results.append(runs)
+    low, high = results
+    for (a, pa), (b, pb) in zip(low, high):
+        if isinstance(a, ProgramFault):
+            assert isinstance(b, ProgramFault), f"-O0 stopped ({a}), -O2 ran to {b}"
+            assert (a.code, a.insn, a.size) == (b.code, b.insn, b.size)
+            if a.region != (0, 0):
+                assert a.addr - a.region[0] == b.addr - b.region[0]
+        else:
+            assert (a, pa) == (b, pb)
+    return high
+
+
+def packet(*head: int, length: int = 64) -> bytes:
+    return bytes(head) + bytes(range(len(head), length))
+
+
+def u32(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at:at + 4], "little")
+
+
+def test_packet_read_past_the_end():
+    ok, edge, far = _packet_runs("packet_read", [packet(60), packet(61), packet(255)])
+    assert ok[0] == u32(packet(60), 60)
+    for (fault, _), off in ((edge, 61), (far, 255)):
+        assert (fault.code, fault.size) == (Fault.LOAD, 4)
+        assert (fault.addr - fault.region[0], fault.region[1] - fault.region[0]) == (off, 64)
+
+
+def test_packet_write_past_the_end():
+    (r0, after), (fault, _) = _packet_runs("packet_write", [packet(0), packet(16)])
+    assert (r0, after[0]) == (XDP_PASS, 0xEE)
+    assert (fault.code, fault.size, fault.addr - fault.region[0]) == (Fault.STORE, 1, 16 * 4096)
+
+
+def test_map_value_write_past_its_end():
+    (r0, _), (fault, _), (far, _) = _packet_runs("value_write",
+                                                 [packet(7), packet(8), packet(200)])
+    assert r0 == XDP_PASS
+    for f, off in ((fault, 8), (far, 200)):
+        assert (f.code, f.size) == (Fault.STORE, 1)
+        assert (f.addr - f.region[0], f.region[1] - f.region[0]) == (off, 8)
+
+
+def test_map_value_used_without_the_null_test():
+    [(fault, _)] = _packet_runs("value_null", [packet(3)])  # the hash map is empty
+    assert (fault.code, fault.size, fault.addr, fault.region) == (Fault.LOAD, 8, 0, (0, 0))
+
+
+def test_global_array_index_past_the_section():
+    (r0, _), (fault, _) = _packet_runs("global_index", [packet(0), packet(1)])
+    assert r0 == XDP_PASS
+    assert fault.code in (Fault.LOAD, Fault.STORE) and fault.size == 4
+    assert fault.addr - fault.region[0] == 1024
+
+
+def test_stack_array_index_past_the_frame():
+    (one, _), (other, _), (fault, _) = _packet_runs("stack_index",
+                                                    [packet(1), packet(5), packet(200)])
+    assert (one, other) == (7, 0)
+    assert (fault.code, fault.size) == (Fault.STORE, 8)
+
+
+def test_endless_poll_of_a_packet_byte():
+    (r0, _), (fault, _) = _packet_runs("spin", [packet(0xFF), packet(0)])
+    assert r0 == XDP_PASS
+    assert fault.code is Fault.STEPS
+
+
+def test_csum_diff_of_more_than_the_packet():
+    (r0, _), (big, after) = _packet_runs("csum_size", [packet(0), packet(1)])
+    assert r0 == 0                              # the sum of nothing, seed 0
+    assert big & 0xFFFFFFFF == EFAULT & 0xFFFFFFFF and after == packet(1)
+
+
+def test_probe_read_of_host_memory():
+    secret = ctypes.c_uint64(HOST_SECRET)
+    bad = [packet(*ctypes.addressof(secret).to_bytes(8, "little")),
+           packet(*(0x10).to_bytes(8, "little")), packet(*(1 << 63).to_bytes(8, "little"))]
+    for r0, after in _packet_runs("probe", bad):
+        assert r0 & 0xFFFFFFFF == EFAULT & 0xFFFFFFFF
+        assert after[8:16] == bytes(8)           # the kernel zeroes the destination
+    assert secret.value == HOST_SECRET
+
+
+def test_a_map_value_access_always_outside_the_value_is_refused():
+    obj = loader.load(str(UNSAFE_O), UNSAFE_O.read_bytes())
+    with pytest.raises(EbpfLtoError, match="72 of a 8-byte value of map values: always outside"):
+        pipeline.link(obj, pipeline.LinkOptions(program="value_far"))
+    # --no-checks keeps the refusal.
+    with pytest.raises(EbpfLtoError, match="always outside"):
+        pipeline.link(obj, pipeline.LinkOptions(program="value_far", checks=False))
