@@ -527,7 +527,8 @@ def _explain_checks(obj, programs, checks, args) -> int:
         print(f"{function}: {len(accesses)} memory accesses, {proven} proven at link time, "
               f"{len(accesses) - proven} checked at run time; {len(helpers)} helper calls "
               f"with pointer arguments, {sum(not c.proven for c in helpers)} checked; "
-              f"{len(loops)} loops counted against --max-steps {args.max_steps}")
+              f"{len(loops)} loops, {sum(c.proven for c in loops)} bounded by the facts, "
+              f"{sum(not c.proven for c in loops)} counted against --max-steps {args.max_steps}")
         for c in items:
             if not c.proven:
                 print(f"  insn {c.insn}: {c.what} checked {c.how}")

@@ -103,3 +103,36 @@ def test_checked_builds_stop_where_the_reference_interpreter_does(steps, memory)
             assert expected == ("fault",), f"-O{level}: refused, but it runs:\n{text}"
         else:
             assert got == expected, f"-O{level}:\n{text}"
+
+
+# Loops: a counter to a bound, a pointer moved by a constant each time round,
+# loads and stores through it. The checked build emits such loops twice (an
+# unchecked copy entered when the whole walk is in bounds) and proves their
+# bound; the interpreter walks them.
+loop_body = st.lists(st.tuples(st.sampled_from(("load", "store")), st.sampled_from(SIZES),
+                               st.integers(-16, 40)), min_size=1, max_size=4)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(loop_body, st.sampled_from((1, 2, 4, 8)), st.integers(1, 24), st.integers(-8, 24),
+       st.integers(-4, 40), st.sampled_from(("jlt", "jne")), st.integers(8, 400))
+def test_loops_over_memory_stop_where_the_reference_interpreter_does(body, step, rounds, move,
+                                                                     start, exit_, size):
+    lines = ["mov %r0, 0", "mov %r6, %r1", f"add %r6, {start}", "mov %r4, 0", "loop:"]
+    for kind, width, off in body:
+        where = f"[%r6{off:+d}]"
+        lines += ([f"ldx{width} %r9, {where}", "xor %r0, %r9"] if kind == "load"
+                  else [f"st{width} {where}, {abs(off) + 1}"])
+    lines += [f"add %r6, {move}", f"add %r4, {step}", f"{exit_} %r4, {step * rounds}, loop",
+              "exit"]
+    text = "\n".join(lines)
+    memory = bytes(range(256)) * 2
+    memory = memory[:size]
+    expected = reference(text, memory)
+    for level in (0, 2):
+        got = native(text, memory, level)
+        if got == ("refused",):
+            assert expected == ("fault",), f"-O{level}: refused, but it runs:\n{text}"
+        else:
+            assert got == expected, f"-O{level} on {size} bytes:\n{text}"

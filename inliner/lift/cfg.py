@@ -69,20 +69,42 @@ class Cfg:
                          for n in comp if len(comp) > 1 or graph.has_edge(n, n))
 
     @cached_property
+    def idom(self) -> dict[int, int]:
+        """Each block's immediate dominator (the entry's is itself)."""
+        graph = nx.DiGraph((a, b) for a, succ in self.succs.items() for b in succ)
+        graph.add_nodes_from(self.order)
+        return nx.immediate_dominators(graph, self.start)
+
+    def dominates(self, a: int, b: int) -> bool:
+        """Every path from the entry to block b passes block a."""
+        idom = self.idom
+        while b != a and idom.get(b, b) != b:
+            b = idom[b]
+        return b == a
+
+    @cached_property
+    def always(self) -> tuple[int, ...]:
+        """The blocks every run of the function that returns passes: the entry's
+        post-dominators, in order."""
+        exit_ = -1
+        graph = nx.DiGraph((b, a) for a, succ in self.succs.items() for b in succ)
+        graph.add_edges_from((exit_, a) for a in self.order if not self.succs[a])
+        if exit_ not in graph:
+            return ()
+        ipdom = nx.immediate_dominators(graph, exit_)
+        out, b = [], self.start
+        while b in ipdom and b != exit_:
+            out.append(b)
+            b = ipdom[b]
+        return tuple(out)
+
+    @cached_property
     def natural_loops(self) -> frozenset[int]:
         """Headers whose every back edge comes from a block they dominate: the
         loops entered only through their header (reducible)."""
-        graph = nx.DiGraph((a, b) for a, succ in self.succs.items() for b in succ)
-        graph.add_nodes_from(self.order)
-        idom = nx.immediate_dominators(graph, self.start)
-
-        def dominates(a: int, b: int) -> bool:
-            while b != a and idom.get(b, b) != b:
-                b = idom[b]
-            return b == a
         headers: dict[int, bool] = {}
         for src, dst in self.back_edges:
-            headers[dst] = headers.get(dst, True) and dominates(dst, src)
+            headers[dst] = headers.get(dst, True) and self.dominates(dst, src)
         return frozenset(h for h, ok in headers.items() if ok)
 
     def loop_body(self, header: int) -> frozenset[int]:

@@ -15,7 +15,7 @@ register's range on each edge; an edge no value can take is not followed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import NamedTuple
 
@@ -309,6 +309,9 @@ class Facts:
     and for each bpf-to-bpf callee the arguments its call sites here agree on."""
     before: dict[int, State]
     calls: dict[object, tuple[Value, ...]]
+    # Each loop head's state as the loop is entered (joined over the edges from
+    # outside it), before the widening its back edges bring.
+    entering: dict[int, State] = field(default_factory=dict)
 
     def __getitem__(self, idx: int) -> State:
         return self.before[idx]
@@ -361,7 +364,12 @@ def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], loaded: Mapping[in
         if idx in live:
             site = call_args(before[idx])
             calls[callee] = site if callee not in calls else join_args(calls[callee], site)
-    return Facts(before, calls)
+    entering: dict[int, State] = {}
+    for leader in state_in:
+        for succ, out in _block(cfg, slots, leader, state_in[leader], loaded, None):
+            if succ in heads and (leader, succ) not in cfg.back_edges:
+                entering[succ] = out if succ not in entering else entering[succ].join(out)
+    return Facts(before, calls, entering)
 
 
 def _block(cfg: Cfg, slots, leader: int, state: State, loaded, record: dict | None):

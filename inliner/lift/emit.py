@@ -85,7 +85,11 @@ class FunctionEmitter:
         if self.func.checked or self.ml.options.checks:
             hidden = list(self.fn.args[-(HIDDEN_SHADOWS + 2):]) if self.func.checked else None
             self.guard = Guard(self, hidden, self.ml.function_name(self.func))
-            self.guard.charge(cfg.start)  # a call is a step of the budget
+            if self.func.key in self.ml.address_taken:
+                # A callback's call is a step: bpf_loop and for_each_map_elem call it
+                # again and again. Other calls need none: without recursion, a
+                # call ends if its loops do.
+                self.guard.charge(cfg.start)
         # Loops emitted twice (guard.py Guard.versions): their copies' blocks, and
         # while one's copy is emitted, (its version, its blocks).
         instrument = self.counter_base is not None

@@ -37,7 +37,7 @@ from ..facts import abi, isa, maps
 from ..facts.abi import Fault, Region
 from ..facts.helpers import (MAP_LOOKUP, MAP_LOOKUP_PERCPU, RINGBUF_RESERVE, TAIL_CALL, ArgKind,
                              HelperArg)
-from .values import Kind, Value
+from .values import Kind, Range, Value
 
 if TYPE_CHECKING:
     from .emit import FunctionEmitter
@@ -46,6 +46,7 @@ I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 I64P = I64.as_pointer()
 I8P = ir.IntType(8).as_pointer()
 ZERO = ir.Constant(I64, 0)
+M64 = (1 << 64) - 1
 # A region is (lo, hi, whi, tag): loads in [lo, hi), stores in [lo, whi), and
 # for a frame the address of the regions of its 8-byte slots, for other memory
 # what it is (a Region below FRAME, which fault records report).
@@ -90,6 +91,14 @@ class Version:
 
 
 PACKET_ROOT = 0   # Version's root of accesses through PACKET pointers
+
+
+def _may_end_run(em: FunctionEmitter, insn: isa.Insn) -> bool:
+    """A call after which the function may not go on: a tail call, callx, a helper
+    that unwinds, a bpf-to-bpf call (its callee may)."""
+    return insn.cls == isa.JMP and isa.op(insn.opcode) == isa.CALL and (
+        isa.call_kind(insn) is not isa.CallKind.HELPER or insn.imm == TAIL_CALL
+        or insn.imm in em.ml.options.unwind_helpers)
 
 
 def _memory_access(insn: isa.Insn) -> tuple[int, int, int, bool] | None:
@@ -176,9 +185,12 @@ class Guard:
         # charged to the budget when it is entered again and at returns, and
         # on their own never more than the whole budget.
         self.cap = em.ml.options.max_steps
-        self.loops = {h: b.alloca(I64, name=f"loop{h}.n") for h in em.cfg.natural_loops}
+        self.bounded = self._bounded_loops()
+        self.loops = {h: b.alloca(I64, name=f"loop{h}.n") for h in em.cfg.natural_loops
+                      if h not in self.bounded}
         for n in self.loops.values():
             b.store(ZERO, n)
+        self.entry_covered = self._check_at_entry()
 
     # -- regions ---------------------------------------------------------------
 
@@ -285,6 +297,40 @@ class Guard:
 
     # -- checks ------------------------------------------------------------------
 
+    def _check_at_entry(self) -> dict[int, int]:
+        """Check at the function's entry, once per pointer argument, the accesses at
+        constant offsets from it in the blocks every returning run passes (those
+        runs make them all; a fault only comes earlier). Returns access -> root."""
+        em, cfg = self.em, self.em.cfg
+        if any(_may_end_run(em, em.slots[idx]) for idx in cfg):
+            return {}   # a call that may end the run otherwise than by returning
+        extents: dict[tuple[int, bool], list[int]] = {}   # (root, writes) -> [lo, hi, insn]
+        covered: dict[int, int] = {}
+        for leader in cfg.always:
+            for idx in cfg.insns(leader):
+                access = _memory_access(em.slots[idx])
+                if access is None:
+                    continue
+                base, off, size, write = access
+                fact = em.facts[idx].regs[base]
+                offsets = fact.offsets
+                if fact.kind is not Kind.ARG or offsets is None or offsets.value is None \
+                        or offsets.value + off < 0:
+                    continue
+                lo = offsets.value + off
+                have = extents.setdefault((fact.root, write), [lo, lo + size, idx])
+                have[0], have[1] = min(have[0], lo), max(have[1], lo + size)
+                covered[idx] = fact.root
+        if len(covered) < 2:
+            return {}
+        b = self.em.b
+        for (root, write), (lo, hi, first) in sorted(extents.items()):
+            start = b.add(em.fn.args[root - 1], ir.Constant(I64, lo))
+            region = self.roots[root]
+            self.stop_unless(_inside(b, region, start, ir.Constant(I64, hi - lo), write),
+                             Fault.STORE if write else Fault.LOAD, first, start, hi - lo, region)
+        return covered
+
     def plan_block(self, insns) -> None:
         """Merge the checks of a block's accesses at constant offsets from one pointer
         argument: the first access checks the extent of them all (its group), the
@@ -296,7 +342,7 @@ class Guard:
         for idx in insns:
             insn = em.slots[idx]
             access = _memory_access(insn)
-            if access is not None:
+            if access is not None and idx not in self.entry_covered:
                 base, off, size, write = access
                 fact = em.facts[idx].regs[base]
                 offsets = fact.offsets
@@ -309,9 +355,7 @@ class Guard:
                     else:
                         group[1], group[2] = min(group[1], lo), max(group[2], lo + size)
                         self.covered[idx] = group[0]
-            if insn.cls == isa.JMP and isa.op(insn.opcode) == isa.CALL and (
-                    isa.call_kind(insn) is not isa.CallKind.HELPER or insn.imm == TAIL_CALL
-                    or insn.imm in em.ml.options.unwind_helpers):
+            if _may_end_run(em, insn):
                 self._close(groups)   # a call that may not come back ends the groups
         self._close(groups)
 
@@ -334,17 +378,20 @@ class Guard:
             if body & taken:
                 continue
             insns = [idx for leader in sorted(body) for idx in cfg.insns(leader)]
-            if any(em.slots[i].cls == isa.JMP and isa.op(em.slots[i].opcode) == isa.CALL
-                   for i in insns):
+            if any(_may_end_run(em, em.slots[i]) for i in insns):
                 continue
             extents: dict[tuple[int, bool], list[int]] = {}
             covered = {}
+            moving = self._moving_pointers(h, body)
             for idx in insns:
                 access = _memory_access(em.slots[idx])
                 if access is None:
                     continue
                 base, off, size, write = access
                 fact = em.facts[idx].regs[base]
+                if fact.offsets is None and base in moving and \
+                        (fact.kind, fact.root) == (moving[base].kind, moving[base].root):
+                    fact = moving[base]
                 offsets = fact.offsets
                 if fact.kind not in (Kind.ARG, Kind.PACKET) or offsets is None \
                         or offsets.umin + off < 0:
@@ -506,6 +553,11 @@ class Guard:
         the loop's count when it closes a loop, through the budget's charge of
         the loop's last run when it enters one."""
         back = (src, dst) in self.em.cfg.back_edges
+        if back and dst in self.bounded:
+            if self.em.copy is None:
+                self.em.ml.add_check(self.em.func, self.em.cfg.insns(src)[-1], "loop", True,
+                                     f"runs {self.bounded[dst][1]}")
+            return block
         if not back and dst not in self.loops:
             return block
         edge = self.edges.get((src, dst, block.name))
@@ -539,6 +591,81 @@ class Guard:
             b.branch(block)
             b.position_at_end(here)
         return edge
+
+    def _bounded_loops(self) -> dict[int, str]:
+        """Natural loops the facts prove end within the budget, by header, with why:
+        a register the loop changes only by one `add` of a constant, in a block
+        every time round passes, whose value at the header the facts bound. Each
+        time round moves it a step, so the loop runs at most (range / step) + 1
+        times. These need no count (the kernel's verifier proves such loops by
+        walking them)."""
+        em, cfg, out = self.em, self.em.cfg, {}
+        for h in cfg.natural_loops:
+            body = cfg.loop_body(h)
+            latches = [s for s, d in cfg.back_edges if d == h]
+            insns = [(leader, idx) for leader in body for idx in cfg.insns(leader)]
+            calls = any(em.slots[i].cls == isa.JMP and isa.op(em.slots[i].opcode) == isa.CALL
+                        for _, i in insns)
+            for r in range(6, 10) if calls else range(10):
+                writes = [(leader, idx) for leader, idx in insns
+                          if r in isa.regs_written(em.slots[idx])]
+                if len(writes) != 1:
+                    continue
+                leader, idx = writes[0]
+                insn = em.slots[idx]
+                if insn.opcode not in (isa.ALU64 | isa.ADD | isa.K, isa.ALU64 | isa.SUB | isa.K) \
+                        or insn.imm == 0 or not all(cfg.dominates(leader, s) for s in latches):
+                    continue
+                step = insn.imm if isa.op(insn.opcode) == isa.ADD else -insn.imm
+                at = em.facts[h].regs[r]
+                if at.kind is not Kind.SCALAR:
+                    continue
+                lo, hi = at.range.umin, at.range.umax
+                if (step > 0 and hi + step > M64) or (step < 0 and lo + step < 0):
+                    continue   # it could wrap round
+                times = (hi - lo) // abs(step) + 1
+                if times <= self.cap:
+                    out[h] = (times, f"at most {times} times (r{r} in [{lo}, {hi}] by {step:+d})")
+                    break
+        return out
+
+    def _moving_pointers(self, h: int, body: frozenset[int]) -> dict[int, Value]:
+        """In a bounded loop: the pointers it moves by a constant once each time
+        round (as clang walks an array), with their offsets over all its runs:
+        from where they enter to where the bound lets them go."""
+        em, cfg = self.em, self.em.cfg
+        entering = em.facts.entering.get(h)
+        if h not in self.bounded or entering is None:
+            return {}
+        times = self.bounded[h][0]
+        latches = [s for s, d in cfg.back_edges if d == h]
+        if any(d not in cfg.natural_loops for s, d in cfg.back_edges if s in body):
+            return {}   # a cycle inside with more than one entry
+        inner = [cfg.loop_body(d) for d in cfg.natural_loops if d != h and d in body]
+        calls = any(em.slots[i].cls == isa.JMP and isa.op(em.slots[i].opcode) == isa.CALL
+                    for leader in body for i in cfg.insns(leader))
+        out = {}
+        for r in range(6, 10) if calls else range(10):   # a call clobbers r0-r5
+            start = entering.regs[r]
+            if start.kind not in (Kind.ARG, Kind.PACKET) or start.offsets is None:
+                continue
+            writes = [(leader, idx) for leader in body for idx in cfg.insns(leader)
+                      if r in isa.regs_written(em.slots[idx])]
+            if len(writes) != 1:
+                continue
+            leader, idx = writes[0]
+            insn = em.slots[idx]
+            if insn.opcode != isa.ALU64 | isa.ADD | isa.K or any(leader in i for i in inner) \
+                    or not all(cfg.dominates(leader, s) for s in latches):
+                continue   # not once each time round
+            # Each time round it moves by imm, and at most `times` times: any point
+            # of the loop sees it at most times * |imm| from where it entered.
+            reach = insn.imm * times
+            lo = start.offsets.umin + min(0, reach)
+            hi = start.offsets.umax + max(0, reach)
+            if lo >= 0:
+                out[r] = start._replace(range=Range.unsigned(lo, hi))
+        return out
 
     # -- proofs --------------------------------------------------------------------
 
@@ -576,6 +703,10 @@ class Guard:
         elif copy is not None and idx in copy.covered:
             # The loop's copy runs only where all these accesses are in bounds.
             self.last_access = (self.root_region(copy.covered[idx]), addr)
+        elif idx in self.entry_covered:
+            self.last_access = (self.root_region(self.entry_covered[idx]), addr)
+            em.record(idx, what, False, "at the function's entry, with the accesses at "
+                      "constant offsets from the same argument that every run makes")
         elif self.access_merged(idx, addr, store):
             leader = self.covered.get(idx, idx)
             em.record(idx, what, False, f"against argument r{fact.root}'s region, with the "

@@ -53,6 +53,8 @@ class Site:
     in_loop: bool          # static frequency estimate: inside a loop of the CFG
     call: ir.CallInstr | None = field(compare=False, repr=False)  # None when lowered
     lowered: str = ""      # why the lifter expanded the call in place; then no call is left
+    # The same call in a loop's unchecked copy (lift/guard.py versions): decided alike.
+    copies: list = field(default_factory=list, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

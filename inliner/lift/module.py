@@ -321,6 +321,12 @@ class ModuleLifter:
 
     def add_site(self, func: Func, idx: int, callee: str, helper_id: int | None, in_loop: bool,
                  call: ir.CallInstr | None, lowered: str = "") -> None:
+        # A call emitted twice (a loop's copy) is one site with two calls.
+        for site in self.sites:
+            if (site.function, site.insn) == (func.name, idx):
+                if call is not None:
+                    site.copies.append(call)
+                return
         self.sites.append(Site(func.name, idx, callee, helper_id, in_loop, call, lowered))
 
     def helper(self, helper_id: int) -> ir.Function:

@@ -211,10 +211,11 @@ def apply(decisions: list[Decision]) -> None:
     for dec in decisions:
         if dec.site.call is None:  # lowered by the lifter: nothing left to mark
             continue
-        if dec.action == "inline":
-            dec.site.call.attributes.add("alwaysinline")
-        elif dec.action == "outline":
-            dec.site.call.attributes.add("noinline")
+        for call in (dec.site.call, *dec.site.copies):
+            if dec.action == "inline":
+                call.attributes.add("alwaysinline")
+            elif dec.action == "outline":
+                call.attributes.add("noinline")
 
 
 def plan(sites: list[Site], hset: HelperSet | None, options: PlanOptions,
