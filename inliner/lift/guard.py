@@ -15,11 +15,10 @@ register's region. A region never outlives its memory: a frame's region
 stays in its function (a call returns no region in r0), packet and map
 memory live as long as the run.
 
-What the facts prove needs no check (`proven`); a block's accesses at
-constant offsets from one pointer argument share one check (`plan_block`);
-a loop without calls whose accesses have bounded offsets is emitted twice,
-an unchecked copy entered when one check finds every offset in bounds
-(`versions`).
+What the facts prove needs no check (`proven`); what proofs.py decides from
+the facts says which accesses share one check (at the function's entry, or
+per block) and which loops are emitted twice, with an unchecked copy entered
+when one check finds every offset in bounds, and which loops need no count.
 
 A failed check, and a budget of back edges and calls run out, stop the
 program: the function writes the fault record (facts/abi.py FAULT) and
@@ -28,16 +27,16 @@ returns 0 and the host reads why.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llvmlite import ir
 
 from ..facts import abi, isa, maps
 from ..facts.abi import Fault, Region
-from ..facts.helpers import (MAP_LOOKUP, MAP_LOOKUP_PERCPU, RINGBUF_RESERVE, TAIL_CALL, ArgKind,
-                             HelperArg)
-from .values import Kind, Range, Value
+from ..facts.helpers import MAP_LOOKUP, MAP_LOOKUP_PERCPU, RINGBUF_RESERVE, ArgKind, HelperArg
+from . import proofs
+from .proofs import PACKET_ROOT, Version
+from .values import Kind, Value
 
 if TYPE_CHECKING:
     from .emit import FunctionEmitter
@@ -46,7 +45,6 @@ I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 I64P = I64.as_pointer()
 I8P = ir.IntType(8).as_pointer()
 ZERO = ir.Constant(I64, 0)
-M64 = (1 << 64) - 1
 # A region is (lo, hi, whi, tag): loads in [lo, hi), stores in [lo, whi), and
 # for a frame the address of the regions of its 8-byte slots, for other memory
 # what it is (a Region below FRAME, which fault records report).
@@ -82,33 +80,7 @@ def refuse_always_outside(em: FunctionEmitter, idx: int, what: str, fact: Value,
                                 f"{value_size}-byte value of map {fact.map}: always outside it")
 
 
-@dataclass(frozen=True)
-class Version:
-    """A loop emitted twice (Guard.versions)."""
-    body: frozenset[int]                             # its blocks
-    covered: dict[int, int]                          # access insn -> root, unchecked in the copy
-    extents: dict[tuple[int, bool], tuple[int, int]]  # (root, writes) -> offsets [lo, hi)
 
-
-PACKET_ROOT = 0   # Version's root of accesses through PACKET pointers
-
-
-def _may_end_run(em: FunctionEmitter, insn: isa.Insn) -> bool:
-    """A call after which the function may not go on: a tail call, callx, a helper
-    that unwinds, a bpf-to-bpf call (its callee may)."""
-    return insn.cls == isa.JMP and isa.op(insn.opcode) == isa.CALL and (
-        isa.call_kind(insn) is not isa.CallKind.HELPER or insn.imm == TAIL_CALL
-        or insn.imm in em.ml.options.unwind_helpers)
-
-
-def _memory_access(insn: isa.Insn) -> tuple[int, int, int, bool] | None:
-    """(base register, offset, size, writes) of a load, store or atomic."""
-    size = isa.SIZE_BYTES[isa.size(insn.opcode)]
-    if insn.cls == isa.LDX and isa.mode(insn.opcode) in (isa.MEM, isa.MEMSX):
-        return insn.src, insn.off, size, False
-    if insn.cls in (isa.ST, isa.STX) and isa.mode(insn.opcode) in (isa.MEM, isa.ATOMIC):
-        return insn.dst, insn.off, size, True
-    return None
 
 
 def fault_record_type() -> ir.LiteralStructType:
@@ -185,7 +157,7 @@ class Guard:
         # charged to the budget when it is entered again and at returns, and
         # on their own never more than the whole budget.
         self.cap = em.ml.options.max_steps
-        self.bounded = self._bounded_loops()
+        self.bounded = proofs.bounded_loops(em.cfg, em.facts, em.slots, self.cap)
         self.loops = {h: b.alloca(I64, name=f"loop{h}.n") for h in em.cfg.natural_loops
                       if h not in self.bounded}
         for n in self.loops.values():
@@ -299,32 +271,12 @@ class Guard:
 
     def _check_at_entry(self) -> dict[int, int]:
         """Check at the function's entry, once per pointer argument, the accesses at
-        constant offsets from it in the blocks every returning run passes (those
-        runs make them all; a fault only comes earlier). Returns access -> root."""
-        em, cfg = self.em, self.em.cfg
-        if any(_may_end_run(em, em.slots[idx]) for idx in cfg):
-            return {}   # a call that may end the run otherwise than by returning
-        extents: dict[tuple[int, bool], list[int]] = {}   # (root, writes) -> [lo, hi, insn]
-        covered: dict[int, int] = {}
-        for leader in cfg.always:
-            for idx in cfg.insns(leader):
-                access = _memory_access(em.slots[idx])
-                if access is None:
-                    continue
-                base, off, size, write = access
-                fact = em.facts[idx].regs[base]
-                offsets = fact.offsets
-                if fact.kind is not Kind.ARG or offsets is None or offsets.value is None \
-                        or offsets.value + off < 0:
-                    continue
-                lo = offsets.value + off
-                have = extents.setdefault((fact.root, write), [lo, lo + size, idx])
-                have[0], have[1] = min(have[0], lo), max(have[1], lo + size)
-                covered[idx] = fact.root
-        if len(covered) < 2:
-            return {}
-        b = self.em.b
-        for (root, write), (lo, hi, first) in sorted(extents.items()):
+        constant offsets from it that every returning run makes (proofs.entry_groups).
+        Returns access -> root."""
+        em, b = self.em, self.em.b
+        groups, covered = proofs.entry_groups(em.cfg, em.facts, em.slots,
+                                              em.ml.options.unwind_helpers)
+        for (root, write), (first, lo, hi) in sorted(groups.items()):
             start = b.add(em.fn.args[root - 1], ir.Constant(I64, lo))
             region = self.roots[root]
             self.stop_unless(_inside(b, region, start, ir.Constant(I64, hi - lo), write),
@@ -332,79 +284,16 @@ class Guard:
         return covered
 
     def plan_block(self, insns) -> None:
-        """Merge the checks of a block's accesses at constant offsets from one pointer
-        argument: the first access checks the extent of them all (its group), the
-        others none. The block runs them all unless a call ends the program first,
-        so this moves a fault no later than its access, only earlier."""
+        """The block's merged checks (proofs.block_groups)."""
         em = self.em
-        self.merged, self.covered = {}, {}
-        groups: dict[tuple[int, bool], list[int]] = {}
-        for idx in insns:
-            insn = em.slots[idx]
-            access = _memory_access(insn)
-            if access is not None and idx not in self.entry_covered:
-                base, off, size, write = access
-                fact = em.facts[idx].regs[base]
-                offsets = fact.offsets
-                if fact.kind is Kind.ARG and offsets is not None and offsets.value is not None \
-                        and offsets.value + off >= 0:
-                    lo = offsets.value + off
-                    group = groups.get((fact.root, write))
-                    if group is None:
-                        groups[(fact.root, write)] = [idx, lo, lo + size]
-                    else:
-                        group[1], group[2] = min(group[1], lo), max(group[2], lo + size)
-                        self.covered[idx] = group[0]
-            if _may_end_run(em, insn):
-                self._close(groups)   # a call that may not come back ends the groups
-        self._close(groups)
-
-    def _close(self, groups: dict) -> None:
-        for (root, _), (leader, lo, hi) in groups.items():
-            self.merged[leader] = (root, lo, hi)
-        groups.clear()
+        self.merged, self.covered = proofs.block_groups(
+            em.facts, em.slots, insns, em.ml.options.unwind_helpers, self.entry_covered)
 
     def versions(self) -> dict[int, Version]:
-        """The loops to emit twice (emit.py): a copy without the checks of the
-        accesses at bounded offsets from pointer arguments, entered when the
-        arguments' regions hold every offset the facts allow, and the checked
-        loop otherwise. LLVM can then vectorize and unroll the copy as it does
-        the unchecked build. Only loops without calls, outermost first."""
+        """The loops to emit twice (proofs.versions)."""
         em = self.em
-        cfg, out, taken = em.cfg, {}, set()
-        headers = sorted(cfg.natural_loops, key=lambda h: -len(cfg.loop_body(h)))
-        for h in headers:
-            body = cfg.loop_body(h)
-            if body & taken:
-                continue
-            insns = [idx for leader in sorted(body) for idx in cfg.insns(leader)]
-            if any(_may_end_run(em, em.slots[i]) for i in insns):
-                continue
-            extents: dict[tuple[int, bool], list[int]] = {}
-            covered = {}
-            moving = self._moving_pointers(h, body)
-            for idx in insns:
-                access = _memory_access(em.slots[idx])
-                if access is None:
-                    continue
-                base, off, size, write = access
-                fact = em.facts[idx].regs[base]
-                if fact.offsets is None and base in moving and \
-                        (fact.kind, fact.root) == (moving[base].kind, moving[base].root):
-                    fact = moving[base]
-                offsets = fact.offsets
-                if fact.kind not in (Kind.ARG, Kind.PACKET) or offsets is None \
-                        or offsets.umin + off < 0:
-                    continue
-                lo, hi = offsets.umin + off, offsets.umax + off + size
-                root = fact.root if fact.kind is Kind.ARG else PACKET_ROOT
-                have = extents.setdefault((root, write), [lo, hi])
-                have[0], have[1] = min(have[0], lo), max(have[1], hi)
-                covered[idx] = root
-            if covered:
-                out[h] = Version(body, covered, {k: tuple(v) for k, v in extents.items()})
-                taken |= body
-        return out
+        return proofs.versions(em.cfg, em.facts, em.slots, em.ml.options.unwind_helpers,
+                               self.bounded)
 
     def dispatch(self, header: int) -> ir.Block:
         """Where a loop emitted twice is entered: its copy when the regions hold all its
@@ -591,81 +480,6 @@ class Guard:
             b.branch(block)
             b.position_at_end(here)
         return edge
-
-    def _bounded_loops(self) -> dict[int, str]:
-        """Natural loops the facts prove end within the budget, by header, with why:
-        a register the loop changes only by one `add` of a constant, in a block
-        every time round passes, whose value at the header the facts bound. Each
-        time round moves it a step, so the loop runs at most (range / step) + 1
-        times. These need no count (the kernel's verifier proves such loops by
-        walking them)."""
-        em, cfg, out = self.em, self.em.cfg, {}
-        for h in cfg.natural_loops:
-            body = cfg.loop_body(h)
-            latches = [s for s, d in cfg.back_edges if d == h]
-            insns = [(leader, idx) for leader in body for idx in cfg.insns(leader)]
-            calls = any(em.slots[i].cls == isa.JMP and isa.op(em.slots[i].opcode) == isa.CALL
-                        for _, i in insns)
-            for r in range(6, 10) if calls else range(10):
-                writes = [(leader, idx) for leader, idx in insns
-                          if r in isa.regs_written(em.slots[idx])]
-                if len(writes) != 1:
-                    continue
-                leader, idx = writes[0]
-                insn = em.slots[idx]
-                if insn.opcode not in (isa.ALU64 | isa.ADD | isa.K, isa.ALU64 | isa.SUB | isa.K) \
-                        or insn.imm == 0 or not all(cfg.dominates(leader, s) for s in latches):
-                    continue
-                step = insn.imm if isa.op(insn.opcode) == isa.ADD else -insn.imm
-                at = em.facts[h].regs[r]
-                if at.kind is not Kind.SCALAR:
-                    continue
-                lo, hi = at.range.umin, at.range.umax
-                if (step > 0 and hi + step > M64) or (step < 0 and lo + step < 0):
-                    continue   # it could wrap round
-                times = (hi - lo) // abs(step) + 1
-                if times <= self.cap:
-                    out[h] = (times, f"at most {times} times (r{r} in [{lo}, {hi}] by {step:+d})")
-                    break
-        return out
-
-    def _moving_pointers(self, h: int, body: frozenset[int]) -> dict[int, Value]:
-        """In a bounded loop: the pointers it moves by a constant once each time
-        round (as clang walks an array), with their offsets over all its runs:
-        from where they enter to where the bound lets them go."""
-        em, cfg = self.em, self.em.cfg
-        entering = em.facts.entering.get(h)
-        if h not in self.bounded or entering is None:
-            return {}
-        times = self.bounded[h][0]
-        latches = [s for s, d in cfg.back_edges if d == h]
-        if any(d not in cfg.natural_loops for s, d in cfg.back_edges if s in body):
-            return {}   # a cycle inside with more than one entry
-        inner = [cfg.loop_body(d) for d in cfg.natural_loops if d != h and d in body]
-        calls = any(em.slots[i].cls == isa.JMP and isa.op(em.slots[i].opcode) == isa.CALL
-                    for leader in body for i in cfg.insns(leader))
-        out = {}
-        for r in range(6, 10) if calls else range(10):   # a call clobbers r0-r5
-            start = entering.regs[r]
-            if start.kind not in (Kind.ARG, Kind.PACKET) or start.offsets is None:
-                continue
-            writes = [(leader, idx) for leader in body for idx in cfg.insns(leader)
-                      if r in isa.regs_written(em.slots[idx])]
-            if len(writes) != 1:
-                continue
-            leader, idx = writes[0]
-            insn = em.slots[idx]
-            if insn.opcode != isa.ALU64 | isa.ADD | isa.K or any(leader in i for i in inner) \
-                    or not all(cfg.dominates(leader, s) for s in latches):
-                continue   # not once each time round
-            # Each time round it moves by imm, and at most `times` times: any point
-            # of the loop sees it at most times * |imm| from where it entered.
-            reach = insn.imm * times
-            lo = start.offsets.umin + min(0, reach)
-            hi = start.offsets.umax + max(0, reach)
-            if lo >= 0:
-                out[r] = start._replace(range=Range.unsigned(lo, hi))
-        return out
 
     # -- proofs --------------------------------------------------------------------
 
