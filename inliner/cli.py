@@ -645,7 +645,11 @@ def cmd_conformance_plugin(args) -> int:
         raise EbpfLtoError("memory and program must be hex bytes") from None
     options = pipeline.LinkOptions(opt_level=opts.opt_level, cpu=opts.cpu,
                                    helpers=conformance.HELPERS)
-    r0 = conformance.run_program(code, mem or None, options, elf=opts.elf)
+    try:
+        r0 = conformance.run_program(code, mem or None, options, elf=opts.elf)
+    except ProgramFault as fault:  # the runner takes a failed run as the test's error
+        print(f"ebpf-lto: fault: {fault}", file=sys.stderr)
+        return EXIT_FAULT
     print(f"{r0:x}")
     return 0
 

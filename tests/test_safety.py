@@ -337,3 +337,22 @@ def test_a_map_value_access_always_outside_the_value_is_refused():
     # --no-checks keeps the refusal.
     with pytest.raises(EbpfLtoError, match="always outside"):
         pipeline.link(obj, pipeline.LinkOptions(program="value_far", checks=False))
+
+
+def test_run_and_the_conformance_plugin_report_a_fault_in_one_line(capsys, monkeypatch):
+    import io
+    from inliner import cli
+    # ldxb r0, [r1-1]: one byte before the memory
+    monkeypatch.setattr("sys.stdin", io.StringIO("7110ffff00000000 9500000000000000"))
+    assert cli.main(["conformance-plugin", "00"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "fault: out-of-bounds load of 1 byte at insn 0 of main (memory - 1, memory is 1 bytes)" \
+        in err
+    # packet_write writes at packet + byte 0 * 4096: byte 0 = 16 is far out.
+    status = cli.main(["run", str(UNSAFE_O), "--program", "packet_write",
+                       "--packet", packet(16).hex()])
+    out = capsys.readouterr().out
+    assert status == 1 and out.count("\n") == 1
+    assert out.startswith("packet 1: fault: out-of-bounds store of 1 byte at insn ")
+    assert out.endswith("of packet_write (packet + 65536, packet is 64 bytes)\n")
