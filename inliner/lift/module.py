@@ -54,6 +54,8 @@ class ModuleLifter:
         self.data: dict[str, ir.GlobalVariable] = {}
         self.maps: dict[str, ir.GlobalVariable] = {}
         self.sites: list[Site] = []
+        self._site_at: dict[tuple[str, int], Site] = {}   # (function, insn) -> its site
+        self._data_regions: list[tuple] | None = None
         self.counts: dict[tuple[str, int], int] = {}
         self.stale: list[str] = []
         self.skipped_targets: list[str] = []
@@ -322,12 +324,14 @@ class ModuleLifter:
     def add_site(self, func: Func, idx: int, callee: str, helper_id: int | None, in_loop: bool,
                  call: ir.CallInstr | None, lowered: str = "") -> None:
         # A call emitted twice (a loop's copy) is one site with two calls.
-        for site in self.sites:
-            if (site.function, site.insn) == (func.name, idx):
-                if call is not None:
-                    site.copies.append(call)
-                return
-        self.sites.append(Site(func.name, idx, callee, helper_id, in_loop, call, lowered))
+        site = self._site_at.get((func.name, idx))
+        if site is not None:
+            if call is not None:
+                site.copies.append(call)
+            return
+        site = self._site_at[(func.name, idx)] = Site(func.name, idx, callee, helper_id,
+                                                      in_loop, call, lowered)
+        self.sites.append(site)
 
     def helper(self, helper_id: int) -> ir.Function:
         fn = self.helpers.get(helper_id)
@@ -361,14 +365,17 @@ class ModuleLifter:
         return gv
 
     def data_regions(self) -> list[tuple]:
-        """Each global data section of the object as a region (guard.py)."""
-        out = []
-        for name, sec in self.obj.data.items():
-            lo = self._data_global(name).bitcast(I8P).ptrtoint(I64)
-            hi = self._data_global(name).bitcast(I8P).gep([ir.Constant(I64, len(sec.data))]
-                                                          ).ptrtoint(I64)
-            out.append((lo, hi, hi if sec.writable else lo, guard.tag(Region.DATA)))
-        return out
+        """Each global data section of the object as a region (guard.py); made once,
+        read at every access check."""
+        if self._data_regions is None:
+            self._data_regions = []
+            for name, sec in self.obj.data.items():
+                base = self._data_global(name).bitcast(I8P)
+                lo = base.ptrtoint(I64)
+                hi = base.gep([ir.Constant(I64, len(sec.data))]).ptrtoint(I64)
+                self._data_regions.append((lo, hi, hi if sec.writable else lo,
+                                           guard.tag(Region.DATA)))
+        return self._data_regions
 
     def function_name(self, func: Func) -> ir.Constant:
         """The function's name as a C string, for fault records."""
