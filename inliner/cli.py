@@ -530,7 +530,9 @@ def _explain_checks(obj, programs, checks, args) -> int:
               f"{len(loops)} loops, {sum(c.proven for c in loops)} bounded by the facts, "
               f"{sum(not c.proven for c in loops)} counted against --max-steps {args.max_steps}")
         for c in items:
-            if not c.proven:
+            if c.what == "copy":
+                print(f"  insn {c.insn}: {c.how}")
+            elif not c.proven:
                 print(f"  insn {c.insn}: {c.what} checked {c.how}")
     return 0
 

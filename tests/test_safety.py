@@ -8,6 +8,8 @@ out here from the program text; memory around the program's is filled with
 a canary that must survive.
 """
 import ctypes
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -356,3 +358,73 @@ def test_run_and_the_conformance_plugin_report_a_fault_in_one_line(capsys, monke
     assert status == 1 and out.count("\n") == 1
     assert out.startswith("packet 1: fault: out-of-bounds store of 1 byte at insn ")
     assert out.endswith("of packet_write (packet + 65536, packet is 64 bytes)\n")
+
+
+# A loop that walks a pointer 16 times by 4 bytes: with the add before the load
+# (at [p-4]) and after it (at [p]), it reads bytes 0..64 of its memory exactly.
+# (program, its load's insn)
+WALKS = {
+    "add-then-load": ("mov %r0, 0\nmov %r2, %r1\nmov %r3, 0\nloop:\nadd %r2, 4\n"
+                      "ldxw %r4, [%r2-4]\nadd %r0, %r4\nadd %r3, 1\njlt %r3, 16, loop\nexit", 4),
+    "load-then-add": ("mov %r0, 0\nmov %r2, %r1\nmov %r3, 0\nloop:\nldxw %r4, [%r2]\n"
+                      "add %r2, 4\nadd %r0, %r4\nadd %r3, 1\njlt %r3, 16, loop\nexit", 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WALKS))
+def test_a_walked_pointer_is_checked_to_its_last_byte(name):
+    """The loop's unchecked copy runs only where its memory holds all 16 words: with
+    64 bytes the sum of the words, with 63 the last load stops at offset 60."""
+    mem = bytes(range(64))
+    text, load = WALKS[name]
+    words = sum(int.from_bytes(mem[i:i + 4], "little") for i in range(0, 64, 4))
+    for level in LEVELS:
+        assert run(text, mem, level)[0] == words
+    fault = fault_of(text, mem[:63])
+    assert (fault.code, fault.insn, fault.size, fault.addr - fault.region[0]) == \
+        (Fault.LOAD, load, 4, 60)
+
+
+def test_a_helper_handed_a_walked_pointer_is_checked_to_its_last_byte():
+    """memfrob of 4 bytes at each of 16 words (the helper's pointer is the memory plus
+    4i, as clang indexes an array): the loop's copy runs only where all 64 bytes are
+    there; with 63 the last call gets -EFAULT and leaves its bytes be."""
+    text = ("mov %r6, %r1\nmov %r7, 0\nloop:\nmov %r3, %r7\nlsh %r3, 2\nmov %r1, %r6\n"
+            "add %r1, %r3\nmov %r2, 4\ncall 1\nmov %r9, %r0\nadd %r7, 1\njlt %r7, 16, loop\n"
+            "mov %r0, %r9\nexit")
+    _, linked = pipeline.link(loader.from_raw(assembler.assemble_bytes(text), path="<t>"),
+                              pipeline.LinkOptions(helpers="conformance"))
+    assert [c.how for c in linked.checks if c.what == "copy"] == [
+        "loop L2 is emitted twice: a copy without 1 of its checks runs when the regions "
+        "hold argument r1 bytes 0..64 (written)"]
+    for level in LEVELS:
+        r0, mem = run(text, bytes(64), level)
+        assert r0 != EFAULT and mem == bytes([42]) * 64
+        r0, mem = run(text, bytes(63), level)
+        assert r0 == EFAULT and mem == bytes([42]) * 60 + bytes(3)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# The bytes each benchmark's loop touches, from its C source (benchmarks/*.c).
+SOURCE_EXTENTS = {
+    "switch": [(0, 4096)],                      # u32 op[1024]
+    "binary_search": [(0, 4352)],               # u32 sorted[1024], keys[64]
+    "memcpy": [(0, 4096), (4096, 8192)],        # u64 src[512] to dst[512]
+    "crc32": [(0, 256)],                        # u8 data[256]
+    "tlv_parse": [(0, 8192)],                   # 1024 8-byte records
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_EXTENTS))
+def test_a_loop_copy_needs_no_more_memory_than_its_source_touches(name, capsys):
+    """The copy without checks is entered where the argument's region holds the
+    bytes the facts allow: exactly those the C loop touches, so a run on an input
+    of the source's size takes it."""
+    from inliner.cli import main
+    assert main(["explain", "--checks", "--json", str(ROOT / "benchmarks" / f"{name}.o")]) == 0
+    copies = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["what"] == "copy"]
+    assert len(copies) == 1
+    spans = [tuple(map(int, m)) for m in re.findall(r"bytes (\d+)\.\.(\d+)", copies[0]["how"])]
+    assert sorted(spans) == SOURCE_EXTENTS[name]

@@ -73,14 +73,17 @@ def _forget_offsets(value: Value) -> Value:
 
 
 def thresholds(cfg: Cfg, slots) -> tuple[int, ...]:
-    """The constants the function's jumps compare with, unsigned and signed: where a
-    widened bound stops first (the kernel learns a loop's bound from them too)."""
+    """The constants the function's jumps compare with and its moves load, unsigned
+    and signed: where a widened bound stops first (the kernel learns a loop's bound
+    from its compares; a bound that starts in a register, as a binary search's
+    `hi = N`, is a moved constant)."""
     out = set()
     for idx in cfg:
         insn = slots[idx]
-        if insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) in isa.COND_JMP_OPS \
-                and not insn.opcode & isa.X:
-            k = insn.imm & (v.M64 if insn.cls == isa.JMP else v.M32)
+        compare = insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) in isa.COND_JMP_OPS
+        move = insn.cls in (isa.ALU, isa.ALU64) and isa.op(insn.opcode) == isa.MOV
+        if (compare or move) and not insn.opcode & isa.X:
+            k = insn.imm & (v.M64 if insn.cls in (isa.JMP, isa.ALU64) else v.M32)
             # K - 1 too: a loop that runs while i != K (or i < K) stays below it.
             for t in (k - 1, k, k + 1):
                 if 0 <= t <= v.M64:

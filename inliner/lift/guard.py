@@ -216,9 +216,12 @@ class Guard:
         use = b.and_(aligned, is_frame(b, slots))
         at = b.add(slots, b.mul(b.lshr(off, ir.Constant(I64, 3)),
                                 ir.Constant(I64, 8 * len(PARTS))))
-        base = b.select(use, at, b.ptrtoint(self.scratch, I64))
-        return [b.inttoptr(b.add(base, ir.Constant(I64, 8 * k)), I64P)
-                for k in range(len(PARTS))], slots, use
+        # A pointer select, not an integer one: where `use` folds to false the
+        # scratch place stays a plain alloca that LLVM deletes, rather than
+        # escaped memory every other access may alias.
+        scratch = b.gep(self.scratch, [I32(0), I32(0)])
+        base = b.select(use, b.inttoptr(at, I64P), scratch)
+        return [b.gep(base, [I32(k)]) for k in range(len(PARTS))], slots, use
 
     def after(self, insn: isa.Insn) -> None:
         """Each register the instruction wrote gets its region (module docstring)."""
@@ -292,8 +295,17 @@ class Guard:
     def versions(self) -> dict[int, Version]:
         """The loops to emit twice (proofs.versions)."""
         em = self.em
-        return proofs.versions(em.cfg, em.facts, em.slots, em.ml.options.unwind_helpers,
-                               self.bounded)
+        found = proofs.versions(em.cfg, em.facts, em.slots, em.ml.options.unwind_helpers,
+                                self.bounded, em.ml.options.helper_args)
+        for h, version in found.items():
+            spans = ", ".join(
+                f"{'the packet' if root == PACKET_ROOT else f'argument r{root}'} bytes "
+                f"{lo}..{hi}{' (written)' if write else ''}"
+                for (root, write), (lo, hi) in sorted(version.extents.items()))
+            em.ml.add_check(em.func, h, "copy", False, f"loop L{h} is emitted twice: a copy "
+                            f"without {len(version.covered)} of its checks runs when the "
+                            f"regions hold {spans}")
+        return found
 
     def dispatch(self, header: int) -> ir.Block:
         """Where a loop emitted twice is entered: its copy when the regions hold all its
@@ -589,16 +601,21 @@ class Guard:
 
     def helper_args(self, idx: int, specs: tuple[HelperArg, ...]) -> ir.Value | None:
         """Whether the helper's pointer arguments are what it takes (None: nothing to check)."""
-        b = self.em.b
+        b, copy = self.em.b, self.em.copy
         ok = None
         for spec in specs:
+            if copy is not None and (idx, spec.reg) in copy[0].covered:
+                continue   # the loop's copy runs only where the memory is in bounds
             cond = self._helper_arg(spec)
             if cond is not None:
                 ok = cond if ok is None else b.and_(ok, cond)
         if specs:
+            loop = next((h for h, v in self.em.versions.items()
+                         if any((idx, spec.reg) in v.covered for spec in specs)), None)
             self.em.record(idx, "helper", ok is None, "pointer arguments proven" if ok is None
                            else "pointer arguments against the caller's regions: -EFAULT "
-                           "if outside")
+                           "if outside" + ("" if loop is None else
+                                           f"; not at all in the copy of loop L{loop}"))
         return ok
 
     def call_args(self, args: list, hid: int, specs: tuple[HelperArg, ...]) -> ir.Value | None:

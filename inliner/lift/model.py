@@ -63,7 +63,7 @@ class Check:
     (`ebpf-lto explain --checks`)."""
     function: str   # the eBPF function it is in
     insn: int       # its instruction index in the section
-    what: str       # load, store, atomic, helper, loop
+    what: str       # load, store, atomic, helper, loop, copy (a loop emitted twice)
     proven: bool    # proven at link time (no code); else checked at run time
     how: str        # the proof, or what it is checked against
 

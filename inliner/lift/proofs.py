@@ -9,10 +9,10 @@ a function's CFG, its facts and its instructions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from ..facts import isa
-from ..facts.helpers import TAIL_CALL
+from ..facts.helpers import TAIL_CALL, ArgKind
 from .cfg import Cfg
 from .dataflow import Facts
 from .values import M64, Kind, Range, Value
@@ -26,7 +26,7 @@ Extents = dict[tuple[int, bool], tuple[int, int]]   # (root, writes) -> offsets 
 class Version:
     """A loop emitted twice: an unchecked copy entered when the regions hold `extents`."""
     body: frozenset[int]       # its blocks
-    covered: dict[int, int]    # access insn -> root, unchecked in the copy
+    covered: dict              # access insn, or (call insn, register) -> root: unchecked in the copy
     extents: Extents
 
 
@@ -98,11 +98,19 @@ def bounded_loops(cfg: Cfg, facts: Facts, slots: Sequence, cap: int
     return out
 
 
+@dataclass(frozen=True)
+class Walk:
+    """A pointer a bounded loop moves by `step` once each time round, at `add`."""
+    start: Value               # as the loop is entered
+    step: int
+    times: int                 # the most times the header runs
+    add: tuple[int, int]       # (block, insn) of the add
+
+
 def moving_pointers(cfg: Cfg, facts: Facts, slots: Sequence, h: int, times: int
-                    ) -> dict[int, Value]:
+                    ) -> dict[int, Walk]:
     """In a loop that runs at most `times` times: the pointers it moves by a constant
-    once each time round (as clang walks an array), with their offsets over all
-    its runs, from where they enter to where the bound lets them go."""
+    once each time round (as clang walks an array)."""
     entering = facts.entering.get(h)
     body = cfg.loop_body(h)
     if entering is None or any(d not in cfg.natural_loops
@@ -118,52 +126,109 @@ def moving_pointers(cfg: Cfg, facts: Facts, slots: Sequence, h: int, times: int
         found = _single_add(cfg, slots, r, h, body, (isa.ALU64 | isa.ADD | isa.K,))
         if found is None or any(found[0] in i for i in inner):
             continue   # not once each time round
-        reach = found[1].imm * times
-        lo = start.offsets.umin + min(0, reach)
-        hi = start.offsets.umax + max(0, reach)
-        if lo >= 0:
-            out[r] = start._replace(range=Range.unsigned(lo, hi))
+        leader, insn = found
+        idx = next(i for i in cfg.insns(leader) if slots[i] is insn)
+        out[r] = Walk(start, insn.imm, times, (leader, idx))
     return out
 
 
+def walked(cfg: Cfg, h: int, walk: Walk, leader: int, idx: int) -> Value | None:
+    """The offsets of a walked pointer at insn idx (in block leader) of the loop of h,
+    over all its runs: from where it enters to where the bound lets it go. The
+    header sees it moved 0 .. times-1 steps; an insn after the add one more."""
+    at, add = walk.add
+    if (leader == at and add < idx) or (leader != at and cfg.dominates(at, leader)):
+        moves = (1, walk.times)
+    elif not _reaches(cfg, h, at, leader):
+        moves = (0, walk.times - 1)
+    else:
+        moves = (0, walk.times)
+    reach = (walk.step * moves[0], walk.step * moves[1])
+    lo = walk.start.offsets.umin + min(reach)
+    hi = walk.start.offsets.umax + max(reach)
+    return walk.start._replace(range=Range.unsigned(lo, hi)) if lo >= 0 else None
+
+
+def _reaches(cfg: Cfg, h: int, a: int, b: int) -> bool:
+    """Block b follows block a within one time round the loop of h (not through h)."""
+    body = cfg.loop_body(h)
+    seen, todo = set(), [s for s in cfg.succs[a] if s != h and s in body]
+    while todo:
+        n = todo.pop()
+        if n == b:
+            return True
+        if n not in seen:
+            seen.add(n)
+            todo.extend(s for s in cfg.succs[n] if s != h and s in body)
+    return False
+
+
 def versions(cfg: Cfg, facts: Facts, slots: Sequence, unwind: Collection[int],
-             bounded: dict[int, tuple[int, str]]) -> dict[int, Version]:
-    """The loops to emit twice: a copy without the checks of the accesses at
-    bounded offsets from pointer arguments and the packet, entered when their
-    regions hold every offset the facts allow, and the checked loop otherwise,
-    so that LLVM vectorizes and unrolls the copy as it does an unchecked build.
-    Outermost first; not loops with calls that may end the run."""
+             bounded: dict[int, tuple[int, str]], helper_args: Mapping[int, tuple]
+             ) -> dict[int, Version]:
+    """The loops to emit twice: a copy without the checks of the accesses (and
+    helpers' memory arguments) at bounded offsets from pointer arguments and the
+    packet, entered when their regions hold every offset the facts allow, and the
+    checked loop otherwise, so that LLVM vectorizes and unrolls the copy as it
+    does an unchecked build. Outermost first; not loops with calls that may end
+    the run. helper_args: the helpers' pointer arguments (LiftOptions.helper_args)."""
     out, taken = {}, set()
     for h in sorted(cfg.natural_loops, key=lambda h: -len(cfg.loop_body(h))):
         body = cfg.loop_body(h)
-        insns = [idx for leader in sorted(body) for idx in cfg.insns(leader)]
+        leader_of = {idx: leader for leader in body for idx in cfg.insns(leader)}
+        insns = sorted(leader_of)
         if body & taken or any(may_end_run(slots[i], unwind) for i in insns):
             continue
         moving = moving_pointers(cfg, facts, slots, h, bounded[h][0]) if h in bounded else {}
-        extents: dict[tuple[int, bool], list[int]] = {}
-        covered = {}
-        for idx in insns:
-            access = memory_access(slots[idx])
-            if access is None:
-                continue
-            base, off, size, write = access
+
+        def span(idx: int, base: int, lo: int, hi: int) -> tuple[int, int, int] | None:
+            """(root, lo, hi) of bytes [lo, hi) past register base at insn idx."""
             fact = facts[idx].regs[base]
-            if fact.offsets is None and base in moving and \
-                    (fact.kind, fact.root) == (moving[base].kind, moving[base].root):
-                fact = moving[base]
+            walk = moving.get(base)
+            if fact.offsets is None and walk is not None and \
+                    (fact.kind, fact.root) == (walk.start.kind, walk.start.root):
+                fact = walked(cfg, h, walk, leader_of[idx], idx) or fact
             offsets = fact.offsets
             if fact.kind not in (Kind.ARG, Kind.PACKET) or offsets is None \
-                    or offsets.umin + off < 0:
-                continue
-            lo, hi = offsets.umin + off, offsets.umax + off + size
+                    or offsets.umin + lo < 0:
+                return None
             root = fact.root if fact.kind is Kind.ARG else PACKET_ROOT
-            have = extents.setdefault((root, write), [lo, hi])
-            have[0], have[1] = min(have[0], lo), max(have[1], hi)
-            covered[idx] = root
+            return root, offsets.umin + lo, offsets.umax + hi
+
+        extents: dict[tuple[int, bool], list[int]] = {}
+        covered: dict = {}
+        for idx in insns:
+            for key, base, lo, hi, write in _touches(facts, slots, idx, helper_args):
+                found = span(idx, base, lo, hi)
+                if found is None:
+                    continue
+                root, lo, hi = found
+                have = extents.setdefault((root, write), [lo, hi])
+                have[0], have[1] = min(have[0], lo), max(have[1], hi)
+                covered[key] = root
         if covered:
             out[h] = Version(body, covered, {k: (v[0], v[1]) for k, v in extents.items()})
             taken |= body
     return out
+
+
+def _touches(facts: Facts, slots: Sequence, idx: int, helper_args: Mapping[int, tuple]):
+    """The memory insn idx touches, as (key, base register, lo, hi, writes): bytes
+    [lo, hi) past the base. The key is idx for a load, store or atomic, (idx,
+    register) for a helper's memory argument of a size the facts bound."""
+    access = memory_access(slots[idx])
+    if access is not None:
+        base, off, size, write = access
+        yield idx, base, off, off + size, write
+    elif is_call(slots[idx]) and isa.call_kind(slots[idx]) is isa.CallKind.HELPER:
+        for spec in helper_args.get(slots[idx].imm, ()):
+            size = facts[idx].regs[spec.size]
+            if spec.kind is ArgKind.MEM and size.kind is Kind.SCALAR \
+                    and size.range.umax <= MAX_SPAN:
+                yield (idx, spec.reg), spec.reg, 0, size.range.umax, spec.write
+
+
+MAX_SPAN = 1 << 32   # a helper's size past which no region could hold it anyway
 
 
 def _constant_access(facts: Facts, slots: Sequence, idx: int):

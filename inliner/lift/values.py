@@ -11,6 +11,7 @@ cases below make it.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -89,11 +90,16 @@ class Range(NamedTuple):
         (the constants the function compares with, sorted), else to its extreme,
         so loops end; as the kernel bounds a loop by its exit compare."""
         def up(old: int, new: int, top: int) -> int:
-            return old if new <= old else next((t for t in thresholds if new <= t <= top), top)
+            if new <= old:
+                return old
+            i = bisect_left(thresholds, new)
+            return thresholds[i] if i < len(thresholds) and thresholds[i] <= top else top
 
         def down(old: int, new: int, bottom: int) -> int:
-            return old if new >= old else next(
-                (t for t in reversed(thresholds) if bottom <= t <= new), bottom)
+            if new >= old:
+                return old
+            i = bisect_right(thresholds, new) - 1
+            return thresholds[i] if i >= 0 and thresholds[i] >= bottom else bottom
         return _sync(down(self.umin, newer.umin, 0), up(self.umax, newer.umax, M64),
                      down(self.smin, newer.smin, S64_MIN), up(self.smax, newer.smax, S64_MAX),
                      min(self.tz, newer.tz)) or FULL
