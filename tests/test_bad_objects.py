@@ -24,7 +24,7 @@ from test_fuzz_inputs import (EH_FIELDS, SH_FIELDS, SHT_SYMTAB, SYM_FIELDS, SYM_
                               elf_sections, new_string, put, table_entries)
 
 IPV4 = "examples/ipv4_csum.o"              # program ipv4_csum in raw, static fold in .text
-TWO = "tests/fixtures/corpus/two_programs.o"   # stamp in xdp, legacy in socket
+TWO = "tests/fixtures/corpus/two_programs.o"   # stamp in xdp, poke in socket
 MAPS = "tests/fixtures/btf/maps.o"         # BTF maps, one legacy map, lddw in xdp
 TAIL = "tests/maps_prog/tail.o"            # a .bss
 SHF_COMPRESSED = 0x800
@@ -137,7 +137,7 @@ CASES = {
     "two code sections with one name": (
         TWO, lambda b: _same_name(b, b"socket", b"xdp"), "two sections are named 'xdp'"),
     "two programs with one name": (
-        TWO, lambda b: put(b, _symbol(b, b"legacy"), 4, struct.unpack_from(
+        TWO, lambda b: put(b, _symbol(b, b"poke"), 4, struct.unpack_from(
             "<I", b, _symbol(b, b"stamp"))[0]),
         "two programs are named 'stamp'"),
     "a program without a name": (
@@ -222,6 +222,6 @@ def test_a_global_function_in_an_empty_text_is_no_program(tmp_path):
     of code without a function symbol is then a program of its own."""
     def damage(b):
         _set_symbol(b, b"stamp", "st_shndx", _section(b, b".text")["index"])
-        _set_symbol(b, b"legacy", "st_info", 0x10)   # global, no type
+        _set_symbol(b, b"poke", "st_info", 0x10)   # global, no type
     obj = loader.load(str(_damaged(tmp_path, TWO, damage)))
     assert [(p.name, p.section) for p in obj.programs] == [("xdp", "xdp"), ("socket", "socket")]

@@ -65,14 +65,15 @@ def test_counts(small_corpus: Path, capsys):
         ("load", "not an eBPF object (it looks like text)"),
         ("load", "malformed ELF file: the section header table (N entries at offset N) lies "
                  "outside the N-byte file"),
-        ("link", "legacy packet load (opcode N) needs a kernel socket buffer"),
+        ("link", "load of N byte at the constant address N: the program owns no memory there"),
     }
-    legacy = refusals[("link", "legacy packet load (opcode N) needs a kernel socket buffer")]
-    assert legacy["count"] == 1
-    assert legacy["examples"] == [{
-        "file": "nested/deeper/two_programs.o", "program": "legacy",
-        "message": "section socket: insn 1: legacy packet load (opcode 0x30) "
-                   "needs a kernel socket buffer"}]
+    poke = refusals[("link", "load of N byte at the constant address N: the program owns no "
+                     "memory there")]
+    assert poke["count"] == 1
+    assert poke["examples"] == [{
+        "file": "nested/deeper/two_programs.o", "program": "poke",
+        "message": "section socket: insn 1: load of 1 byte at the constant address 0x1000: "
+                   "the program owns no memory there"}]
     assert report["external_helpers"] == [{"id": 5, "name": "ktime_get_ns", "programs": 1}]
     assert report["internal_errors"] == []
     # With the default helper library linked in, nothing is left external.

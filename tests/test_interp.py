@@ -187,7 +187,7 @@ def test_call_depth_is_the_kernels_eight_frames():
     ("mov %r10, 0\nexit", "r10"),
     ("mov %r0, 0\ncall 1234\nexit", "not provided"),
     (".invalid 0x00000000000000f4\nexit", "unknown arithmetic"),
-    ("ldabsw 12\nexit", "legacy packet"),
+    ("ldabsw 12\nexit", "reads r6"),   # ld_abs reads the context in r6
 ])
 def test_undefined_programs_raise(text, reason):
     with pytest.raises(interp.InterpError, match=reason):

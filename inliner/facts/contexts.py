@@ -112,6 +112,13 @@ SKB = Layout("__sk_buff", "sk_buff_userspace", 104, tuple(
     [UserField(n, off, 4, 5 if n == "cb" else 1) for n, off, _ in _SKB_SCALARS]
     + [UserField(n, u, 8, address=True) for n, _, u in _SKB_POINTERS]))
 
+# Legacy packet loads (ld_abs, ld_ind) read the packet of the __sk_buff in r6;
+# their negative offsets name headers (linux/filter.h): from SKF_LL_OFF the
+# link-layer header, which a userspace packet starts with; from SKF_NET_OFF the
+# network header, which it does not record (so such offsets are outside).
+SKF_LL_OFF = -0x200000
+SKF_NET_OFF = -0x100000
+
 BY_PROGRAM_TYPE: dict[str, Layout] = {
     "xdp": XDP,
     "sched_cls": SKB, "sched_act": SKB, "socket_filter": SKB, "cgroup_skb": SKB,

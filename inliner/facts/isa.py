@@ -192,6 +192,12 @@ def callx_register(insn: Insn) -> int:
     return insn.dst
 
 
+def is_packet_load(insn: Insn) -> bool:
+    """RFC 9669 5.5's legacy packet access (ld_abs, ld_ind): r0 = the packet's
+    bytes at imm (or src + imm), big-endian, through the context in r6."""
+    return insn.cls == LD and mode(insn.opcode) in (ABS, IND)
+
+
 def regs_read(insn: Insn) -> tuple[int, ...]:
     """Registers whose value `insn` uses (call arguments excepted: arity is the callee's)."""
     c, o, x = insn.cls, op(insn.opcode), insn.opcode & X
@@ -211,6 +217,8 @@ def regs_read(insn: Insn) -> tuple[int, ...]:
         return (insn.dst, insn.src) if x else (insn.dst,)
     if c == LDX:
         return (insn.src,)
+    if is_packet_load(insn):   # r6: the context, as the kernel requires
+        return (6, insn.src) if mode(insn.opcode) == IND else (6,)
     if c == ST:
         return (insn.dst,)
     if c == STX:
@@ -221,11 +229,12 @@ def regs_read(insn: Insn) -> tuple[int, ...]:
 
 
 def regs_written(insn: Insn) -> tuple[int, ...]:
-    """Registers `insn` sets; a call also leaves r1-r5 unreadable."""
+    """Registers `insn` sets; a call or a legacy packet load also leaves r1-r5
+    unreadable (clobbers)."""
     c = insn.cls
     if c in (ALU, ALU64, LDX) or insn.is_wide:
         return (insn.dst,)
-    if c == JMP and op(insn.opcode) == CALL:
+    if (c == JMP and op(insn.opcode) == CALL) or is_packet_load(insn):
         return (0,)
     if c == STX and mode(insn.opcode) == ATOMIC and insn.imm & FETCH:
         return (0,) if insn.imm == CMPXCHG else (insn.src,)

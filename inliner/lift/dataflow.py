@@ -29,7 +29,7 @@ from .values import FRAME_POINTER, UNKNOWN, Kind, Range, Value
 
 MAP_LOOKUPS = (MAP_LOOKUP, MAP_LOOKUP_PERCPU)
 ARGS_WRITTEN = 0b10000111110   # r1-r5 (the arguments) and r10 on entry
-CALL_CLOBBERED = 0b111110      # r1-r5: unreadable after a call
+CALL_CLOBBERED = 0b111110      # r1-r5: unreadable after a call or ld_abs/ld_ind
 WIDEN_AFTER = 3                # visits of a block before its ranges widen
 
 
@@ -125,6 +125,11 @@ class _Step:
             result = self._load(insn)
         elif c in (isa.ST, isa.STX):
             self._store(insn)
+        elif isa.is_packet_load(insn):
+            result = v.scalar(v.unsigned_bits(8 * isa.SIZE_BYTES[isa.size(insn.opcode)]))
+            for r in range(1, 6):
+                self.regs[r] = UNKNOWN
+            self.written &= ~CALL_CLOBBERED
         if c == isa.JMP and op == isa.CALL:
             m = self.regs[1]
             if (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER

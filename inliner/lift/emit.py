@@ -22,7 +22,7 @@ from llvmlite import ir
 from ..facts import abi, contexts, isa, maps
 from ..facts.helpers import MAP_LOOKUP, TAIL_CALL
 from ..errors import EbpfLtoError
-from . import switches
+from . import legacy, switches
 from .counts import Counts
 from .dataflow import Facts
 from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, NONE, Guard, refuse_always_outside
@@ -179,9 +179,10 @@ class FunctionEmitter:
             self._store(idx, insn)
         elif insn.is_wide:
             self._ld_imm64(idx, insn)
+        elif isa.is_packet_load(insn):
+            legacy.packet_load(self, idx, insn)
         else:
-            raise self.error(idx, f"unsupported instruction (opcode {insn.opcode:#04x}); legacy "
-                                  "packet loads (ld_abs/ld_ind) need a kernel socket buffer")
+            raise self.error(idx, f"unsupported instruction (opcode {insn.opcode:#04x})")
 
     # ALU / ALU64
 
@@ -392,7 +393,7 @@ class FunctionEmitter:
         else:
             self.b.ret(r0)
 
-    def _stop_if(self, cond: ir.Value, r0: ir.Value) -> None:
+    def stop_if(self, cond: ir.Value, r0: ir.Value) -> None:
         """End the whole program with r0 when cond holds."""
         stop = self.fn.append_basic_block("stop")
         cont = self.fn.append_basic_block("cont")
@@ -468,7 +469,7 @@ class FunctionEmitter:
         r0 = b.call(self.ml.helper(hid), args)
         if env is not None:  # a callback that stopped the program stops it here too
             stopped = b.load(b.gep(env, [I32(0), I32(ENV_STOPPED)]))
-            self._stop_if(b.icmp_unsigned("!=", stopped, ir.Constant(I64, 0)), ir.Constant(I64, 0))
+            self.stop_if(b.icmp_unsigned("!=", stopped, ir.Constant(I64, 0)), ir.Constant(I64, 0))
         if site:
             self._site(idx, r0, hid)
         self.wr(idx, 0, r0)
@@ -479,7 +480,7 @@ class FunctionEmitter:
             b.position_at_end(done)
             r0 = self.rd(0)
         if hid in self.ml.options.unwind_helpers:
-            self._stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
+            self.stop_if(b.icmp_unsigned("==", r0, ir.Constant(I64, 0)), r0)
 
     def _tcc(self) -> ir.Value:
         return self.fn.args[5] if self.func.has_tcc else ir.Constant(I64, 0)
@@ -493,7 +494,7 @@ class FunctionEmitter:
         if callee.may_stop:
             r0 = b.extract_value(result, 0)
             b.store(r0, self.regs[0])
-            self._stop_if(b.extract_value(result, 1), r0)
+            self.stop_if(b.extract_value(result, 1), r0)
         else:
             b.store(result, self.regs[0])
         return call

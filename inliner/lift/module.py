@@ -156,7 +156,8 @@ class ModuleLifter:
                     func.callees.add(ref.function)
                     todo.append(ref.function)
                 kind = isa.call_kind(slots[idx])
-                if kind is isa.CallKind.REGISTER:
+                if kind is isa.CallKind.REGISTER or \
+                        (slots[idx] is not None and isa.is_packet_load(slots[idx])):
                     func.may_stop = True
                 elif kind is isa.CallKind.HELPER:
                     if slots[idx].imm == TAIL_CALL and not self.options.bpftime:

@@ -45,10 +45,11 @@ def is_call(insn: isa.Insn) -> bool:
 
 
 def may_end_run(insn: isa.Insn, unwind: Collection[int]) -> bool:
-    """A call after which the function may not go on: a tail call, callx, a helper
-    that unwinds, a bpf-to-bpf call (its callee may)."""
-    return is_call(insn) and (isa.call_kind(insn) is not isa.CallKind.HELPER
-                              or insn.imm == TAIL_CALL or insn.imm in unwind)
+    """An instruction after which the function may not go on: a tail call, callx, a
+    helper that unwinds, a bpf-to-bpf call (its callee may), a legacy packet load."""
+    return (is_call(insn) and (isa.call_kind(insn) is not isa.CallKind.HELPER
+                               or insn.imm == TAIL_CALL or insn.imm in unwind)) \
+        or isa.is_packet_load(insn)
 
 
 def _single_add(cfg: Cfg, slots: Sequence, r: int, h: int, body: frozenset[int],

@@ -28,8 +28,12 @@ def check(insn: isa.Insn) -> str | None:
     if c in (isa.JMP, isa.JMP32):
         return _check_jmp(insn, c, op)
     if c == isa.LD:
+        if isa.is_packet_load(insn) and isa.size(opcode) != isa.DW:
+            # RFC 9669 5.5: dst and offset 0, and src 0 for ld_abs
+            return _reserved(insn, "dst", "off", *(("src",) if isa.mode(opcode) == isa.ABS
+                                                    else ()))
         if not insn.is_wide:
-            return f"legacy packet load (opcode {opcode:#04x}) needs a kernel socket buffer"
+            return f"unknown load (opcode {opcode:#04x})"
         if insn.src > isa.PSEUDO_MAP_IDX_VALUE:
             return f"lddw with unknown source {insn.src}"
         return _reserved(insn, "off") or _dst_not_r10(insn)

@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from ..facts import isa
+from ..facts import contexts, isa
 from ..facts.helpers import KERNEL_HELPERS
 
 __all__ = ["InterpError", "StepLimitExceeded", "ProgramExit", "Memory", "run", "run_object",
@@ -320,6 +320,24 @@ class _Machine:
         """r1-r5 are scratch across calls: unreadable until written again."""
         self.written &= ~0b111110
 
+    def packet_load(self, insn: isa.Insn, nbytes: int) -> int:
+        """ld_abs/ld_ind as the kernel's bpf_skb_load_helper_*: r6 is the userspace
+        __sk_buff (facts/contexts.py), the offset imm or src + imm in 32 signed bits,
+        the bytes big-endian; outside the packet the program ends with r0 = 0."""
+        skb = self.read_reg(6)
+        data = self.mem.load((skb + contexts.SKB.data) & U64, 8)
+        end = self.mem.load((skb + contexts.SKB.data_end) & U64, 8)
+        if isa.mode(insn.opcode) == isa.ABS:
+            off = insn.imm
+        else:
+            off = _sext((self.read_reg(insn.src) + insn.imm) & U32, 32)
+        if contexts.SKF_LL_OFF <= off < contexts.SKF_NET_OFF:
+            off -= contexts.SKF_LL_OFF
+        if off < 0 or off + nbytes > end - data:
+            raise ProgramExit(0)
+        value = self.mem.load(data + off, nbytes)
+        return int.from_bytes(value.to_bytes(nbytes, "little"), "big")
+
     def lddw_value(self, insn: isa.Insn) -> int:
         """RFC 9669 5.4, 64-bit immediate instructions, by src_reg."""
         ref = self.prog.refs.get((self.section, self.pc))
@@ -539,12 +557,18 @@ class _Machine:
         size_code, mode = isa.size(opcode), isa.mode(opcode)
         nbytes = isa.SIZE_BYTES[size_code]
 
-        # RFC 9669 5.4 64-bit immediate instructions (the only LD form kept).
+        # RFC 9669 5.4 64-bit immediate instructions.
         if cls == isa.LD:
-            if not insn.is_wide:
-                raise self.fail(f"legacy packet access (opcode {opcode:#04x}) is not supported")
-            self.write_reg(insn.dst, self.lddw_value(insn))
-            self.pc += 2
+            if insn.is_wide:
+                self.write_reg(insn.dst, self.lddw_value(insn))
+                self.pc += 2
+                return None
+            if not isa.is_packet_load(insn) or size_code == isa.DW:
+                raise self.fail(f"unknown load, opcode {opcode:#04x}")
+            # RFC 9669 5.5, legacy packet access
+            self.write_reg(0, self.packet_load(insn, nbytes))
+            self.after_call()   # r1-r5 clobbered, as by the kernel's helper call
+            self.pc += 1
             return None
 
         # RFC 9669 5.1 / 5.2 loads: dst = *(unsigned size *)(src + offset), MEMSX signed.
