@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_shared, shared_path
-from inliner import cli
-from inliner.tools.corpus import find_objects, normalise
+from inliner import cli, pipeline
+from inliner.tools.corpus import find_objects, normalise, object_events
 
 FIXTURE = Path(__file__).parent / "fixtures" / "corpus" / "two_programs.o"
 SAMPLES = shared_path("ebpf-samples")
@@ -159,3 +159,42 @@ def test_shared_corpus(capsys):
     accepted = [name for name in invalid if files[name]["status"] != "refused"
                 and name.removeprefix("invalid/") not in WELL_FORMED_INVALID]
     assert accepted == []
+
+
+TAIL = Path(__file__).parent / "maps_prog" / "tail.o"   # three programs that tail-call
+
+
+def _events(path: Path, monkeypatch) -> tuple[list, list]:
+    """The corpus worker's events for one object, and the programs each link was of."""
+    links = []
+    real = pipeline.link
+
+    def counting(obj, options, emit="obj"):
+        links.append(options.program)
+        return real(obj, options, emit)
+    monkeypatch.setattr(pipeline, "link", counting)
+    return list(object_events(str(path), 0, "default", 0, False)), links
+
+
+def test_programs_that_tail_call_each_other_are_linked_once(monkeypatch):
+    # Linking one of them lifts all three (each is a possible target), so the
+    # corpus links them together: one link, not three of the whole object.
+    events, links = _events(TAIL, monkeypatch)
+    assert links == [None]
+    assert [(e[0], e[1]) for e in events[1:]] == [
+        ("linked", "dispatch"), ("linked", "second"), ("linked", "chain")]
+
+
+def test_a_refused_program_among_them_is_found_one_by_one(tmp_path: Path, monkeypatch):
+    # `second`'s only instruction (mov r0, 222) made an unknown opcode: the link
+    # of all three fails, and the programs one by one say which is refused.
+    data = bytearray(TAIL.read_bytes())
+    at = data.find(bytes([0xB7, 0x00, 0x00, 0x00, 0xDE, 0x00, 0x00, 0x00]))
+    assert at > 0
+    data[at] = 0xFF
+    damaged = tmp_path / "tail.o"
+    damaged.write_bytes(data)
+    events, links = _events(damaged, monkeypatch)
+    assert links == [None, "dispatch", "second", "chain"]
+    assert [(e[0], e[1]) for e in events[1:]] == [
+        ("linked", "dispatch"), ("refused", "second"), ("linked", "chain")]

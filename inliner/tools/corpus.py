@@ -4,9 +4,10 @@ With `--compare`, each linked packet program (xdp, tc, socket filter) also
 runs on a few built-in packets, linked with inlining on and off; r0, the
 packet after the run and every map must agree.
 
-Each object is handled in a child process, one program at a time, so that
-an LLVM abort or a hang costs one program and is reported as an internal
-error rather than ending the run. Refusals (EbpfLtoError) are expected
+Each object is handled in a child process, one program at a time (or, where
+its programs tail-call each other, all in one link), so that an LLVM abort or
+a hang costs one program and is reported as an internal error rather than
+ending the run. Refusals (EbpfLtoError) are expected
 outcomes; they are grouped by their reason with names and numbers masked,
 so that one cause is one row however many places it shows up in.
 """
@@ -28,8 +29,8 @@ from pathlib import Path
 from .. import pipeline
 from ..elf import loader
 from ..errors import EbpfLtoError
-from ..facts import contexts
-from ..facts.helpers import NONDETERMINISTIC_HELPERS, helper_name
+from ..facts import contexts, isa
+from ..facts.helpers import NONDETERMINISTIC_HELPERS, TAIL_CALL, helper_name
 from ..run.hostmaps import MapAccess
 
 ELF_MAGIC = b"\x7fELF"
@@ -138,7 +139,7 @@ def _compare_on_one_cpu(obj, name: str, opt_level: int, helpers: str) -> str:
     return "same" if maps_in == maps_out else "differs: the maps after the packets"
 
 
-def _object_events(path: str, opt_level: int, helpers: str, start: int, compare: bool):
+def object_events(path: str, opt_level: int, helpers: str, start: int, compare: bool):
     """What happens to each program of one object, from the `start`-th on."""
     try:
         obj = loader.load(path)
@@ -151,6 +152,11 @@ def _object_events(path: str, opt_level: int, helpers: str, start: int, compare:
         return
     names = [p.name for p in obj.programs]
     yield ("programs", names)
+    if start == 0 and _tail_calls(obj):
+        whole = _link_together(obj, names, opt_level, helpers, compare)
+        if whole is not None:
+            yield from whole
+            return
     for name in names[start:]:
         options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers)
         try:
@@ -169,6 +175,35 @@ def _object_events(path: str, opt_level: int, helpers: str, start: int, compare:
             yield ("linked", name, list(linked.external_helpers), verdict)
 
 
+def _tail_calls(obj) -> bool:
+    """Whether a program of the object tail-calls. Then linking any one program
+    lifts every program the object has (each is a possible target), so the
+    object's programs are linked together, once, not each with all the others."""
+    return any(insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER
+               and insn.imm == TAIL_CALL for slots in obj.code.values() for insn in slots)
+
+
+def _link_together(obj, names: list[str], opt_level: int, helpers: str, compare: bool):
+    """The events of linking all the object's programs in one module, or None when
+    that link fails (then each program is linked on its own, to say which fails).
+    Each program is counted with the helpers the one link leaves external."""
+    options = pipeline.LinkOptions(opt_level=opt_level, helpers=helpers)
+    try:
+        _, linked = pipeline.link(obj, options, emit="obj")
+    except Exception:  # noqa: BLE001 - the programs one by one say what it was
+        return None
+    events = []
+    for name in names:
+        verdict = None
+        if compare:
+            try:
+                verdict = compare_inlining(obj, name, opt_level, helpers)
+            except EbpfLtoError as err:
+                verdict = f"not run: {err.reason}"
+        events.append(("linked", name, list(linked.external_helpers), verdict))
+    return events
+
+
 def _worker_main(conn, stderr_path: str) -> None:
     # The parent handles ^C and ends its workers; LLVM's own messages (an
     # abort's reason) go to a file the parent reads when a worker dies.
@@ -180,7 +215,7 @@ def _worker_main(conn, stderr_path: str) -> None:
     while (job := conn.recv()) is not None:
         os.ftruncate(2, 0)
         os.lseek(2, 0, os.SEEK_SET)
-        for event in _object_events(*job):
+        for event in object_events(*job):
             conn.send(event)
         conn.send(("done",))
 
