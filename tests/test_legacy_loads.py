@@ -105,9 +105,24 @@ def test_the_interpreter_reads_the_packet_as_the_kernel_does(name):
     assert [run_interpreter(name, p) for p in PACKETS] == [EXPECT[name](p) for p in PACKETS]
 
 
-def test_a_legacy_load_needs_the_context_in_r6():
-    # ld_abs with r6 never set to the context: the kernel refuses it (check_ld_abs).
-    from inliner.tools import asm
-    obj = loader.from_raw(asm.assemble_bytes("mov %r6, 0\nldabsb 12\nexit"), path="<t>")
+def test_a_legacy_load_needs_the_context_in_r6(tmp_path: Path):
+    # Each program's `r6 = r1` made `r6 = 0`: the kernel refuses ld_abs then
+    # (check_ld_abs: r6 must point to the context).
+    data = OBJ.read_bytes().replace(bytes.fromhex("bf16000000000000"),
+                                    bytes.fromhex("b706000000000000"))
+    damaged = tmp_path / "ldabs.o"
+    damaged.write_bytes(data)
+    obj = loader.load(str(damaged))
     with pytest.raises(pipeline.EbpfLtoError, match="context in r6"):
-        pipeline.link(obj, pipeline.LinkOptions())
+        pipeline.link(obj, pipeline.LinkOptions(program="headers"))
+
+
+def test_a_legacy_load_outside_an_skb_program_is_refused_and_left_out_as_a_target():
+    obj = loader.load(str(OBJ.parent / "tail.o"))
+    with pytest.raises(pipeline.EbpfLtoError, match="legacy packet load .* of type raw"):
+        pipeline.link(obj, pipeline.LinkOptions(program="untyped"))
+    # The socket filter links without it; its tail call finds an empty slot.
+    opts = pipeline.LinkOptions(program="entry")
+    _, linked = pipeline.link(obj, opts)
+    assert [t.split(":")[0] for t in linked.skipped_targets] == ["untyped"]
+    assert [r0 for r0, _ in pipeline.run_packets(obj, [ipv4(60)], opts)] == [7]

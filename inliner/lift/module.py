@@ -76,6 +76,8 @@ class ModuleLifter:
         self._collect([p.entry for p in programs] + sorted(
             {r.function for r in self.obj.data_refs.values() if r.kind == "func"},
             key=lambda k: (k.section, k.start)))
+        for prog in programs:
+            self._check_packet_loads(prog)
         entries = list(programs)
         if self.tail_calls:
             # Any program of the object may be the target of a tail call; one that
@@ -184,12 +186,34 @@ class ModuleLifter:
             self._collect([prog.entry])
             for key in [key for key in self.funcs if key not in before]:
                 self._prepare(self.funcs[key])
+            self._check_packet_loads(prog)
         except EbpfLtoError as err:
             for key in [key for key in self.funcs if key not in before]:
                 del self.funcs[key]
             self.skipped_targets.append(f"{prog.name}: {err.reason}")
             return False
         return True
+
+    def _check_packet_loads(self, prog: Program) -> None:
+        """ld_abs/ld_ind read the packet of an __sk_buff (legacy.py): in a program
+        with another context they are refused up front, as the kernel refuses them
+        (may_access_skb), so that such a tail-call target is only left out."""
+        if contexts.for_program_type(prog.prog_type) is contexts.SKB:
+            return
+        seen, todo = set(), [prog.entry]
+        while todo:
+            key = todo.pop()
+            if key in seen or key not in self.funcs:
+                continue
+            seen.add(key)
+            func = self.funcs[key]
+            slots = self.obj.code[key.section]
+            for idx in range(key.start, min(func.end, len(slots))):
+                if slots[idx] is not None and isa.is_packet_load(slots[idx]):
+                    raise self.error(f"legacy packet load (ld_abs/ld_ind) in a program of "
+                                     f"type {prog.prog_type}: it reads an __sk_buff's packet "
+                                     "(socket filter and tc programs)", key, idx)
+            todo.extend(func.callees)
 
     def _local_calls(self, func: Func) -> dict[int, FuncKey]:
         """Each bpf-to-bpf call of the function: slot -> callee."""
