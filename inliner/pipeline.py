@@ -17,6 +17,7 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 
 from . import codegen, inputs, lift as lifter
+from .codegen import memfuncs
 from .lift import DEFAULT_MAX_STEPS
 from .elf.model import EbpfObject
 from .errors import EbpfLtoError
@@ -159,6 +160,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
                     and (hid := abi.helper_id(fn.name)) is not None)
     with stage(f"optimize -O{options.opt_level} for {options.arch} ({options.cpu})"):
         mod = codegen.optimize(mod, tm, options.opt_level)
+    if options.abi == "bpftime":  # its loader resolves no C library
+        memfuncs.provide(mod, tm)
     ours = isinstance(lifted, lifter.Lifted)
     return Linked(mod, hset, called, entries, decisions, graph, linked_in,
                   lifted.stale if ours else [], lifted.skipped_targets if ours else [],
