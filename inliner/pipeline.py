@@ -49,6 +49,7 @@ class LinkOptions:
     profile: str | None = None   # an LLVM instrumentation profile to optimize with
     abi: str = "ebpf-lto"        # ebpf-lto: the object owns its maps; bpftime: the runtime does
     map_fds: Mapping[str, int] = field(default_factory=dict, hash=False)  # bpftime: name -> fd
+    map_handle: str | None = None  # bpftime: "fd" (None) or "shifted" (facts/abi.py MAP_HANDLES)
     checks: bool = True          # run-time memory checks and the step budget (docs/safety.md)
     max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls one run may take
 
@@ -60,6 +61,12 @@ class LinkOptions:
         if self.abi == "bpftime" and self.maps_extern:
             raise EbpfLtoError("--maps extern does not go with --abi bpftime, whose runtime "
                                "owns the maps")
+        if self.map_handle is not None and self.map_handle not in abi.MAP_HANDLES:
+            raise EbpfLtoError(f"unknown map handle {self.map_handle!r} "
+                               f"(known: {', '.join(abi.MAP_HANDLES)})")
+        if self.abi != "bpftime" and self.map_handle is not None:
+            raise EbpfLtoError("--map-handle says how bpftime's runtime names its maps: "
+                               "it needs --abi bpftime")
         for name, fd in self.map_fds.items():
             if not 0 <= fd < 2**31:
                 raise EbpfLtoError(f"--map-fd {name}={fd}: a file descriptor is 0 to {2**31 - 1}")
@@ -116,6 +123,7 @@ def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -
                                        maps_extern=options.maps_extern,
                                        instrument=options.instrument, profile=counts,
                                        abi=options.abi, map_fds=options.map_fds,
+                                       map_handle=options.map_handle or abi.MAP_HANDLES[0],
                                        checks=options.checks, max_steps=options.max_steps)
     return lifter.lift(obj, progs, lift_options)
 
