@@ -71,10 +71,13 @@ class LinkOptions:
             if not 0 <= fd < 2**31:
                 raise EbpfLtoError(f"--map-fd {name}={fd}: a file descriptor is 0 to {2**31 - 1}")
 
-    def plan_options(self, counts: dict | None = None) -> plan.PlanOptions:
+    def plan_options(self, counts: dict | None = None,
+                     removed: frozenset[int] = frozenset()) -> plan.PlanOptions:
+        """`removed`: the helpers helper_set() kept out, which the runtime gives."""
         runtime = MAP_HELPERS if self.abi == "bpftime" else frozenset()
+        host = removed - runtime if self.abi == "bpftime" else frozenset()
         return plan.PlanOptions(self.inline, self.inline_threshold, frozenset(self.no_inline),
-                                frozenset(self.force_inline), counts, runtime)
+                                frozenset(self.force_inline), counts, runtime, host)
 
 
 @dataclass
@@ -107,11 +110,14 @@ def _check_names(options: LinkOptions, functions: Iterable[str] = ()) -> None:
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
-    """The helpers to link in; with --abi bpftime, never the map helpers or the map runtime."""
+    """The helpers to link in; with --abi bpftime, never the map helpers or the map
+    runtime, nor helpers that need the C library, which bpftime's loader does not give."""
     if not options.helpers:
         return None
     hset = helpers.resolve(options.helpers, options.arch)
-    return hset.without(MAP_HELPERS) if options.abi == "bpftime" else hset
+    if options.abi != "bpftime":
+        return hset
+    return hset.without(MAP_HELPERS | hset.needing_host(abi.bpftime_can_call))
 
 
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
@@ -142,7 +148,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     if isinstance(lifted, lifter.Lifted):
         counts = lifted.counts if options.profile else None
         with stage("plan"):
-            decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(counts),
+            removed = hset.removed if hset else frozenset()
+            decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(counts, removed),
                                          lifted.sizes)
             plan.apply(decisions)
         actions = [d.action for d in decisions]

@@ -346,3 +346,17 @@ def test_lddw_of_a_map_is_the_handle_as_a_constant(handle, expected):
     ir_text = pipeline.link(obj, options, "llvm")[0].decode()
     assert "__lddw_helper" not in ir_text.replace("__lddw_helper_map_val", "")
     assert f"ret i64 {expected}" in ir_text
+
+
+def test_helpers_that_need_the_c_library_stay_the_runtimes(tmp_path):
+    """ktime_get_ns (5) and get_current_pid_tgid (14) call clock_gettime and getpid in
+    the helper library; bpftime's loader gives no C library, so they stay calls."""
+    obj = loader.from_raw(asm.assemble_bytes("call 5\nmov %r6, %r0\ncall 14\nadd %r0, %r6\n"
+                                             "exit"), "prog")
+    image, linked = pipeline.link(obj, pipeline.LinkOptions(abi="bpftime", inline="all"))
+    undefined, _ = symbols(image, tmp_path)
+    assert undefined == {"_bpf_helper_ext_0005", "_bpf_helper_ext_0014"}
+    assert all(d.action == "external" and "C library" in d.reason for d in linked.decisions)
+    # The default ABI's host has one: the same helpers are spliced in.
+    image, _ = pipeline.link(obj, pipeline.LinkOptions(inline="all"))
+    assert not any(name.startswith("_bpf_helper_ext_") for name in symbols(image, tmp_path)[0])

@@ -13,10 +13,10 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 from llvmlite import ir
 
+from ..facts.abi import MEMFUNCS
 from .optimize import parse_ir
 from .target import set_target
 
-NAMES = ("memcpy", "memmove", "memset")
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
 WORD = 8
@@ -25,7 +25,7 @@ WORD = 8
 def needed(mod: llvm.ModuleRef) -> list[str]:
     """The functions the module may call: declared, or the intrinsic of that name used."""
     names = {fn.name for fn in mod.functions}
-    return [n for n in NAMES if n in names or any(f.startswith(f"llvm.{n}.") for f in names)]
+    return [n for n in MEMFUNCS if n in names or any(f.startswith(f"llvm.{n}.") for f in names)]
 
 
 def provide(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> list[str]:

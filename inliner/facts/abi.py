@@ -25,6 +25,9 @@ MAP_VAL = "__lddw_helper_map_val"
 # llvmbpf 658ba89 (../shared/peers/ORIGIN.md); "shifted", fd << 32 | 0xffffffff, in
 # bpftime before it stopped shifting (bpftime PR #344). The first is the default.
 MAP_HANDLES = ("fd", "shifted")
+# The C library functions an --abi bpftime object defines itself (codegen/memfuncs.py):
+# the code generator calls them, and bpftime's loader resolves no C library.
+MEMFUNCS = ("memcpy", "memmove", "memset")
 # bpftime gives a map the lowest free fd of the loading process: 0-2 are stdio.
 FIRST_MAP_FD = 3
 
@@ -42,6 +45,13 @@ RESERVED_PREFIXES = ("ebpf_lto_", "_bpf_helper_ext_", "__lddw_helper_")
 def helper_symbol(helper_id: int) -> str:
     """The AOT contract's name for helper `helper_id`."""
     return f"_bpf_helper_ext_{helper_id:04d}"
+
+
+def bpftime_can_call(name: str) -> bool:
+    """Whether code in an --abi bpftime object may call function `name`: what
+    llvmbpf's load_aot_object defines, an LLVM intrinsic, or a MEMFUNCS one."""
+    return HELPER_SYMBOL.match(name) is not None or name == MAP_VAL \
+        or name.startswith("llvm.") or name in MEMFUNCS
 
 
 def map_handle(fd: int, convention: str) -> int:
