@@ -12,6 +12,7 @@ helpers follow). r0, the packet or memory after and every map must be what
 """
 import io
 import os
+import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from multiprocessing import get_context
@@ -151,3 +152,19 @@ def test_corpus_objects_reference_only_what_the_loader_defines():
     linked = [p for p, names in results.items() if names is not None]
     assert {str(p.relative_to(root)): results[p] for p in linked if results[p]} == {}
     assert len(linked) >= 100      # 125 of 144 when this was written
+
+
+def test_build_says_why_it_cannot(tmp_path):
+    """Where llvmbpf cannot be built the tests skip with this reason."""
+    with pytest.raises(llvmbpf.Unavailable, match="no llvmbpf source at"):
+        llvmbpf.build(tmp_path)
+
+
+@needs_shared(*LLVMBPF)
+@pytest.mark.parametrize("args,words", [(["--elf", "/nonexistent.o"], "cannot open"),
+                                        (["--elf", "x.o", "--handle", "ptr"], "--handle"),
+                                        (["--frob"], "unknown option")])
+def test_the_host_refuses_in_one_line(host, args, words):
+    done = subprocess.run([host.path, *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert words in done.stderr
