@@ -23,7 +23,7 @@ from . import __version__, codegen, inputs, pipeline
 from .elf import loader
 from .errors import EbpfLtoError
 from .facts import contexts, isa, maps
-from .facts.abi import ABIS, ENTRY_SYMBOL
+from .facts.abi import ABIS, ENTRY_SYMBOL, MAP_HANDLES
 from .facts.helpers import helper_name
 from .link import plan
 from .run.runner import ProgramFault
@@ -65,7 +65,12 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                         "them, named by --map-fd, and map helpers are its calls (docs/abi.md)")
     p.add_argument("--map-fd", metavar="NAME=FD", action="append", default=[],
                    help="with --abi bpftime, the fd of map NAME in bpftime's runtime "
-                        "(repeatable; every map the programs use needs one)")
+                        "(repeatable; default: 3, 4, ... in libbpf's order, as bpftime's "
+                        "loader gives them)")
+    p.add_argument("--map-handle", choices=MAP_HANDLES, default=None,
+                   help="with --abi bpftime, what bpftime's runtime hands the code for a map: "
+                        "fd, the fd itself (default), or shifted, fd << 32 | 0xffffffff "
+                        "(bpftime before it stopped shifting)")
     p.add_argument("--helpers", metavar="SETS", default="default",
                    help="helper sets: a comma list of set names (default, conformance, none) "
                         "and .bc/.ll files; later ones override earlier ones (default: default)")
@@ -117,6 +122,7 @@ def _options(args) -> pipeline.LinkOptions:
                                 force_inline=tuple(args.force_inline),
                                 instrument=args.instrument, profile=args.profile,
                                 abi=args.abi, map_fds=_map_fds(args.map_fd),
+                                map_handle=args.map_handle,
                                 checks=args.checks, max_steps=args.max_steps)
 
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 
 from . import codegen, inputs, lift as lifter
+from .codegen import memfuncs
 from .lift import DEFAULT_MAX_STEPS
 from .elf.model import EbpfObject
 from .errors import EbpfLtoError
@@ -48,6 +49,7 @@ class LinkOptions:
     profile: str | None = None   # an LLVM instrumentation profile to optimize with
     abi: str = "ebpf-lto"        # ebpf-lto: the object owns its maps; bpftime: the runtime does
     map_fds: Mapping[str, int] = field(default_factory=dict, hash=False)  # bpftime: name -> fd
+    map_handle: str | None = None  # bpftime: "fd" (None) or "shifted" (facts/abi.py MAP_HANDLES)
     checks: bool = True          # run-time memory checks and the step budget (docs/safety.md)
     max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls one run may take
 
@@ -59,14 +61,23 @@ class LinkOptions:
         if self.abi == "bpftime" and self.maps_extern:
             raise EbpfLtoError("--maps extern does not go with --abi bpftime, whose runtime "
                                "owns the maps")
+        if self.map_handle is not None and self.map_handle not in abi.MAP_HANDLES:
+            raise EbpfLtoError(f"unknown map handle {self.map_handle!r} "
+                               f"(known: {', '.join(abi.MAP_HANDLES)})")
+        if self.abi != "bpftime" and self.map_handle is not None:
+            raise EbpfLtoError("--map-handle says how bpftime's runtime names its maps: "
+                               "it needs --abi bpftime")
         for name, fd in self.map_fds.items():
             if not 0 <= fd < 2**31:
                 raise EbpfLtoError(f"--map-fd {name}={fd}: a file descriptor is 0 to {2**31 - 1}")
 
-    def plan_options(self, counts: dict | None = None) -> plan.PlanOptions:
+    def plan_options(self, counts: dict | None = None,
+                     removed: frozenset[int] = frozenset()) -> plan.PlanOptions:
+        """`removed`: the helpers helper_set() kept out, which the runtime gives."""
         runtime = MAP_HELPERS if self.abi == "bpftime" else frozenset()
+        host = removed - runtime if self.abi == "bpftime" else frozenset()
         return plan.PlanOptions(self.inline, self.inline_threshold, frozenset(self.no_inline),
-                                frozenset(self.force_inline), counts, runtime)
+                                frozenset(self.force_inline), counts, runtime, host)
 
 
 @dataclass
@@ -99,11 +110,14 @@ def _check_names(options: LinkOptions, functions: Iterable[str] = ()) -> None:
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
-    """The helpers to link in; with --abi bpftime, never the map helpers or the map runtime."""
+    """The helpers to link in; with --abi bpftime, never the map helpers or the map
+    runtime, nor helpers that need the C library, which bpftime's loader does not give."""
     if not options.helpers:
         return None
     hset = helpers.resolve(options.helpers, options.arch)
-    return hset.without(MAP_HELPERS) if options.abi == "bpftime" else hset
+    if options.abi != "bpftime":
+        return hset
+    return hset.without(MAP_HELPERS | hset.needing_host(abi.bpftime_can_call))
 
 
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
@@ -115,6 +129,7 @@ def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -
                                        maps_extern=options.maps_extern,
                                        instrument=options.instrument, profile=counts,
                                        abi=options.abi, map_fds=options.map_fds,
+                                       map_handle=options.map_handle or abi.MAP_HANDLES[0],
                                        checks=options.checks, max_steps=options.max_steps)
     return lifter.lift(obj, progs, lift_options)
 
@@ -133,7 +148,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     if isinstance(lifted, lifter.Lifted):
         counts = lifted.counts if options.profile else None
         with stage("plan"):
-            decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(counts),
+            removed = hset.removed if hset else frozenset()
+            decisions, graph = plan.plan(lifted.sites, hset, options.plan_options(counts, removed),
                                          lifted.sizes)
             plan.apply(decisions)
         actions = [d.action for d in decisions]
@@ -159,6 +175,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
                     and (hid := abi.helper_id(fn.name)) is not None)
     with stage(f"optimize -O{options.opt_level} for {options.arch} ({options.cpu})"):
         mod = codegen.optimize(mod, tm, options.opt_level)
+    if options.abi == "bpftime":  # its loader resolves no C library
+        memfuncs.provide(mod, tm)
     ours = isinstance(lifted, lifter.Lifted)
     return Linked(mod, hset, called, entries, decisions, graph, linked_in,
                   lifted.stale if ours else [], lifted.skipped_targets if ours else [],

@@ -2,11 +2,11 @@
 
 tests/maps_prog/bpftime.c is linked with --abi bpftime; then the system's
 linker puts the object and a small C host into one shared library. The host
-plays bpftime's runtime: it owns the maps' storage, hands out map handles as
-bpftime does (`map_ptr_by_fd(fd) = fd << 32 | 0xffffffff`, which its
-`__lddw_helper_map_val` decodes) and logs every call the program makes into
-it. The expectations come from that host's storage and logs, not from
-ebpf-lto's own map runtime.
+plays bpftime's runtime: it owns the maps' storage, decodes map handles as
+bpftime does (the fd itself, or `fd << 32 | 0xffffffff` with `--map-handle
+shifted`) and logs every call the program makes into it. The expectations
+come from that host's storage and logs, not from ebpf-lto's own map runtime.
+(tests/test_llvmbpf.py loads objects through bpftime's real loader.)
 """
 import ctypes
 import shutil
@@ -21,6 +21,7 @@ from inliner import pipeline
 from inliner.elf import loader
 from inliner.tools import asm
 from inliner.elf.model import Ref
+from inliner.facts import abi
 from inliner.facts.abi import FAULT
 from inliner.facts.maps import MapDef
 
@@ -28,8 +29,7 @@ PROG = ROOT / "tests" / "maps_prog" / "bpftime.o"
 FDS = {"slots": 11, "totals": 12, "per_cpu_hits": 13}
 NOT_FOUND = 0xDEAD
 SLOT_SIZE, SLOTS = 12, 4          # struct slot and max_entries in bpftime.c
-RUNTIME = {"__lddw_helper_map_by_fd", "__lddw_helper_map_val",
-           "_bpf_helper_ext_0001", "_bpf_helper_ext_0002"}
+RUNTIME = {"__lddw_helper_map_val", "_bpf_helper_ext_0001", "_bpf_helper_ext_0002"}
 PROGRAMS = {"bpf_main", "count", "per_cpu", "checksum"}
 CC = shutil.which("clang-19") or shutil.which("clang")
 
@@ -38,40 +38,38 @@ HOST = r"""
 #include <stdint.h>
 #include <string.h>
 
-#define HANDLE(fd) ((uint64_t)(fd) << 32 | 0xffffffffu)  /* bpftime's map_ptr_by_fd */
-#define FD(handle) ((uint32_t)((handle) >> 32))
+/* What map_ptr_by_fd made of the fd: the fd itself, or fd << 32 | 0xffffffff. */
+#define FD(handle) ((uint32_t)(SHIFTED ? (handle) >> 32 : (handle)))
 #define LOG 256
 
 uint8_t host_slots[SLOTS * SLOT_SIZE];   /* the ARRAY's storage, values SLOT_SIZE apart */
 uint64_t host_per_cpu[2];
 struct total { uint32_t used, key; uint64_t value; } host_totals[64];
 /* The fd of each call the program made, by function. */
-uint32_t by_fd_log[LOG], map_val_log[LOG], lookup_log[LOG], update_log[LOG];
-uint32_t by_fd_n, map_val_n, lookup_n, update_n;
+uint32_t map_val_log[LOG], lookup_log[LOG], update_log[LOG];
+uint32_t map_val_n, lookup_n, update_n;
+uint64_t bad_handles;  /* handles not of the convention: its low half not all ones */
 
 void host_reset(void)
 {
 	memset(host_slots, 0, sizeof host_slots);
 	memset(host_per_cpu, 0, sizeof host_per_cpu);
 	memset(host_totals, 0, sizeof host_totals);
-	by_fd_n = map_val_n = lookup_n = update_n = 0;
+	map_val_n = lookup_n = update_n = 0;
+	bad_handles = 0;
 }
 
-static void note(uint32_t *log, uint32_t *n, uint32_t fd)
+static void note(uint32_t *log, uint32_t *n, uint64_t handle)
 {
+	if (SHIFTED ? (uint32_t)handle != 0xffffffffu : handle >> 32)
+		bad_handles++;
 	if (*n < LOG)
-		log[(*n)++] = fd;
-}
-
-uint64_t __lddw_helper_map_by_fd(uint32_t fd)
-{
-	note(by_fd_log, &by_fd_n, fd);
-	return HANDLE(fd);
+		log[(*n)++] = FD(handle);
 }
 
 uint64_t __lddw_helper_map_val(uint64_t map)
 {
-	note(map_val_log, &map_val_n, FD(map));
+	note(map_val_log, &map_val_n, map);
 	return FD(map) == SLOTS_FD ? (uint64_t)host_slots : 0;
 }
 
@@ -92,7 +90,7 @@ static struct total *find(uint32_t key, int add)
 uint64_t _bpf_helper_ext_0001(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5)
 {
 	uint32_t k = *(uint32_t *)key;
-	note(lookup_log, &lookup_n, FD(map));
+	note(lookup_log, &lookup_n, map);
 	if (FD(map) == TOTALS_FD) {
 		struct total *t = find(k, 0);
 		return t ? (uint64_t)&t->value : 0;
@@ -105,7 +103,7 @@ uint64_t _bpf_helper_ext_0001(uint64_t map, uint64_t key, uint64_t r3, uint64_t 
 uint64_t _bpf_helper_ext_0002(uint64_t map, uint64_t key, uint64_t value, uint64_t flags,
 			      uint64_t r5)
 {
-	note(update_log, &update_n, FD(map));
+	note(update_log, &update_n, map);
 	if (FD(map) != TOTALS_FD)
 		return -EINVAL;
 	struct total *t = find(*(uint32_t *)key, 1);
@@ -155,20 +153,26 @@ class Host:
         n = ctypes.c_uint32.in_dll(self.lib, f"{name}_n").value
         return list((ctypes.c_uint32 * 256).in_dll(self.lib, f"{name}_log")[:n])
 
+    def bad_handles(self) -> int:
+        return ctypes.c_uint64.in_dll(self.lib, "bad_handles").value
+
     def per_cpu(self, index: int) -> int:
         return (ctypes.c_uint64 * 2).in_dll(self.lib, "host_per_cpu")[index]
 
 
-@pytest.fixture(scope="module", params=[0, 2], ids=["O0", "O2"])
+@pytest.fixture(scope="module", params=[(0, "fd"), (2, "fd"), (2, "shifted")],
+                ids=["O0", "O2", "O2-shifted"])
 def built(request, tmp_path_factory):
     if CC is None:
         pytest.skip("no clang to build the host")
-    tmp = tmp_path_factory.mktemp(f"bpftime_O{request.param}")
-    image, _ = link(opt_level=request.param)
+    opt_level, handle = request.param
+    tmp = tmp_path_factory.mktemp(f"bpftime_O{opt_level}_{handle}")
+    image, _ = link(opt_level=opt_level, map_handle=handle)
     (tmp / "prog.o").write_bytes(image)
     (tmp / "host.c").write_text(HOST)
     defines = [f"-D{name}={value}" for name, value in
-               (("SLOTS", SLOTS), ("SLOT_SIZE", SLOT_SIZE), ("SLOTS_FD", FDS["slots"]),
+               (("SLOTS", SLOTS), ("SLOT_SIZE", SLOT_SIZE), ("SHIFTED", int(handle == "shifted")),
+                ("SLOTS_FD", FDS["slots"]),
                 ("TOTALS_FD", FDS["totals"]), ("PER_CPU_FD", FDS["per_cpu_hits"]))]
     lib = tmp / "libhost.so"
     subprocess.run([CC, "-shared", "-fPIC", "-O1", *defines, "-o", lib, tmp / "host.c",
@@ -191,7 +195,7 @@ def test_array_lookup_is_the_runtimes_storage_at_key_times_value_size(host):
     assert host.log("lookup") == [FDS["totals"]] * 4
     assert set(host.log("map_val")) == {FDS["slots"]}
     assert host.log("update") == [FDS["totals"]]
-    assert set(host.log("by_fd")) == {FDS["slots"], FDS["totals"]}
+    assert host.bad_handles() == 0
 
 
 @pytest.mark.parametrize("key", [SLOTS, SLOTS + 1, 0xFFFFFFFF])
@@ -284,7 +288,11 @@ def test_explain_shows_why():
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--abi", "bpftime", *fd_args(slots=11, per_cpu_hits=13)], ["totals", "--map-fd totals=FD"]),
+    (["--abi", "bpftime", *fd_args(slots=11, totals=12, per_cpu_hits=11)],
+     ["slots", "per_cpu_hits", "both have fd 11"]),
+    (["--abi", "bpftime", *fd_args(slots=4)], ["both have fd 4"]),   # a default's fd
+    (["--map-handle", "fd"], ["--abi bpftime"]),
+    (["--abi", "bpftime", "--map-handle", "pointer"], ["--map-handle", "pointer"]),
     (["--abi", "bpftime", *fd_args(**FDS, nosuch=4)], ["nosuch", "not a map"]),
     (["--abi", "bpftime", "--map-fd", "slots", *fd_args(totals=12, per_cpu_hits=13)],
      ["NAME=FD"]),
@@ -306,3 +314,49 @@ def test_run_refuses_the_bpftime_abi():
     done = cli("run", PROG, "--abi", "bpftime", *fd_args(**FDS), "--mem", "00" * 8)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
     assert "bpftime's runtime" in done.stderr
+
+
+def test_default_fds_are_libbpfs_order_from_3():
+    """libbpf creates BTF maps in the order of their offsets in .maps (read here
+    from the ELF's symbols), and bpftime gives each the lowest free fd."""
+    with open(PROG, "rb") as fh:
+        elf = ELFFile(fh)
+        index = next(i for i, sec in enumerate(elf.iter_sections()) if sec.name == ".maps")
+        order = [s.name for s in sorted(
+            (s for s in elf.get_section_by_name(".symtab").iter_symbols()
+             if s["st_shndx"] == index and s.name), key=lambda s: s["st_value"])]
+    assert abi.default_map_fds(loader.load(str(PROG)).maps) == {
+        name: 3 + i for i, name in enumerate(order)}
+
+
+def test_default_fds_skip_a_map_in_maps_inner_map():
+    # libbpf creates the inner map just before its outer map and closes it after.
+    maps = {"a": MapDef("a", 2, 4, 8, 1), "tmpl": MapDef("tmpl", 2, 4, 8, 1),
+            "outer": MapDef("outer", 12, 4, 4, 1, inner="tmpl"), "b": MapDef("b", 2, 4, 8, 1)}
+    assert abi.default_map_fds(maps) == {"a": 3, "outer": 5, "b": 4}
+
+
+@pytest.mark.parametrize("handle,expected", [(None, 3), ("fd", 3), ("shifted", 3 << 32 | 0xFFFFFFFF)])
+def test_lddw_of_a_map_is_the_handle_as_a_constant(handle, expected):
+    code = asm.assemble_bytes("lddw %r0, 0\nexit")
+    obj = loader.from_raw(code, "prog")
+    obj.maps = {"m": MapDef("m", 1, 4, 8, 16)}
+    obj.refs[("raw", 0)] = Ref("map", "m")
+    options = pipeline.LinkOptions(abi="bpftime", map_handle=handle)
+    ir_text = pipeline.link(obj, options, "llvm")[0].decode()
+    assert "__lddw_helper" not in ir_text.replace("__lddw_helper_map_val", "")
+    assert f"ret i64 {expected}" in ir_text
+
+
+def test_helpers_that_need_the_c_library_stay_the_runtimes(tmp_path):
+    """ktime_get_ns (5) and get_current_pid_tgid (14) call clock_gettime and getpid in
+    the helper library; bpftime's loader gives no C library, so they stay calls."""
+    obj = loader.from_raw(asm.assemble_bytes("call 5\nmov %r6, %r0\ncall 14\nadd %r0, %r6\n"
+                                             "exit"), "prog")
+    image, linked = pipeline.link(obj, pipeline.LinkOptions(abi="bpftime", inline="all"))
+    undefined, _ = symbols(image, tmp_path)
+    assert undefined == {"_bpf_helper_ext_0005", "_bpf_helper_ext_0014"}
+    assert all(d.action == "external" and "C library" in d.reason for d in linked.decisions)
+    # The default ABI's host has one: the same helpers are spliced in.
+    image, _ = pipeline.link(obj, pipeline.LinkOptions(inline="all"))
+    assert not any(name.startswith("_bpf_helper_ext_") for name in symbols(image, tmp_path)[0])

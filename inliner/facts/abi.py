@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
+
+from .maps import MapDef
 
 ENTRY_SYMBOL = "bpf_main"            # the first program's entry, `uint64_t (void *, uint64_t)`
 ABIS = ("ebpf-lto", "bpftime")       # who owns the maps: the object, or bpftime's runtime
@@ -14,8 +17,19 @@ ABIS = ("ebpf-lto", "bpftime")       # who owns the maps: the object, or bpftime
 HELPER_SYMBOL = re.compile(r"^_bpf_helper_ext_(\d{4})$")
 HOST_API_PREFIX = "ebpf_lto_"        # the helper library's functions for hosts, and the tables
 
-# bpftime's lddw helpers: a map's handle from its fd, and the address of its values.
-MAP_BY_FD, MAP_VAL = "__lddw_helper_map_by_fd", "__lddw_helper_map_val"
+# bpftime's one lddw helper an object may call: the address of a map's first value,
+# from the map's handle. llvmbpf's loader defines no other (docs/abi.md).
+MAP_VAL = "__lddw_helper_map_val"
+# What a map's handle is, the number `lddw` of a map gives the code and map helpers take
+# (bpftime's map_ptr_by_fd): "fd", the fd itself, in the bpftime whose loader is
+# llvmbpf 658ba89 (../shared/peers/ORIGIN.md); "shifted", fd << 32 | 0xffffffff, in
+# bpftime before it stopped shifting (bpftime PR #344). The first is the default.
+MAP_HANDLES = ("fd", "shifted")
+# The C library functions an --abi bpftime object defines itself (codegen/memfuncs.py):
+# the code generator calls them, and bpftime's loader resolves no C library.
+MEMFUNCS = ("memcpy", "memmove", "memset")
+# bpftime gives a map the lowest free fd of the loading process: 0-2 are stdio.
+FIRST_MAP_FD = 3
 
 # Tables the object exports (docs/abi.md), and the map runtime's prog_array lookup.
 MAP_TABLE, MAP_COUNT = "ebpf_lto_maps", "ebpf_lto_maps_count"
@@ -31,6 +45,46 @@ RESERVED_PREFIXES = ("ebpf_lto_", "_bpf_helper_ext_", "__lddw_helper_")
 def helper_symbol(helper_id: int) -> str:
     """The AOT contract's name for helper `helper_id`."""
     return f"_bpf_helper_ext_{helper_id:04d}"
+
+
+def bpftime_can_call(name: str) -> bool:
+    """Whether code in an --abi bpftime object may call function `name`: what
+    llvmbpf's load_aot_object defines, an LLVM intrinsic, or a MEMFUNCS one."""
+    return HELPER_SYMBOL.match(name) is not None or name == MAP_VAL \
+        or name.startswith("llvm.") or name in MEMFUNCS
+
+
+def map_handle(fd: int, convention: str) -> int:
+    """The handle bpftime's runtime gives the map with this fd."""
+    return fd if convention == "fd" else fd << 32 | 0xFFFFFFFF
+
+
+def default_map_fds(maps: Mapping[str, MapDef]) -> dict[str, int]:
+    """Each map's fd when libbpf loads the object under bpftime's syscall server.
+
+    libbpf creates the maps in the object's order (ebpf-lto's loader keeps it:
+    `.maps` by offset), and bpftime gives each the lowest free fd, from 3 in a
+    loader that holds nothing else open. An outer map-in-map's inner map is
+    created just before it and closed just after, so its fd goes to the next
+    map. The object's data sections become maps after these; ebpf-lto keeps
+    them in the object, so they need no fd. A loader that holds other files
+    open shifts the numbers: then `--map-fd` gives them.
+    """
+    used, fds = set(range(FIRST_MAP_FD)), {}
+    templates = {m.inner for m in maps.values() if m.inner}
+
+    def lowest_free() -> int:
+        fd = min(set(range(len(used) + 1)) - used)
+        used.add(fd)
+        return fd
+
+    for m in maps.values():
+        if m.name in templates:
+            continue
+        inner = lowest_free() if m.inner else None
+        fds[m.name] = lowest_free()
+        used.discard(inner)
+    return fds
 
 
 def helper_id(symbol: str) -> int | None:

@@ -526,7 +526,7 @@ class FunctionEmitter:
         b = self.b
         ptr, align = self._address(idx, 2, 0, 4)
         key = b.zext(b.load(ptr, typ=I32, align=align), I64)
-        base = b.call(self.ml.lddw_helper(abi.MAP_VAL, I64), [self.rd(1)])
+        base = b.call(self.ml.map_val(), [self.rd(1)])
         value = b.add(base, b.mul(key, ir.Constant(I64, m.value_size)))
         found = b.and_(b.icmp_unsigned("<", key, ir.Constant(I64, m.max_entries)),
                        b.icmp_unsigned("!=", base, ir.Constant(I64, 0)))
@@ -790,9 +790,8 @@ class FunctionEmitter:
             return
         if ref.kind not in ("data", "map", "func"):
             raise self.error(idx, f"lddw with a {ref.kind} relocation")
-        if ref.kind == "map" and self.ml.options.bpftime:
-            fd = ir.Constant(I32, self.ml.options.map_fds[ref.target])
-            self.wr(idx, insn.dst, self.b.call(self.ml.lddw_helper(abi.MAP_BY_FD, I32), [fd]))
+        if ref.kind == "map" and self.ml.options.bpftime:  # the handle, as bpftime bakes it
+            self.wr(idx, insn.dst, self.ml.map_handle(ref.target))
             return
         self.wr(idx, insn.dst, self.ml.address_of(ref).ptrtoint(I64))
         if self.guard is not None and ref.kind == "data":  # the whole section

@@ -19,7 +19,7 @@ class LiftOptions:
     (uBPF's unwind extension, used by the conformance suite).
     callx_helpers: helper ids a `callx` may name at run time.
     abi: "ebpf-lto" (maps are the object's) or "bpftime" (maps are the
-    runtime's, each named by its fd in map_fds).
+    runtime's, each named by its fd: map_fds, else libbpf's order).
     """
     unwind_helpers: frozenset[int] = frozenset()
     callx_helpers: tuple[int, ...] = ()
@@ -29,6 +29,7 @@ class LiftOptions:
     profile: Mapping | None = field(default=None, compare=False)  # name -> (hash, counters)
     abi: str = "ebpf-lto"
     map_fds: Mapping[str, int] = field(default_factory=dict, compare=False)  # map name -> fd
+    map_handle: str = "fd"        # bpftime: how a handle is made of an fd (facts/abi.py)
     checks: bool = True           # run-time memory checks and the step budget (docs/safety.md)
     max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls a run may take
     # The pointer arguments of the helper set's helpers, checked before each call.

@@ -53,6 +53,7 @@ class ModuleLifter:
         self.helpers: dict[int, ir.Function] = {}
         self.data: dict[str, ir.GlobalVariable] = {}
         self.maps: dict[str, ir.GlobalVariable] = {}
+        self.map_fds: dict[str, int] = {}            # --abi bpftime: each map's fd
         self.sites: list[Site] = []
         self._site_at: dict[tuple[str, int], Site] = {}   # (function, insn) -> its site
         self._data_regions: list[tuple] | None = None
@@ -117,7 +118,7 @@ class ModuleLifter:
                 func.trampoline = guard.trampoline(self, func, tables.unique(
                     f"bpf.{func.name}.cb", self.module.globals))
         if self.options.bpftime:
-            self._check_map_fds()
+            self.map_fds = self._bpftime_map_fds()
         else:
             try:
                 self.maps = tables.map_descriptors(self.module, self.obj.maps,
@@ -366,18 +367,22 @@ class ModuleLifter:
             self.helpers[helper_id] = fn
         return fn
 
-    def lddw_helper(self, name: str, arg: ir.IntType) -> ir.Function:
-        """One of bpftime's lddw helpers, `uint64_t name(arg)`.
+    def map_val(self) -> ir.Function:
+        """bpftime's `uint64_t __lddw_helper_map_val(uint64_t handle)`.
 
         Declared readnone: for one run of the program the answer depends on
-        the argument alone, so LLVM may share one call among many uses.
+        the handle alone, so LLVM may share one call among many uses.
         """
-        fn = self.module.globals.get(name)
+        fn = self.module.globals.get(abi.MAP_VAL)
         if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(I64, [arg]), name)
+            fn = ir.Function(self.module, ir.FunctionType(I64, [I64]), abi.MAP_VAL)
             fn.attributes.add("readnone")
             fn.attributes.add("nounwind")
         return fn
+
+    def map_handle(self, name: str) -> ir.Constant:
+        """What `lddw` of map `name` gives under --abi bpftime: the runtime's handle."""
+        return ir.Constant(I64, abi.map_handle(self.map_fds[name], self.options.map_handle))
 
     def fault_record(self) -> ir.GlobalVariable:
         """The exported fault record (facts/abi.py FAULT), zeroed."""
@@ -458,20 +463,24 @@ class ModuleLifter:
         gv.initializer = ir.Constant(ty, values)
         return gv
 
-    def _check_map_fds(self) -> None:
-        """With the bpftime ABI every map the lifted code loads needs the fd the runtime gave it."""
+    def _bpftime_map_fds(self) -> dict[str, int]:
+        """With the bpftime ABI each map is known by the fd the runtime gave it:
+        --map-fd's, else the one bpftime's loader gives it (facts/abi.py)."""
         fds = self.options.map_fds
         unknown = sorted(set(fds) - set(self.obj.maps))
         if unknown:
             known = ", ".join(self.obj.maps) or "none"
             raise self.error(f"--map-fd names {unknown[0]!r}, which is not a map of the object "
                              f"(maps: {known})")
-        used = {ref.target for key, func in self.funcs.items() for idx in range(key.start, func.end)
-                if (ref := self.obj.refs.get((key.section, idx))) is not None and ref.kind == "map"}
-        for name in self.obj.maps:
-            if name in used and name not in fds:
-                raise self.error(f"map {name!r} has no fd: --abi bpftime needs "
-                                 f"--map-fd {name}=FD")
+        given = abi.default_map_fds(self.obj.maps)
+        given.update(fds)
+        by_fd: dict[int, str] = {}
+        for name, fd in given.items():
+            if fd in by_fd:
+                raise self.error(f"maps {by_fd[fd]!r} and {name!r} both have fd {fd}: give "
+                                 f"each its own with --map-fd NAME=FD")
+            by_fd[fd] = name
+        return given
 
     def _alias(self, symbol: str, entry: ir.Function) -> None:
         """bpf_main as a call of the first program's entry: the program's function

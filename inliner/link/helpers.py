@@ -16,7 +16,7 @@ import llvmlite.binding as llvm
 
 from .. import codegen, inputs
 from ..errors import EbpfLtoError
-from ..facts.abi import HOST_API_PREFIX, helper_id
+from ..facts.abi import HOST_API_PREFIX, helper_id, helper_symbol
 from ..facts.helpers import HELPER_ARGS, ArgKind, HelperArg
 from ..lift import LiftOptions
 
@@ -68,6 +68,27 @@ class HelperSet:
         provides = tuple(p for p in self.provides if p[0] not in ids)
         return dataclasses.replace(self, provides=provides, host_api=(),
                                    removed=self.removed | ids)
+
+    def needing_host(self, allowed) -> frozenset[int]:
+        """The helpers whose code calls a function no source defines and `allowed`
+        (a predicate on names) does not allow: the C library, say, that a host
+        process gives and a bare loader does not."""
+        graph: dict[str, frozenset[str]] = {}
+        for src in self.sources:
+            graph.update(_references(src))
+        outside = {name for refs in graph.values() for name in refs
+                   if name not in graph and not allowed(name)}
+        needing = set()
+        for hid, _ in self.provides:
+            seen, todo = set(), [helper_symbol(hid)]
+            while todo and not outside & seen:
+                name = todo.pop()
+                if name not in seen:
+                    seen.add(name)
+                    todo += graph.get(name, ())
+            if outside & seen:
+                needing.add(hid)
+        return frozenset(needing)
 
     def lift_options(self) -> LiftOptions:
         unwind = frozenset().union(*(s.unwind for s in self.sources)) & self.ids
@@ -140,6 +161,16 @@ def _definitions(src: HelperSource) -> tuple[tuple[int, ...], tuple[str, ...]]:
                if not fn.is_declaration and fn.linkage == llvm.Linkage.external]
     return (tuple(hid for name in defined if (hid := helper_id(name)) is not None),
             tuple(name for name in defined if name.startswith(HOST_API_PREFIX)))
+
+
+@lru_cache(maxsize=64)
+def _references(src: HelperSource) -> dict[str, frozenset[str]]:
+    """Each function the source defines, and the functions its instructions name."""
+    mod = _parse(src)
+    names = {fn.name for fn in mod.functions}
+    return {fn.name: frozenset(op.name for block in fn.blocks for ins in block.instructions
+                               for op in ins.operands if op.name in names)
+            for fn in mod.functions if not fn.is_declaration}
 
 
 def _parse(src: HelperSource) -> llvm.ModuleRef:

@@ -55,6 +55,7 @@ class PlanOptions:
     force_inline: frozenset[str] = frozenset()
     counts: dict | None = field(default=None, compare=False)  # (function, insn) -> profile count
     runtime_helpers: frozenset[int] = frozenset()  # always external: --abi bpftime's map helpers
+    host_helpers: frozenset[int] = frozenset()  # --abi bpftime: helpers that need the C library
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,9 @@ def _decide_each(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[
             out.append(d("inline", site.lowered))
         elif site.helper_id in options.runtime_helpers:
             out.append(d("external", "the runtime owns the maps (--abi bpftime)"))
+        elif site.helper_id in options.host_helpers:
+            out.append(d("external", "it needs the C library, which bpftime's loader does "
+                                     "not give (--abi bpftime)"))
         elif site.helper_id is not None and site.callee not in provided:
             out.append(d("external", "no helper set provides it"))
         elif options.mode == "none":
