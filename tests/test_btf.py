@@ -433,13 +433,31 @@ def test_unknown_member_strict_and_relaxed():
                      ("values", b.array(b.add("ptr", size_or_type=i32), i32,
                                         0), 64)],
      "not a function"),
-    (lambda b, i32: [uint_member(b, "type", HASH, i32, 0),
-                     uint_member(b, "pinning", 2, i32, 1)],
-     "invalid pinning value 2"),
 ])
 def test_bad_map_definitions(members, reason):
     with pytest.raises(BtfError, match=reason):
         map_def(members)
+
+
+def test_any_pinning_value_is_taken_and_reported_as_kernel_only():
+    """libbpf refuses pinning values but 0 and 1; cilium/ebpf takes any (Cilium's
+    loader has its own, 16 among them), and pinning means nothing in userspace."""
+    m = map_def(lambda b, i32: [uint_member(b, "type", HASH, i32, 0),
+                                uint_member(b, "pinning", 16, i32, 1),
+                                uint_member(b, "numa_node", 1, i32, 2)])
+    assert (m.type, m.pinning) == (HASH, 16)
+    assert m.kernel_only() == {"pinning": 16, "numa_node": 1}
+    assert map_def(lambda b, i32: [uint_member(b, "type", HASH, i32, 0)]).kernel_only() == {}
+
+
+def test_a_bad_map_is_refused_alone():
+    """map_entries gives each map its definition or its error; map_definitions,
+    libbpf's view, raises the first error."""
+    def members(b, i32):
+        return [uint_member(b, "type", ARRAY, i32, 0), uint_member(b, "frobnicate", 1, i32, 1)]
+    ((name, _, found),) = parse_btf(map_btf(members)).map_entries()
+    assert name == "m" and isinstance(found, BtfError)
+    assert "unknown member 'frobnicate'" in str(found)
 
 
 def test_static_map_is_rejected():

@@ -46,7 +46,7 @@ MAP_TYPE_PROG_ARRAY = MAP_TYPE_IDS["prog_array"]
 MAP_TYPE_ARRAY_OF_MAPS = MAP_TYPE_IDS["array_of_maps"]
 MAP_TYPE_HASH_OF_MAPS = MAP_TYPE_IDS["hash_of_maps"]
 # libbpf's enum libbpf_pin_type.
-PIN_NONE, PIN_BY_NAME = 0, 1
+PIN_NONE = 0
 
 MODIFIERS = frozenset(("typedef", "volatile", "const", "restrict", "type_tag"))
 _SIZED = frozenset(("int", "struct", "union", "enum", "enum64", "float", "datasec"))
@@ -160,6 +160,11 @@ class BtfMapDef:
     offset: int | None = None
     has_values: bool = False
     inner: BtfMapDef | None = None
+
+    def kernel_only(self) -> dict[str, int]:
+        """The attributes set that only a kernel acts on, which userspace ignores."""
+        return {k: v for k, v in (("pinning", self.pinning), ("numa_node", self.numa_node),
+                                  ("map_extra", self.map_extra)) if v}
 
     def geometry(self) -> MapDef:
         """The map as the later stages see it (facts/maps.py)."""
@@ -302,7 +307,7 @@ class Btf:
         return Btf(types, self.strings)
 
     def map_definitions(self, strict: bool = True) -> list[BtfMapDef]:
-        """The BTF-defined maps: each VAR of the `.maps` DATASEC.
+        """The BTF-defined maps: each VAR of the `.maps` DATASEC; the first bad one raises.
 
         Unknown members of a definition are an error, as in libbpf by
         default; strict=False ignores them, as libbpf's `relaxed_maps` open
@@ -310,35 +315,67 @@ class Btf:
         (say, from newer headers) would otherwise be silently dropped and
         the map created with a different geometry than the program expects.
         """
+        maps = []
+        for _, _, found in self.map_entries(strict):
+            if isinstance(found, BtfError):
+                raise found
+            maps.append(found)
+        return maps
+
+    def map_entries(self, strict: bool = True) -> list[tuple[str, int, BtfMapDef | BtfError]]:
+        """Each map of `.maps` as (name, offset, its definition or why it cannot be used).
+
+        A bad definition concerns its map alone: the loader refuses that map
+        and what uses it, and loads the rest.
+        """
         sec = self._datasec(".maps")
         if sec is None:
             return []
-        maps = []
+        out: list[tuple[str, int, BtfMapDef | BtfError]] = []
         for i, entry in enumerate(self.datasec(".maps")):
-            var = self.types[entry.var_id]
-            if not entry.name:
-                raise BtfError(f"map #{i} in .maps has an empty name")
-            if var.kind != "var":
-                raise BtfError(f"map {entry.name!r}: {_describe(var)} "
-                               "is not a variable")
-            if var.linkage != LINKAGE_GLOBAL:
-                # libbpf refuses static and extern maps (-EOPNOTSUPP).
-                raise BtfError(f"map {entry.name!r}: unsupported linkage "
-                               f"{_linkage(var.linkage)}")
-            if sec.size and entry.offset + entry.size > sec.size:
-                raise BtfError(f"map {entry.name!r} lies outside .maps")
-            def_t = self.resolve(entry.type_id)
-            if def_t.kind != "struct":
-                raise BtfError(f"map {entry.name!r}: definition is "
-                               f"{_describe(def_t)}, not a struct")
-            if def_t.size > entry.size:
-                raise BtfError(f"map {entry.name!r}: definition of "
-                               f"{def_t.size} bytes exceeds the variable's "
-                               f"{entry.size}")
-            maps.append(replace(
-                self._map_def(entry.name, def_t, strict, inner_allowed=True),
-                offset=entry.offset))
-        return maps
+            try:
+                found = replace(self._map_entry(i, entry, sec, strict), offset=entry.offset)
+            except BtfError as err:
+                found = err
+            out.append((entry.name, entry.offset, found))
+        return out
+
+    def _map_entry(self, i: int, entry: DatasecVar, sec: BtfType, strict: bool) -> BtfMapDef:
+        var = self.types[entry.var_id]
+        if not entry.name:
+            raise BtfError(f"map #{i} in .maps has an empty name")
+        if var.kind != "var":
+            raise BtfError(f"map {entry.name!r}: {_describe(var)} "
+                           "is not a variable")
+        if var.linkage != LINKAGE_GLOBAL:
+            # libbpf refuses static and extern maps (-EOPNOTSUPP).
+            raise BtfError(f"map {entry.name!r}: unsupported linkage "
+                           f"{_linkage(var.linkage)}")
+        if sec.size and entry.offset + entry.size > sec.size:
+            raise BtfError(f"map {entry.name!r} lies outside .maps")
+        def_t = self.resolve(entry.type_id)
+        if def_t.kind != "struct":
+            raise BtfError(f"map {entry.name!r}: definition is "
+                           f"{_describe(def_t)}, not a struct")
+        if def_t.size > entry.size:
+            raise BtfError(f"map {entry.name!r}: definition of "
+                           f"{def_t.size} bytes exceeds the variable's "
+                           f"{entry.size}")
+        return self._map_def(entry.name, def_t, strict, inner_allowed=True)
+
+    def context_struct(self, function: str) -> str | None:
+        """The struct the first parameter of `function` points at (a program's
+        context), or None when the BTF does not say."""
+        try:
+            funcs = self.by_name(function, "func")
+            proto = self.resolve(funcs[0].type) if len(funcs) == 1 else None
+            if proto is None or proto.kind != "func_proto" or not proto.params:
+                return None
+            ptr = self.resolve(proto.params[0].type)
+            target = self.resolve(ptr.type) if ptr.kind == "ptr" else None
+        except BtfError:
+            return None
+        return target.name if target is not None and target.kind == "struct" else None
 
     def _map_def(self, name: str, def_t: BtfType, strict: bool,
                  inner_allowed: bool) -> BtfMapDef:
@@ -365,14 +402,9 @@ class Btf:
                                    "last member")
                 fields.update(self._map_values(name, fields, m, strict))
             elif m.name == "pinning":
-                if not inner_allowed:
-                    raise BtfError(f"map {name!r}: an inner map can't be "
-                                   "pinned")
-                pinning = self._map_int(name, m)
-                if pinning not in (PIN_NONE, PIN_BY_NAME):
-                    raise BtfError(f"map {name!r}: invalid pinning value "
-                                   f"{pinning}")
-                fields["pinning"] = pinning
+                # Any value, as cilium/ebpf takes (Cilium's loader has its
+                # own): pinning means nothing in userspace (kernel_only).
+                fields["pinning"] = self._map_int(name, m)
             elif m.name == "map_extra":
                 fields["map_extra"] = self._map_long(name, m)
             elif strict:
