@@ -122,7 +122,8 @@ def helper_set(options: LinkOptions) -> HelperSet | None:
 
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
     _check_names(options, (f.name for f in obj.functions.values()))
-    progs = [obj.program(options.program)] if options.program else obj.programs
+    chosen = obj.program(options.program)  # refuses a refused program, or none left
+    progs = [chosen] if options.program else obj.programs
     lift_options = hset.lift_options() if hset else lifter.LiftOptions()
     counts = profile.load(options.profile) if options.profile else None
     lift_options = dataclasses.replace(lift_options, ncpus=options.ncpus,

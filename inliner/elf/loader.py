@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import replace
 
 from elftools.common.exceptions import ELFError
 from elftools.common.utils import struct_parse
@@ -17,11 +18,14 @@ from elftools.elf.enums import ENUM_E_MACHINE, ENUM_RELOC_TYPE_BPF
 
 from .. import inputs
 from ..errors import EbpfLtoError
-from ..facts import isa
+from ..facts import isa, progtypes
+from ..facts.helpers import LIBC_FUNCTIONS
 from ..facts.maps import MapDef
 from .model import DataSection, EbpfObject, FuncKey, Function, Program, Ref
 
 EM_BPF = ENUM_E_MACHINE["EM_BPF"]
+BPF_RELOCATION_TYPES = frozenset(ENUM_RELOC_TYPE_BPF[n] for n in ENUM_RELOC_TYPE_BPF
+                                 if n.startswith("R_BPF_") and n != "R_BPF_NONE")
 # What each relocation type names: R_BPF_64_64 an lddw's map, global data or
 # function address; R_BPF_64_ABS64 an address in data (a pointer in an
 # initialized global); R_BPF_64_32 a bpf-to-bpf call's target.
@@ -30,35 +34,8 @@ R_BPF_64_ABS64 = ENUM_RELOC_TYPE_BPF["R_BPF_64_ABS64"]
 R_BPF_64_32 = ENUM_RELOC_TYPE_BPF["R_BPF_64_32"]
 SHF_EXECINSTR, SHF_WRITE = SH_FLAGS.SHF_EXECINSTR, SH_FLAGS.SHF_WRITE
 
-# Section-name prefixes to program types; the type says what r1 points at
-# (docs/abi.md). Section `raw` (or `raw/...`), userspace only: r1 is a memory
-# buffer and r2 its length.
-PROGRAM_TYPES: tuple[tuple[str, str], ...] = (
-    ("xdp", "xdp"), ("tc", "sched_cls"), ("classifier", "sched_cls"),
-    ("action", "sched_act"), ("tcx/", "sched_cls"), ("socket", "socket_filter"),
-    ("sk_skb", "sk_skb"), ("sk_msg", "sk_msg"), ("uprobe", "kprobe"),
-    ("uretprobe", "kprobe"), ("usdt", "kprobe"), ("kprobe", "kprobe"),
-    ("kretprobe", "kprobe"), ("ksyscall", "kprobe"), ("tracepoint", "tracepoint"),
-    ("tp/", "tracepoint"), ("raw_tracepoint", "raw_tracepoint"),
-    ("raw_tp", "raw_tracepoint"), ("tp_btf", "tracing"), ("fentry", "tracing"),
-    ("fexit", "tracing"), ("fmod_ret", "tracing"), ("iter", "tracing"),
-    ("perf_event", "perf_event"), ("cgroup_skb", "cgroup_skb"),
-    ("cgroup/skb", "cgroup_skb"), ("cgroup", "cgroup"), ("sockops", "sock_ops"),
-    ("lwt_", "lwt"), ("flow_dissector", "flow_dissector"), ("lsm", "lsm"),
-    ("struct_ops", "struct_ops"), ("syscall", "syscall"),
-)
-
 LEGACY_MAP_FIELDS = ("type", "key_size", "value_size", "max_entries", "map_flags")
 MAX_ZEROS = 1 << 28   # bytes a SHT_NOBITS section (.bss) may ask for
-
-
-def program_type(section: str) -> str:
-    if section == "raw" or section.startswith("raw/"):
-        return "raw"
-    for prefix, kind in PROGRAM_TYPES:
-        if section.startswith(prefix):
-            return kind
-    return "unspec"
 
 
 def from_raw(code: bytes, name: str = "main", path: str = "<raw>") -> EbpfObject:
@@ -117,13 +94,39 @@ class _Loader:
             raise EbpfLtoError("not a 64-bit ELF file", file=path)
         if not self.elf.little_endian:
             raise EbpfLtoError("big-endian eBPF (bpfeb) is not supported; build with -target bpfel")
-        if self.elf["e_machine"] not in ("EM_BPF", EM_BPF):
-            raise EbpfLtoError(f"not an eBPF object (machine {self.elf['e_machine']})")
+        machine = self.elf["e_machine"]
+        if machine not in ("EM_BPF", EM_BPF, "EM_NONE"):
+            raise EbpfLtoError(f"not an eBPF object (machine {machine})")
         self._check_section_headers()
         self.sections = list(self.elf.iter_sections())
+        if machine == "EM_NONE" and not self._looks_like_bpf():
+            raise EbpfLtoError("not an eBPF object (machine EM_NONE, and its code or "
+                               "relocations are not eBPF's)")
         self.symtab = self._symbol_table()
         self.symbols = list(self.symtab.iter_symbols())
         self._check_symbols()
+        # What the load refuses of the object, each part alone (see _refuse_programs).
+        self.bad_sections: dict[str, EbpfLtoError] = {}         # code or data
+        self.bad_insns: dict[tuple[str, int], EbpfLtoError] = {}
+        self.bad_maps: dict[str, EbpfLtoError] = {}
+        self.refused: dict[str, EbpfLtoError] = {}              # programs
+        self.bad_symbols: list[EbpfLtoError] = []               # functions of .text
+        self.notes: list[str] = []
+        self._btf_parsed = None
+
+    def _looks_like_bpf(self) -> bool:
+        """An EM_NONE object (old LLVM wrote them) taken as eBPF: relocatable, with
+        code in 8-byte instructions and every relocation of a BPF type."""
+        if self.elf["e_type"] != "ET_REL":
+            return False
+        code = [s for s in self.sections if _is_code(s)]
+        rels = [s for s in self.sections if s["sh_type"] == "SHT_REL"]
+        if not code or any(s["sh_size"] % isa.INSN_SIZE for s in code):
+            return False
+        if any(s["sh_type"] == "SHT_RELA" for s in self.sections):
+            return False
+        return all(r["r_info_type"] in BPF_RELOCATION_TYPES
+                   for rel in rels for r in rel.iter_relocations())
 
     def _check_section_headers(self) -> None:
         """Refuse headers that point outside the file, before pyelftools follows them.
@@ -217,38 +220,62 @@ class _Loader:
                 try:
                     code[sec.name] = isa.decode(self._contents(sec))
                 except isa.DecodeError as err:
-                    raise EbpfLtoError(err.reason, section=sec.name, insn=err.index) from None
+                    self.bad_sections[sec.name] = EbpfLtoError(err.reason, section=sec.name,
+                                                               insn=err.index)
+                except EbpfLtoError as err:
+                    self.bad_sections[sec.name] = err.located(section=sec.name)
         data = self._data_sections()
         maps, map_at = self._maps()
-        refs = self._relocations(code, data, map_at)
         data_refs = self._data_relocations(code, data, map_at)
+        refs = self._relocations(code, data, map_at)
         starts: dict[str, dict[int, str]] = {name: {} for name in code}
         programs = []
         for sym in self.symbols:
             sec = self._symbol_section(sym)
-            if sec is None or sec.name not in code or sym["st_info"]["type"] != "STT_FUNC":
+            if sec is None or sym["st_info"]["type"] != "STT_FUNC":
                 continue
-            start = self._function_start(sym, sec.name, code[sec.name])
+            if sec.name in self.bad_sections and sec.name != ".text":
+                self.refused[sym.name] = self.bad_sections[sec.name]
+                continue
+            if sec.name not in code:
+                continue
+            try:
+                start = self._function_start(sym, sec.name, code[sec.name])
+            except EbpfLtoError as err:  # a program refused; a function, unless called
+                if sec.name != ".text":
+                    self.refused[sym.name] = err.located(section=sec.name)
+                else:
+                    self.bad_symbols.append(err.located(section=sec.name))
+                continue
             starts[sec.name][start] = sym.name
             if sec.name != ".text":
-                programs.append(Program(sym.name, sec.name, program_type(sec.name),
+                programs.append(Program(sym.name, sec.name, progtypes.UNSPEC,
                                         FuncKey(sec.name, start)))
         # With no program section, global functions in .text are the programs, as
         # older libbpf took them.
-        if not programs:
+        if not programs and not self.refused:
             for sym in self.symbols:
                 sec = self._symbol_section(sym)
-                if (sec is not None and sec.name == ".text" and ".text" in code
-                        and sym["st_info"]["type"] == "STT_FUNC"
-                        and sym["st_info"]["bind"] == "STB_GLOBAL"):
+                if (sec is None or sec.name != ".text" or sym["st_info"]["type"] != "STT_FUNC"
+                        or sym["st_info"]["bind"] != "STB_GLOBAL"):
+                    continue
+                if ".text" in self.bad_sections:
+                    self.refused[sym.name] = self.bad_sections[".text"]
+                elif ".text" in code:
                     start = self._function_start(sym, ".text", code[".text"])
-                    programs.append(Program(sym.name, ".text", "unspec", FuncKey(".text", start)))
+                    programs.append(Program(sym.name, ".text", progtypes.UNSPEC,
+                                            FuncKey(".text", start)))
         # A section of code with no function symbol is one program (older clang).
-        for name, slots in code.items():
-            if name != ".text" and not starts[name]:
+        for name in [*code, *self.bad_sections]:
+            if name != ".text" and not starts.get(name) and not any(
+                    getattr(self._symbol_section(s), "name", None) == name
+                    and s["st_info"]["type"] == "STT_FUNC" for s in self.symbols):
                 label = name.replace("/", "_").replace("-", "_")
+                if name in self.bad_sections:
+                    self.refused[label] = self.bad_sections[name]
+                    continue
                 starts[name][0] = label
-                programs.append(Program(label, name, program_type(name), FuncKey(name, 0)))
+                programs.append(Program(label, name, progtypes.UNSPEC, FuncKey(name, 0)))
         # bpf-to-bpf call targets with no symbol of their own (static functions).
         for ref in (*refs.values(), *data_refs.values()):
             if ref.function is not None:
@@ -260,21 +287,88 @@ class _Loader:
         # Unrelocated local calls are pc-relative within their section.
         for sec_name, slots in code.items():
             for idx, insn in enumerate(slots):
-                if insn is not None and isa.call_kind(insn) is isa.CallKind.LOCAL and (sec_name, idx) not in refs:
-                    target = idx + insn.imm + 1
+                if (insn is None or isa.call_kind(insn) is not isa.CallKind.LOCAL
+                        or (sec_name, idx) in refs or (sec_name, idx) in self.bad_insns):
+                    continue
+                target = idx + insn.imm + 1
+                try:
                     _check_target(slots, target, self.path, sec_name, idx)
-                    fk = FuncKey(sec_name, target)
-                    refs[(sec_name, idx)] = Ref("call", function=fk)
-                    if fk not in functions:
-                        starts[sec_name][target] = f"{sec_name.strip('.')}_{target}"
-                        functions.update(_split_functions(sec_name, slots, starts[sec_name]))
-        _check_program_names(programs)
+                except EbpfLtoError as err:
+                    self.bad_insns[(sec_name, idx)] = err
+                    continue
+                fk = FuncKey(sec_name, target)
+                refs[(sec_name, idx)] = Ref("call", function=fk)
+                if fk not in functions:
+                    starts[sec_name][target] = f"{sec_name.strip('.')}_{target}"
+                    functions.update(_split_functions(sec_name, slots, starts[sec_name]))
+        _check_program_names(programs, self.refused)
+        programs = self._refuse_programs(programs, functions, refs)
+        programs = _typed(programs, self._btf())
         programs.sort(key=lambda p: (self._section_index(p.section), p.entry.start))
         lic = self.elf.get_section_by_name("license")
         license_text = (self._contents(lic).split(b"\0")[0].decode("latin-1")
                         if lic is not None else "")
+        for name in [n for n in data if n in self.bad_sections]:
+            del data[name]
+        refused = {name: err.located(file=self.path) for name, err in self.refused.items()}
         return EbpfObject(self.path, code, refs, functions, programs, maps, data, license_text,
-                          data_refs)
+                          data_refs, refused, self._warnings(), self.notes)
+
+    def _refuse_programs(self, programs, functions, refs) -> list[Program]:
+        """The programs that depend on nothing refused; the others go to self.refused.
+
+        A program depends on every function it reaches through calls and
+        loaded function addresses; a function on its own instructions, the
+        maps and data they name having been checked as they were resolved.
+        """
+        bad_in: dict[FuncKey, EbpfLtoError] = {}
+        for (section, idx), err in sorted(self.bad_insns.items()):
+            for key, func in functions.items():
+                if key.section == section and key.start <= idx < func.end:
+                    bad_in.setdefault(key, err)
+        kept = []
+        for prog in programs:
+            seen, todo, why = set(), [prog.entry], None
+            while todo and why is None:
+                key = todo.pop()
+                if key in seen:
+                    continue
+                seen.add(key)
+                err = bad_in.get(key)
+                if err is not None:
+                    why = err if key == prog.entry else EbpfLtoError(
+                        f"calls {functions[key].name}, which was refused: {err.reason}",
+                        section=err.section, insn=err.insn)
+                    break
+                func = functions[key]
+                todo += [r.function for i in range(key.start, func.end)
+                         if (r := refs.get((key.section, i))) is not None and r.function]
+            if why is None:
+                kept.append(prog)
+            else:
+                self.refused[prog.name] = why.located(file=self.path)
+        return kept
+
+    def _warnings(self) -> list[str]:
+        """The parts refused that no refused program names (those are reported with it)."""
+        named = {e.reason for e in self.refused.values()}
+        parts = [(f"section {n}", e) for n, e in self.bad_sections.items()]
+        parts += [(f"map {n!r}", e) for n, e in self.bad_maps.items()]
+        return [f"{what} refused: {err.reason}" for what, err in parts
+                if not any(err.reason in reason for reason in named)] + [
+            f"section {e.section}: {e.reason}; no call reaches it by that symbol"
+            for e in self.bad_symbols]
+
+    def _btf(self):
+        """The object's parsed BTF, or None (none, or not readable)."""
+        if self._btf_parsed is None:
+            from .btf import BtfError, parse_btf  # only objects with BTF need it
+            sec = self.elf.get_section_by_name(".BTF")
+            try:
+                self._btf_parsed = parse_btf(self._contents(sec)) if sec is not None else False
+            except (BtfError, EbpfLtoError):
+                self._btf_parsed = False
+        return self._btf_parsed or None
 
     def _section_index(self, name: str) -> int:
         for i, sec in enumerate(self.sections):
@@ -353,41 +447,65 @@ class _Loader:
                               key=lambda s: s["st_value"])
                 if not syms:
                     continue
-                content = self._contents(sec)
+                try:
+                    content = self._contents(sec)
+                except EbpfLtoError as err:
+                    self._refuse_maps(at, sec.name, syms, err.reason)
+                    continue
                 # libbpf's rule: the definition size is the section size over the map count.
                 def_size = len(content) // len(syms)
                 if def_size < 4 * len(LEGACY_MAP_FIELDS):
-                    raise EbpfLtoError(f"map definitions of {def_size} bytes are too small",
-                                       section=sec.name)
+                    self._refuse_maps(at, sec.name, syms,
+                                      f"map definitions of {def_size} bytes are too small")
+                    continue
                 for sym in syms:
                     off = sym["st_value"]
                     if off + 20 > len(content):
-                        raise EbpfLtoError(f"map {sym.name} lies outside its section", section=sec.name)
+                        self._refuse_maps(at, sec.name, [sym], "it lies outside its section")
+                        continue
                     fields = struct.unpack_from("<5I", content, off)
                     add(MapDef(sym.name, *fields))
                     at[(sec.name, off)] = sym.name
-        btf_sec = self.elf.get_section_by_name(".BTF")
-        maps_sec = self.elf.get_section_by_name(".maps")
+        maps_sec = next((sec for sec in self.sections if sec.name == ".maps"), None)
         if maps_sec is not None:
-            if btf_sec is None:
-                raise EbpfLtoError("BTF-defined maps need a .BTF section", section=".maps")
-            from .btf import BtfError, parse_btf  # only objects with BTF maps need it
-            # clang leaves .maps offsets in BTF at 0; libbpf fills them in from the symbols.
-            offsets = {s.name: s["st_value"] for s in self.symbols
-                       if getattr(self._symbol_section(s), "name", None) == ".maps"}
-            try:
-                btf = parse_btf(self._contents(btf_sec))
-                if not btf.by_name(".maps", "datasec"):
-                    raise BtfError("no DATASEC describes section .maps")
-                defs = btf.fixup_datasec(".maps", maps_sec["sh_size"], offsets).map_definitions()
-            except BtfError as err:
-                raise EbpfLtoError(f"bad BTF: {err}", section=".BTF") from None
-            for d in defs:
-                if d.inner is not None:
-                    add(d.inner.geometry())
-                add(d.geometry())
-                at[(".maps", d.offset)] = d.name
+            syms = [s for s in self.symbols if self._symbol_section(s) is maps_sec]
+            for name, off, found in self._btf_maps(maps_sec, syms):
+                if isinstance(found, str):
+                    self._refuse_maps(at, ".maps", [s for s in syms if s.name == name], found)
+                    continue
+                if found.inner is not None:
+                    add(found.inner.geometry())
+                add(found.geometry())
+                at[(".maps", off)] = name
+                if found.kernel_only():
+                    self.notes.append(f"map {name!r}: kernel-only attributes ignored: " + ", ".join(
+                        f"{k} {v}" for k, v in found.kernel_only().items()))
         return maps, at
+
+    def _btf_maps(self, maps_sec, syms) -> list:
+        """(name, offset, BtfMapDef or why the map cannot be used) for each map of .maps."""
+        from .btf import BtfError  # only objects with BTF maps need it
+        btf = self._btf()
+        try:
+            if btf is None:
+                raise BtfError("BTF-defined maps need a readable .BTF section")
+            if not btf.by_name(".maps", "datasec"):
+                raise BtfError("no DATASEC describes section .maps")
+            # clang leaves .maps offsets in BTF at 0; libbpf fills them in from the symbols.
+            entries = btf.fixup_datasec(".maps", maps_sec["sh_size"],
+                                        {s.name: s["st_value"] for s in syms}).map_entries()
+        except BtfError as err:
+            if not syms:
+                self.bad_sections[".maps"] = EbpfLtoError(f"bad BTF: {err}", section=".BTF")
+            return [(s.name, s["st_value"], f"bad BTF: {err}") for s in syms]
+        return [(name, off, f"bad BTF: {found}" if isinstance(found, BtfError) else found)
+                for name, off, found in entries]
+
+    def _refuse_maps(self, at, section: str, syms, reason: str) -> None:
+        """These maps cannot be used; what uses them is refused with them."""
+        for sym in syms:
+            self.bad_maps[sym.name] = EbpfLtoError(reason, section=section)
+            at[(section, sym["st_value"])] = sym.name
 
     def _data_relocations(self, code, data, map_at) -> dict[tuple[str, int], Ref]:
         """Pointers in initialized data: string tables, function tables, &global.
@@ -402,35 +520,48 @@ class _Loader:
             target_sec = self.sections[info].name
             if target_sec not in data:
                 continue
-            content = data[target_sec].data
-            for r in rel.iter_relocations():
-                off, rtype = r["r_offset"], r["r_info_type"]
-                where = {"section": target_sec}
-                if rtype != R_BPF_64_ABS64:
-                    raise EbpfLtoError(f"relocation type {rtype} at offset {off} of data: only "
-                                       "64-bit addresses can hold a pointer", **where)
-                if off + 8 > len(content):
-                    raise EbpfLtoError(f"relocation at offset {off} is outside the data", **where)
-                if not 0 <= r["r_info_sym"] < len(self.symbols):
-                    raise EbpfLtoError(f"relocation names symbol {r['r_info_sym']}, which does "
-                                       "not exist", **where)
-                sym = self.symbols[r["r_info_sym"]]
-                addend = struct.unpack_from("<q", content, off)[0]
-                sec = self._symbol_section(sym)
-                if sec is None:
-                    raise EbpfLtoError(f"data points at external symbol {sym.name!r}", **where)
-                target = sym["st_value"] + addend
-                if sec.name in code:
-                    fk = FuncKey(sec.name, self._slot(target, sec.name))
-                    _check_target(code[sec.name], fk.start, self.path, target_sec, off)
-                    refs[(target_sec, off)] = Ref("func", function=fk)
-                elif sec.name in data and 0 <= target <= len(data[sec.name].data):
-                    refs[(target_sec, off)] = Ref("data", sec.name, target)
-                elif (sec.name, target) in map_at:
-                    refs[(target_sec, off)] = Ref("map", map_at[(sec.name, target)])
-                else:
-                    raise EbpfLtoError(f"data at offset {off} points into {sec.name}, which is "
-                                       "neither code, data nor a map", **where)
+            try:
+                refs.update(self._data_section_refs(rel, target_sec, code, data, map_at))
+            except EbpfLtoError as err:  # the section is refused, and what uses it
+                self.bad_sections[target_sec] = err.located(section=target_sec)
+        # Data that points into refused data is refused too.
+        while bad := {sec for (sec, _), ref in refs.items() if ref.kind == "data"
+                      and ref.target in self.bad_sections and sec not in self.bad_sections}:
+            for sec in bad:
+                self.bad_sections[sec] = EbpfLtoError("points into refused data", section=sec)
+        return {at: ref for at, ref in refs.items() if at[0] not in self.bad_sections}
+
+    def _data_section_refs(self, rel, target_sec, code, data, map_at):
+        refs: dict[tuple[str, int], Ref] = {}
+        content = data[target_sec].data
+        for r in rel.iter_relocations():
+            off, rtype = r["r_offset"], r["r_info_type"]
+            where = {"section": target_sec}
+            if rtype != R_BPF_64_ABS64:
+                raise EbpfLtoError(f"relocation type {rtype} at offset {off} of data: only "
+                                   "64-bit addresses can hold a pointer", **where)
+            if off + 8 > len(content):
+                raise EbpfLtoError(f"relocation at offset {off} is outside the data", **where)
+            if not 0 <= r["r_info_sym"] < len(self.symbols):
+                raise EbpfLtoError(f"relocation names symbol {r['r_info_sym']}, which does "
+                                   "not exist", **where)
+            sym = self.symbols[r["r_info_sym"]]
+            addend = struct.unpack_from("<q", content, off)[0]
+            sec = self._symbol_section(sym)
+            if sec is None:
+                raise EbpfLtoError(f"data points at external symbol {sym.name!r}", **where)
+            target = sym["st_value"] + addend
+            if sec.name in code:
+                fk = FuncKey(sec.name, self._slot(target, sec.name))
+                _check_target(code[sec.name], fk.start, self.path, target_sec, off)
+                refs[(target_sec, off)] = Ref("func", function=fk)
+            elif sec.name in data and 0 <= target <= len(data[sec.name].data):
+                refs[(target_sec, off)] = Ref("data", sec.name, target)
+            elif (sec.name, target) in map_at:
+                refs[(target_sec, off)] = Ref("map", map_at[(sec.name, target)])
+            else:
+                raise EbpfLtoError(f"data at offset {off} points into {sec.name}, which is "
+                                   "neither code, data nor a map", **where)
         return refs
 
     def _relocations(self, code, data, map_at) -> dict[tuple[str, int], Ref]:
@@ -448,28 +579,43 @@ class _Loader:
             for r in rel.iter_relocations():
                 off = r["r_offset"]
                 if off % isa.INSN_SIZE or off // isa.INSN_SIZE >= len(slots):
-                    raise EbpfLtoError(f"relocation at offset {off} is outside the code",
-                                       section=target_sec)
+                    self.bad_sections[target_sec] = EbpfLtoError(
+                        f"relocation at offset {off} is outside the code", section=target_sec)
+                    break
                 idx = off // isa.INSN_SIZE
-                insn = slots[idx]
-                if insn is None:
-                    raise EbpfLtoError("relocation on the second slot of lddw",
-                                       section=target_sec, insn=idx)
-                sym_index = r["r_info_sym"]
-                if not 0 <= sym_index < len(self.symbols):
-                    raise EbpfLtoError(f"relocation names symbol {sym_index}, which does not exist",
-                                       section=target_sec, insn=idx)
-                sym = self.symbols[sym_index]
-                refs[(target_sec, idx)] = self._resolve(r["r_info_type"], insn, sym, code,
-                                                       data, map_at, target_sec, idx)
-        return refs
+                try:
+                    refs[(target_sec, idx)] = self._resolve_at(r, slots, code, data, map_at,
+                                                               target_sec, idx)
+                except EbpfLtoError as err:  # refuses the function, and what calls it
+                    if err.insn is None:
+                        err.insn = idx
+                    self.bad_insns[(target_sec, idx)] = err.located(section=target_sec)
+        for name in [n for n in code if n in self.bad_sections]:
+            del code[name]
+        return {at: ref for at, ref in refs.items() if at[0] in code}
+
+    def _resolve_at(self, r, slots, code, data, map_at, section: str, idx: int) -> Ref:
+        insn = slots[idx]
+        if insn is None:
+            raise EbpfLtoError("relocation on the second slot of lddw")
+        sym_index = r["r_info_sym"]
+        if not 0 <= sym_index < len(self.symbols):
+            raise EbpfLtoError(f"relocation names symbol {sym_index}, which does not exist")
+        return self._resolve(r["r_info_type"], insn, self.symbols[sym_index], code, data,
+                             map_at, section, idx)
 
     def _resolve(self, rtype, insn, sym, code, data, map_at, section, idx) -> Ref:
         where = {"section": section, "insn": idx}
         sec = self._symbol_section(sym)
         if sec is None:
+            if sym.name in LIBC_FUNCTIONS and isa.call_kind(insn) in (isa.CallKind.LOCAL,
+                                                                       isa.CallKind.HELPER):
+                return Ref("libc", sym.name)
             raise EbpfLtoError(f"refers to external symbol {sym.name!r} (a kernel ksym, kconfig "
                                "or kfunc), which needs a kernel", **where)
+        if sec.name in self.bad_sections:
+            raise EbpfLtoError(f"refers to section {sec.name}, which was refused: "
+                               f"{self.bad_sections[sec.name].reason}", **where)
         if rtype == R_BPF_64_32 and isa.call_kind(insn) is isa.CallKind.LOCAL:
             if sec.name not in code:
                 raise EbpfLtoError(f"call to {sym.name!r}, which is not code", **where)
@@ -492,6 +638,9 @@ class _Loader:
         name = map_at.get((sec.name, sym["st_value"] + insn.imm))
         if name is None and sym["st_info"]["type"] == "STT_OBJECT":
             name = map_at.get((sec.name, sym["st_value"]))
+        if name in self.bad_maps:
+            raise EbpfLtoError(f"uses map {name!r}, which was refused: "
+                               f"{self.bad_maps[name].reason}", **where)
         if name is not None:
             return Ref("map", name)
         raise EbpfLtoError(f"lddw refers to {sym.name or sec.name!r} in section {sec.name}, "
@@ -516,15 +665,35 @@ def _is_insn(slots, idx: int) -> bool:
     return 0 <= idx < len(slots) and slots[idx] is not None
 
 
-def _check_program_names(programs: list[Program]) -> None:
+def _check_program_names(programs: list[Program], refused: dict[str, EbpfLtoError]) -> None:
     """A program's name is its entry symbol in the native object: present and unique."""
-    seen = set()
+    seen = set(refused)
     for prog in programs:
         if not prog.name:
             raise EbpfLtoError("a program has no name", section=prog.section)
         if prog.name in seen:
             raise EbpfLtoError(f"two programs are named {prog.name!r}", section=prog.section)
         seen.add(prog.name)
+
+
+def _typed(programs: list[Program], btf) -> list[Program]:
+    """Each program with its type, by facts/progtypes.py's steps 1-5."""
+    out = []
+    for prog in programs:
+        kind, how = progtypes.from_section(prog.section), "section"
+        if kind is None and btf is not None:
+            kind, how = progtypes.CONTEXT_STRUCTS.get(btf.context_struct(prog.name)), "BTF"
+        if kind is None:
+            kind, how = progtypes.from_loader_names(prog.section), "loader's section name"
+        out.append(replace(prog, prog_type=kind or progtypes.UNSPEC,
+                           type_from=how if kind else "none"))
+    # iproute2's tail-call sections take the type the object's other programs share.
+    shared = {p.prog_type for p in out if not progtypes.is_tail_call_section(p.section)}
+    if len(shared) == 1 and progtypes.UNSPEC not in shared:
+        out = [replace(p, prog_type=next(iter(shared)), type_from="tail-call section")
+               if p.type_from == "none" and progtypes.is_tail_call_section(p.section) else p
+               for p in out]
+    return out
 
 
 def _check_target(slots, target: int, path, section, idx) -> None:

@@ -6,7 +6,7 @@ ELF again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import EbpfLtoError
 from ..facts.maps import MapDef
@@ -35,7 +35,9 @@ class Ref:
 
     kind: "map" (target = map name), "data" (target = data section,
     offset = byte offset in it), "call" / "func" (function = FuncKey of a
-    bpf-to-bpf call target / of a function whose address is loaded).
+    bpf-to-bpf call target / of a function whose address is loaded),
+    "libc" (target = a C library function of facts.helpers.LIBC_FUNCTIONS,
+    called by a call instruction against an undefined symbol).
     """
     kind: str
     target: str = ""
@@ -56,6 +58,7 @@ class Program:
     section: str
     prog_type: str
     entry: FuncKey
+    type_from: str = "section"  # what gave the type (facts/progtypes.py's steps, or --type)
 
 
 @dataclass
@@ -69,9 +72,24 @@ class EbpfObject:
     data: dict[str, DataSection] = field(default_factory=dict)
     license: str = ""
     data_refs: dict[tuple[str, int], Ref] = field(default_factory=dict)  # pointers in data
+    # Programs the load refused, each for what it depends on (a section, a map,
+    # a relocation); the rest of the object loaded.
+    refused: dict[str, EbpfLtoError] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # refused parts no program needs
+    notes: list[str] = field(default_factory=list)     # kernel-only attributes ignored
+
+    def retype(self, prog_type: str, name: str | None = None) -> None:
+        """Give program `name` (every program: None) this type, as `--type` does."""
+        self.program(name)  # a name the object does not hold is refused here
+        self.programs = [replace(p, prog_type=prog_type, type_from="--type")
+                         if name is None or p.name == name else p for p in self.programs]
 
     def program(self, name: str | None) -> Program:
+        if name is not None and name in self.refused:
+            raise self.refused[name]
         if not self.programs:
+            if self.refused:
+                raise next(iter(self.refused.values()))
             raise EbpfLtoError("object holds no program", file=self.path)
         if name is None:
             return self.programs[0]

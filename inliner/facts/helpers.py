@@ -312,3 +312,15 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     182: (_mem(1, 2),),                                               # strncmp
     195: (_MAP, _KEY),                                                # map_lookup_percpu_elem
 }
+
+# The C library's memory functions, which clang (older ones, or a size it does
+# not know) emits as calls to external functions instead of expanding the
+# builtin. The loader resolves such a call to a "libc" Ref naming one of these;
+# each is called with r1-r3 and returns in r0 as C does, its pointer
+# arguments (and the register of their size) as for helpers.
+LIBC_FUNCTIONS: dict[str, tuple[HelperArg, ...]] = {
+    "memset": (_mem(1, 3, write=True),),
+    "memcpy": (_mem(1, 3, write=True), _mem(2, 3)),
+    "memmove": (_mem(1, 3, write=True), _mem(2, 3)),
+    "memcmp": (_mem(1, 3), _mem(2, 3)),
+}

@@ -155,6 +155,11 @@ class ModuleLifter:
             slots = self.obj.code[key.section]
             for idx in range(key.start, min(fdef.end, len(slots))):
                 ref = self.obj.refs.get((key.section, idx))
+                if ref is not None and ref.kind == "libc":
+                    # Lowering needs the emitter to check the pointer arguments
+                    # (facts.helpers.LIBC_FUNCTIONS) as it checks helpers'.
+                    raise self.error(f"calls {ref.target}, which ebpf-lto does not provide yet",
+                                     key, idx)
                 if ref is not None and ref.function is not None:
                     func.callees.add(ref.function)
                     todo.append(ref.function)
