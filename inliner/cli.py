@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__, codegen, inputs, pipeline
 from .elf import loader
 from .errors import EbpfLtoError
-from .facts import contexts, isa, maps
+from .facts import contexts, isa, maps, progtypes
 from .facts.abi import ABIS, ENTRY_SYMBOL, MAP_HANDLES
 from .facts.helpers import helper_name
 from .link import plan
@@ -55,6 +55,10 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                         f"(default {pipeline.DEFAULT_MAX_STEPS})")
     p.add_argument("--program", metavar="NAME", help="only this program (default: all; "
                    "the first is bpf_main)")
+    p.add_argument("--type", dest="prog_type", metavar="TYPE",
+                   help="the program type, as bpftool's 'prog load ... type' names it (xdp, tc, "
+                        "socket, kprobe, ...: a libbpf section name): overrides what the "
+                        "section name says (docs/abi.md)")
     p.add_argument("--ncpus", type=int, default=maps.default_ncpus(), metavar="N",
                    help="copies of each value in per-cpu maps (default: this host's cpus)")
     p.add_argument("--maps", choices=("own", "extern"), default="own",
@@ -303,10 +307,37 @@ def _refuse_clobbering(args, option: str, output: str | None) -> None:
                                f"{inputs.display_name(path)}; refusing to overwrite it")
 
 
-def _load_object(path: str) -> loader.EbpfObject:
-    """The eBPF object at `path`, refused by its first bytes if it is something else."""
-    _, data = inputs.read(path, "input", (inputs.ELF,))
-    return loader.load(inputs.display_name(path), data)
+def _load_object(path: str, args=None, data: bytes | None = None) -> loader.EbpfObject:
+    """The eBPF object at `path`, refused by its first bytes if it is something else;
+    with the type `--type` gives its chosen programs."""
+    if data is None:
+        _, data = inputs.read(path, "input", (inputs.ELF,))
+    obj = loader.load(inputs.display_name(path), data)
+    for note in obj.notes:
+        pipeline.log.info("load: %s", note)
+    if getattr(args, "prog_type", None):
+        try:
+            kind = progtypes.by_name(args.prog_type)
+        except ValueError:
+            raise EbpfLtoError(f"unknown --type {args.prog_type!r} (known: "
+                               f"{', '.join(progtypes.type_names())}, ...)") from None
+        obj.retype(kind, args.program)
+    return obj
+
+
+def _warn_load(obj, args) -> None:
+    """What the load refused, and programs linked as type unspec: a line each."""
+    if getattr(args, "quiet", False):
+        return
+    chosen = [obj.program(args.program)] if args.program else obj.programs
+    lines = [f"{obj.path}: {w}" for w in obj.warnings]
+    if not args.program:
+        lines += [f"program {name} refused: {err}" for name, err in obj.refused.items()]
+    lines += [f"program {p.name} (section {p.section}) is linked as type unspec: its context "
+              "is treated as raw memory (give its type with --type)"
+              for p in chosen if p.prog_type == progtypes.UNSPEC]
+    for line in lines:
+        print(f"ebpf-lto: warning: {line}", file=sys.stderr)
 
 
 def parse_memory(spec: str | None) -> bytes | None:
@@ -357,7 +388,8 @@ def cmd_link(args) -> int:
         pipeline.log.info("read %s: %s, %d bytes", name, kind, len(source))
         if kind == inputs.ELF:
             with pipeline.stage("load"):
-                obj = loader.load(name, source)
+                obj = _load_object(args.input, args, source)
+            _warn_load(obj, args)
             data, linked = pipeline.link(obj, _options(args), emit=args.emit)
             _report_warnings(linked, args.quiet)
         else:  # LLVM IR or bitcode: another lifter's, or ebpf-lto's own --emit llvm|bc
@@ -391,8 +423,9 @@ def cmd_run(args) -> int:
     from .facts.contexts import action_name
     from .run.hostmaps import MapAccess
     _refuse_clobbering(args, "--profile-out", args.profile_out)
-    obj = _load_object(args.input)
+    obj = _load_object(args.input, args)
     program = obj.program(args.program)
+    _warn_load(obj, args)
     packets = [parse_memory(p) for p in args.packet or ()]
     if args.pcap:
         packets += read_pcap(args.pcap)
@@ -474,7 +507,10 @@ def _reads_input(obj, program) -> bool:
 
 def cmd_explain(args) -> int:
     _refuse_clobbering(args, "--dot", args.dot)
-    obj = _load_object(args.input)
+    obj = _load_object(args.input, args)
+    _warn_load(obj, args)
+    for note in obj.notes:
+        print(f"ebpf-lto: note: {obj.path}: {note}", file=sys.stderr)
     _, linked = pipeline.link(obj, _options(args), emit="llvm")
     programs = [obj.program(args.program)] if args.program else obj.programs
     if args.dot:

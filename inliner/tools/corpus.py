@@ -143,14 +143,17 @@ def object_events(path: str, opt_level: int, helpers: str, start: int, compare: 
     """What happens to each program of one object, from the `start`-th on."""
     try:
         obj = loader.load(path)
-        obj.program(None)  # an object with no program is refused as a whole
+        if not obj.refused:
+            obj.program(None)  # an object with no program is refused as a whole
     except EbpfLtoError as err:
         yield ("refused", None, err.reason, _message(err))
         return
     except Exception as err:  # any other exception is a bug of ours, to report
         yield ("internal", None, _internal(err))
         return
-    names = [p.name for p in obj.programs]
+    # Programs the load refused (for a section, map or relocation they depend
+    # on) count as refused at load, one by one.
+    names = [p.name for p in obj.programs] + list(obj.refused)
     yield ("programs", names)
     if start == 0 and _tail_calls(obj):
         whole = _link_together(obj, names, opt_level, helpers, compare)
@@ -158,6 +161,9 @@ def object_events(path: str, opt_level: int, helpers: str, start: int, compare: 
             yield from whole
             return
     for name in names[start:]:
+        if name in obj.refused:
+            yield ("refused", name, obj.refused[name].reason, _message(obj.refused[name]), "load")
+            continue
         options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers)
         try:
             _, linked = pipeline.link(obj, options, emit="obj")
@@ -429,7 +435,7 @@ class Survey:
             elif verdict is not None:
                 self.compared[normalise(verdict)] += 1
         elif kind == "refused":
-            stage = "link" if program is not None else "load"
+            stage = event[4] if len(event) > 4 else "link" if program is not None else "load"
             if program is None:
                 result.load_refused = True
                 result.load_error = event[3]
