@@ -13,7 +13,7 @@ from inliner import pipeline
 from inliner.elf import loader
 from inliner.elf.model import Ref
 from inliner.errors import EbpfLtoError
-from inliner.facts import progtypes
+from inliner.facts import maps, progtypes
 from test_fuzz_inputs import EH_FIELDS, SHT_REL, elf_sections, put, table_entries
 
 FIXTURES = ROOT / "tests" / "fixtures" / "load"
@@ -104,7 +104,8 @@ def test_cilium_tail_call_sections_take_the_objects_type():
 def test_kernel_only_map_attributes_are_noted_and_a_bad_map_refuses_its_users():
     obj = loader.load(str(KERNEL_MAPS))
     assert [p.name for p in obj.programs] == ["count", "alone"]
-    assert obj.notes == ["map 'pinned': kernel-only attributes ignored: pinning 16, numa_node 1"]
+    assert obj.notes == ["map 'pinned': kernel-only attributes ignored: pinning 16, "
+                         "numa_node 1, map_flags BPF_F_NUMA_NODE"]
     assert "broken" not in obj.maps and obj.maps["pinned"].max_entries == 4
     with pytest.raises(EbpfLtoError, match="uses map 'broken', which was refused: bad BTF: "
                                            "map 'broken': unknown member 'frobnicate'"):
@@ -119,6 +120,25 @@ def test_a_call_to_memset_is_typed_for_the_lifter_and_refuses_only_its_program()
     with pytest.raises(EbpfLtoError, match="calls memset, which ebpf-lto does not provide yet"):
         pipeline.link(obj, pipeline.LinkOptions(opt_level=0, program="clear"))
     pipeline.link(obj, pipeline.LinkOptions(opt_level=0, program="plain"))
+
+
+@needs_shared("ebpf-samples", "cilium", "bpf_lb.o")
+def test_iproute2_map_definitions_pinning_is_noted():
+    """Older Cilium objects define maps as iproute2's struct bpf_elf_map, pinning
+    (PIN_GLOBAL_NS, 2) at byte 24, and cilium_ipcache with BPF_F_NO_PREALLOC."""
+    notes = loader.load(str(shared_path("ebpf-samples", "cilium", "bpf_lb.o"))).notes
+    assert "map 'cilium_events': kernel-only attributes ignored: pinning 2" in notes
+    assert ("map 'cilium_ipcache': kernel-only attributes ignored: pinning 2, "
+            "map_flags BPF_F_NO_PREALLOC") in notes
+
+
+def test_kernel_only_map_flags_by_their_uapi_names():
+    """include/uapi/linux/bpf.h: BPF_F_NO_PREALLOC 1, BPF_F_NUMA_NODE 4,
+    BPF_F_RDONLY_PROG 128, BPF_F_MMAPABLE 1024; BPF_F_INNER_MAP (4096) is the
+    map runtime's to read, so not kernel-only."""
+    assert maps.kernel_only_flags(1 | 4 | 128 | 1024 | 4096) == (
+        "BPF_F_NO_PREALLOC|BPF_F_NUMA_NODE|BPF_F_RDONLY_PROG|BPF_F_MMAPABLE")
+    assert maps.kernel_only_flags(4096) == ""
 
 
 def _patched(tmp_path, source, *edits):

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from ..facts.maps import MAP_TYPE_IDS, MapDef
+from ..facts.maps import MAP_TYPE_IDS, MapDef, kernel_only_flags
 
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
@@ -161,10 +161,16 @@ class BtfMapDef:
     has_values: bool = False
     inner: BtfMapDef | None = None
 
-    def kernel_only(self) -> dict[str, int]:
-        """The attributes set that only a kernel acts on, which userspace ignores."""
-        return {k: v for k, v in (("pinning", self.pinning), ("numa_node", self.numa_node),
-                                  ("map_extra", self.map_extra)) if v}
+    def kernel_only(self) -> dict[str, int | str]:
+        """The attributes set that only a kernel acts on, which userspace ignores
+        (the inner map's too)."""
+        found: dict[str, int | str] = {
+            k: v for k, v in (("pinning", self.pinning), ("numa_node", self.numa_node),
+                              ("map_extra", self.map_extra),
+                              ("map_flags", kernel_only_flags(self.map_flags))) if v}
+        if self.inner is not None:
+            found.update({f"inner {k}": v for k, v in self.inner.kernel_only().items()})
+        return found
 
     def geometry(self) -> MapDef:
         """The map as the later stages see it (facts/maps.py)."""

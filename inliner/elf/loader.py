@@ -20,7 +20,7 @@ from .. import inputs
 from ..errors import EbpfLtoError
 from ..facts import isa, progtypes
 from ..facts.helpers import LIBC_FUNCTIONS
-from ..facts.maps import MapDef
+from ..facts.maps import MapDef, kernel_only_flags
 from .model import DataSection, EbpfObject, FuncKey, Function, Program, Ref
 
 EM_BPF = ENUM_E_MACHINE["EM_BPF"]
@@ -466,6 +466,12 @@ class _Loader:
                     fields = struct.unpack_from("<5I", content, off)
                     add(MapDef(sym.name, *fields))
                     at[(sec.name, off)] = sym.name
+                    # iproute2's struct bpf_elf_map (Cilium's older objects) has
+                    # pinning at byte 24; libbpf wants zeros past its 20 bytes.
+                    pinning = (struct.unpack_from("<I", content, off + 24)[0]
+                               if def_size >= 28 and off + 28 <= len(content) else 0)
+                    self._note(sym.name, {"pinning": pinning,
+                                          "map_flags": kernel_only_flags(fields[4])})
         maps_sec = next((sec for sec in self.sections if sec.name == ".maps"), None)
         if maps_sec is not None:
             syms = [s for s in self.symbols if self._symbol_section(s) is maps_sec]
@@ -477,10 +483,14 @@ class _Loader:
                     add(found.inner.geometry())
                 add(found.geometry())
                 at[(".maps", off)] = name
-                if found.kernel_only():
-                    self.notes.append(f"map {name!r}: kernel-only attributes ignored: " + ", ".join(
-                        f"{k} {v}" for k, v in found.kernel_only().items()))
+                self._note(name, found.kernel_only())
         return maps, at
+
+    def _note(self, name: str, kernel_only: dict) -> None:
+        """Map attributes only a kernel acts on: taken, ignored, and said so."""
+        attrs = ", ".join(f"{k} {v}" for k, v in kernel_only.items() if v)
+        if attrs:
+            self.notes.append(f"map {name!r}: kernel-only attributes ignored: {attrs}")
 
     def _btf_maps(self, maps_sec, syms) -> list:
         """(name, offset, BtfMapDef or why the map cannot be used) for each map of .maps."""

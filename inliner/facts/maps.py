@@ -26,6 +26,22 @@ PER_CPU_TYPES = frozenset(MAP_TYPE_IDS[n] for n in ("percpu_hash", "percpu_array
 # Map update flags (BPF_ANY, BPF_NOEXIST, BPF_EXIST) and map_flags bits used.
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
+# map_flags bits (include/uapi/linux/bpf.h) that only a kernel acts on: memory,
+# NUMA, syscall access, mmap; the map runtime keeps map_flags whole (it reads
+# BPF_F_INNER_MAP) and the load names these as ignored.
+KERNEL_ONLY_MAP_FLAGS: dict[int, str] = {
+    1 << 0: "BPF_F_NO_PREALLOC", 1 << 1: "BPF_F_NO_COMMON_LRU", 1 << 2: "BPF_F_NUMA_NODE",
+    1 << 3: "BPF_F_RDONLY", 1 << 4: "BPF_F_WRONLY", 1 << 5: "BPF_F_STACK_BUILD_ID",
+    1 << 6: "BPF_F_ZERO_SEED", 1 << 7: "BPF_F_RDONLY_PROG", 1 << 8: "BPF_F_WRONLY_PROG",
+    1 << 9: "BPF_F_CLONE", 1 << 10: "BPF_F_MMAPABLE", 1 << 11: "BPF_F_PRESERVE_ELEMS",
+}
+
+
+def kernel_only_flags(map_flags: int) -> str:
+    """The kernel-only bits of `map_flags` by name, joined by '|'; '' for none."""
+    return "|".join(name for bit, name in KERNEL_ONLY_MAP_FLAGS.items() if map_flags & bit)
+
+
 # struct bpf_map: the descriptor. (C type, field name); pointers are 64-bit.
 DESCRIPTOR_FIELDS: tuple[tuple[str, str], ...] = (
     ("uint32_t", "type"),
