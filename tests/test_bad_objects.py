@@ -246,3 +246,41 @@ def test_a_maps_section_that_btf_does_not_describe_is_refused_alone(tmp_path):
     obj = loader.load(str(path))
     assert [p.name for p in obj.programs] == ["ipv4_csum"]
     assert obj.warnings == ["map 'LICENSE' refused: bad BTF: no DATASEC describes section .maps"]
+
+
+def test_a_code_section_that_does_not_decode_refuses_its_programs_alone(tmp_path):
+    """`legacy`'s section cut to half an instruction: `stamp`, in another section,
+    still loads and links (the object was refused whole before)."""
+    path = _damaged(tmp_path, TWO, lambda b: _set_section(
+        b, b"socket", "size", _section(b, b"socket")["size"] - 4))
+    obj = loader.load(str(path))
+    assert [p.name for p in obj.programs] == ["stamp"]
+    with pytest.raises(EbpfLtoError, match="section socket: .*not a multiple of 8"):
+        obj.program("legacy")
+    pipeline.link(obj, pipeline.LinkOptions(opt_level=0))
+
+
+def _swap_headers(buf, a: bytes, b: bytes) -> None:
+    """Swap two relocation sections' headers: the loader then meets them in the
+    other order (nothing refers to a relocation section by its index)."""
+    at_a, at_b = _section(buf, a)["at"], _section(buf, b)["at"]
+    buf[at_a:at_a + 64], buf[at_b:at_b + 64] = buf[at_b:at_b + 64], buf[at_a:at_a + 64]
+
+
+@pytest.mark.parametrize("caller_first", (False, True))
+def test_a_call_into_a_refused_section_refuses_the_caller_alone(tmp_path, caller_first):
+    """`bump`'s section has a relocation outside its code: `bump` and `caller`,
+    which calls it, are refused with the reason, whether the caller's call was
+    resolved before `bump`'s section was refused or after; `other` loads."""
+    def damage(b):
+        rel = _section(b, b".relsub")
+        put(b, rel["offset"], 8, 0x1000)   # r_offset of its one entry
+        if caller_first:
+            _swap_headers(b, b".relsub", b".relxdp")
+    obj = loader.load(str(_damaged(tmp_path, "tests/fixtures/load/calls_across.o", damage)))
+    assert [p.name for p in obj.programs] == ["other"]
+    with pytest.raises(EbpfLtoError, match="relocation at offset 4096 is outside the code"):
+        obj.program("bump")
+    with pytest.raises(EbpfLtoError, match="section xdp: insn 1: refers to section sub, which "
+                                           "was refused: relocation at offset 4096"):
+        obj.program("caller")

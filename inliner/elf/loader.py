@@ -228,6 +228,7 @@ class _Loader:
         maps, map_at = self._maps()
         data_refs = self._data_relocations(code, data, map_at)
         refs = self._relocations(code, data, map_at)
+        refs, data_refs = self._settle(code, refs, data_refs)
         starts: dict[str, dict[int, str]] = {name: {} for name in code}
         programs = []
         for sym in self.symbols:
@@ -534,12 +535,7 @@ class _Loader:
                 refs.update(self._data_section_refs(rel, target_sec, code, data, map_at))
             except EbpfLtoError as err:  # the section is refused, and what uses it
                 self.bad_sections[target_sec] = err.located(section=target_sec)
-        # Data that points into refused data is refused too.
-        while bad := {sec for (sec, _), ref in refs.items() if ref.kind == "data"
-                      and ref.target in self.bad_sections and sec not in self.bad_sections}:
-            for sec in bad:
-                self.bad_sections[sec] = EbpfLtoError("points into refused data", section=sec)
-        return {at: ref for at, ref in refs.items() if at[0] not in self.bad_sections}
+        return refs
 
     def _data_section_refs(self, rel, target_sec, code, data, map_at):
         refs: dict[tuple[str, int], Ref] = {}
@@ -603,6 +599,30 @@ class _Loader:
         for name in [n for n in code if n in self.bad_sections]:
             del code[name]
         return {at: ref for at, ref in refs.items() if at[0] in code}
+
+    def _settle(self, code, refs, data_refs):
+        """Refuse what points into a section refused after it was resolved (data
+        pointing into refused data or code, code into either), until nothing changes."""
+        def refused_target(ref) -> str | None:
+            if ref.function is not None and ref.function.section not in code:
+                return ref.function.section
+            return ref.target if ref.kind == "data" and ref.target in self.bad_sections else None
+
+        changed = True
+        while changed:
+            changed = False
+            for (sec, _), ref in data_refs.items():
+                if sec not in self.bad_sections and (target := refused_target(ref)):
+                    self.bad_sections[sec] = EbpfLtoError(
+                        f"points into section {target}, which was refused", section=sec)
+                    changed = True
+        for (sec, idx), ref in refs.items():
+            if (target := refused_target(ref)) is not None:
+                self.bad_insns[(sec, idx)] = EbpfLtoError(
+                    f"refers to section {target}, which was refused: "
+                    f"{self.bad_sections[target].reason}", section=sec, insn=idx)
+        return ({at: r for at, r in refs.items() if at not in self.bad_insns},
+                {at: r for at, r in data_refs.items() if at[0] not in self.bad_sections})
 
     def _resolve_at(self, r, slots, code, data, map_at, section: str, idx: int) -> Ref:
         insn = slots[idx]
