@@ -27,6 +27,7 @@ IPV4 = "examples/ipv4_csum.o"              # program ipv4_csum in raw, static fo
 TWO = "tests/fixtures/corpus/two_programs.o"   # stamp in xdp, poke in socket
 MAPS = "tests/fixtures/btf/maps.o"         # BTF maps, one legacy map, lddw in xdp
 TAIL = "tests/maps_prog/tail.o"            # a .bss
+CALLS = "tests/fixtures/load/calls_across.o"   # caller (xdp) calls bump (sub); other (tc)
 SHF_COMPRESSED = 0x800
 SHT_PROGBITS, SHT_NOBITS = 1, 8
 
@@ -249,14 +250,14 @@ def test_a_maps_section_that_btf_does_not_describe_is_refused_alone(tmp_path):
 
 
 def test_a_code_section_that_does_not_decode_refuses_its_programs_alone(tmp_path):
-    """`legacy`'s section cut to half an instruction: `stamp`, in another section,
-    still loads and links (the object was refused whole before)."""
-    path = _damaged(tmp_path, TWO, lambda b: _set_section(
-        b, b"socket", "size", _section(b, b"socket")["size"] - 4))
+    """`other`'s section cut to half an instruction: `caller` and `bump`, in other
+    sections, still load and link (the object was refused whole before)."""
+    path = _damaged(tmp_path, CALLS, lambda b: _set_section(
+        b, b"tc", "size", _section(b, b"tc")["size"] - 4))
     obj = loader.load(str(path))
-    assert [p.name for p in obj.programs] == ["stamp"]
-    with pytest.raises(EbpfLtoError, match="section socket: .*not a multiple of 8"):
-        obj.program("legacy")
+    assert [p.name for p in obj.programs] == ["bump", "caller"]
+    with pytest.raises(EbpfLtoError, match="section tc: .*not a multiple of 8"):
+        obj.program("other")
     pipeline.link(obj, pipeline.LinkOptions(opt_level=0))
 
 
@@ -277,7 +278,7 @@ def test_a_call_into_a_refused_section_refuses_the_caller_alone(tmp_path, caller
         put(b, rel["offset"], 8, 0x1000)   # r_offset of its one entry
         if caller_first:
             _swap_headers(b, b".relsub", b".relxdp")
-    obj = loader.load(str(_damaged(tmp_path, "tests/fixtures/load/calls_across.o", damage)))
+    obj = loader.load(str(_damaged(tmp_path, CALLS, damage)))
     assert [p.name for p in obj.programs] == ["other"]
     with pytest.raises(EbpfLtoError, match="relocation at offset 4096 is outside the code"):
         obj.program("bump")
