@@ -218,7 +218,8 @@ class ModuleLifter:
                 if slots[idx] is not None and isa.is_packet_load(slots[idx]):
                     raise self.error(f"legacy packet load (ld_abs/ld_ind) in a program of "
                                      f"type {prog.prog_type}: it reads an __sk_buff's packet "
-                                     "(socket filter and tc programs)", key, idx)
+                                     "(socket filter and tc programs: --type socket or tc "
+                                     "says it is one)", key, idx)
             todo.extend(func.callees)
 
     def _local_calls(self, func: Func) -> dict[int, FuncKey]:
