@@ -89,6 +89,8 @@ def test_types_from_section_btf_and_the_loaders_names():
         # `int by_btf(struct xdp_md *ctx)` in BTF
         "by_btf": ("xdp", "BTF"),
         "untyped": ("unspec", "none"),
+        # ld_abs: only __sk_buff programs may use it
+        "by_ld_abs": ("socket_filter", "legacy packet loads"),
     }
 
 
@@ -99,6 +101,16 @@ def test_cilium_tail_call_sections_take_the_objects_type():
     obj = loader.load(str(shared_path("ebpf-samples", "cilium", "bpf_lxc.o")))
     tails = [p for p in obj.programs if progtypes.is_tail_call_section(p.section)]
     assert tails and {p.prog_type for p in obj.programs} == {"sched_cls"}
+
+
+@needs_shared("ebpf-samples", "suricata", "lb.o")
+def test_suricatas_socket_filters_are_typed_by_their_packet_loads():
+    """Suricata's AF_PACKET filters sit in sections `filter` and `loadbalancer`
+    and read the packet with ld_abs: socket filters, which then link."""
+    for name in ("lb.o", "bypass_filter.o"):
+        obj = loader.load(str(shared_path("ebpf-samples", "suricata", name)))
+        assert [p.prog_type for p in obj.programs] == ["socket_filter"]
+        pipeline.link(obj, pipeline.LinkOptions(opt_level=0))
 
 
 def test_kernel_only_map_attributes_are_noted_and_a_bad_map_refuses_its_users():

@@ -304,7 +304,7 @@ class _Loader:
                     functions.update(_split_functions(sec_name, slots, starts[sec_name]))
         _check_program_names(programs, self.refused)
         programs = self._refuse_programs(programs, functions, refs)
-        programs = _typed(programs, self._btf())
+        programs = _typed(programs, self._btf(), code, functions)
         programs.sort(key=lambda p: (self._section_index(p.section), p.entry.start))
         lic = self.elf.get_section_by_name("license")
         license_text = (self._contents(lic).split(b"\0")[0].decode("latin-1")
@@ -706,7 +706,7 @@ def _check_program_names(programs: list[Program], refused: dict[str, EbpfLtoErro
         seen.add(prog.name)
 
 
-def _typed(programs: list[Program], btf) -> list[Program]:
+def _typed(programs: list[Program], btf, code, functions) -> list[Program]:
     """Each program with its type, by facts/progtypes.py's steps 1-5."""
     out = []
     for prog in programs:
@@ -723,7 +723,12 @@ def _typed(programs: list[Program], btf) -> list[Program]:
         out = [replace(p, prog_type=next(iter(shared)), type_from="tail-call section")
                if p.type_from == "none" and progtypes.is_tail_call_section(p.section) else p
                for p in out]
-    return out
+    # Only __sk_buff programs may use ld_abs/ld_ind (the kernel's may_access_skb).
+    return [replace(p, prog_type=progtypes.PACKET_LOAD_TYPE, type_from="legacy packet loads")
+            if p.type_from == "none" and any(
+                insn is not None and isa.is_packet_load(insn)
+                for insn in code[p.section][p.entry.start:functions[p.entry].end]) else p
+            for p in out]
 
 
 def _check_target(slots, target: int, path, section, idx) -> None:

@@ -12,7 +12,9 @@ decided in this order (docs/abi.md):
    table names;
 4. the names Cilium's loader gives programs (`from-netdev`, `to-container`,
    ...: tc), and iproute2's tail-call sections `ID/KEY` (`2/10`), which take the
-   type of the object's other programs when those agree;
+   type of the object's other programs when those agree; and a program whose
+   own code uses ld_abs/ld_ind, which only __sk_buff programs may: a socket
+   filter;
 5. otherwise `unspec`: r1 is raw memory, and the command line warns.
 
 `--type NAME` (bpftool's `prog load ... type NAME`) overrides all of it: NAME
@@ -105,6 +107,9 @@ CONTEXT_STRUCTS: dict[str, str] = {
 # Cilium's loader (and iproute2's `tc ... bpf obj X sec NAME` before it) loads
 # these sections as tc programs.
 CILIUM_TC = re.compile(r"(?:from|to)-[a-z0-9-]+\Z")
+# The type step 4 gives a program using legacy packet loads: the first type the
+# kernel allowed them in, whose context is the __sk_buff tc's is too.
+PACKET_LOAD_TYPE = "socket_filter"
 # iproute2's `__section_tail(ID, KEY)`: a program for slot KEY of prog array ID.
 TAIL_CALL_SECTION = re.compile(r"\d+/(?:0x[0-9a-fA-F]+|\d+)\Z")
 
