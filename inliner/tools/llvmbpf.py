@@ -8,7 +8,9 @@ benchmarks/llvmbpf/ against it, into a cache that a later run (a second CI
 run, say) finds: `~/.cache/ebpf-lto/llvmbpf/KEY`, KEY a hash of llvmbpf's
 source and of the build steps, the host named by a hash of its own sources.
 `Host` runs one program and returns what the host prints (docs/testing.md,
-"bpftime's loader").
+"bpftime's loader"). `build_library` builds the same host as a shared
+library, libllvmbpf-bench.so, which `ebpf-lto bench`'s driver loads to time
+llvmbpf's code beside its other modes (docs/benchmarks.md).
 """
 from __future__ import annotations
 
