@@ -211,7 +211,7 @@ class Builder:
 
     def _build_linked(self, mode: str, bench: Benchmark, obj: EbpfObject,
                       out: Callable[[str], Path]) -> Built:
-        """none, lto, unchecked and pgo: `ebpf-lto link`'s object as a shared library."""
+        """none, lto, unchecked, pgo, lto-generic: `ebpf-lto link`'s object as a shared library."""
         inline = "none" if mode == "none" else "auto"
         opts = dataclasses.replace(self.options, inline=inline, checks=mode != "unchecked")
         if mode == "lto-generic":
