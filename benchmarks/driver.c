@@ -19,6 +19,9 @@
  *   quick 0|1           one call per mode: the check only, no timing
  *   load_timeout S      seconds DPDK's validator may take (default 5)
  *   dpdk_lib NAME       the library to dlopen (default librte_bpf.so.23)
+ *   llvmbpf_lib PATH    libllvmbpf-bench.so (inliner/tools/llvmbpf.py builds it)
+ *   llvmbpf_semantics bpftime|kernel
+ *                       its helpers' rules (default kernel: Linux's, as the twin's)
  *   mode NAME so PATH ENTRY SETUP
  *                       a shared object exporting `uint64_t ENTRY(void *, uint64_t)`;
  *                       SETUP (or -) is called once with (NULL, 0) before the check
@@ -26,6 +29,15 @@
  *                       DPDK's librte_bpf: INSNS is the program's raw eBPF
  *                       instructions; helper ids in `call` are indexes into the
  *                       symbol table built from HELPERS_SO's _bpf_helper_ext_NNNN
+ *   mode NAME llvmbpf ELF PROGRAM SETUP ENGINE CTX FD_FLOOR
+ *                       bpftime's engine: llvmbpf_bench_prepare of the library
+ *                       loads ELF's maps (fds from FD_FLOOR up, or the lowest
+ *                       free with 0), runs SETUP (or -), and compiles PROGRAM
+ *                       with ENGINE jit|aot, or loads ENGINE load:OBJECT through
+ *                       load_aot_object; the driver calls the code it returns.
+ *                       CTX raw|xdp|xdp-kernel: xdp-kernel is the kernel's
+ *                       struct xdp_md (32-bit pointers: the packet buffer is
+ *                       mapped below 4 GiB), which llvmbpf's bytecode reads
  *
  * Output, one fact a line:
  *
@@ -44,6 +56,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,7 +111,13 @@ struct rte_bpf_jit {
 	size_t sz;
 };
 
-enum kind { NATIVE, DPDK_INTERP, DPDK_JIT };
+/* The kernel's struct xdp_md: what eBPF bytecode run unrewritten reads. */
+struct xdp_md_kernel {
+	uint32_t data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex;
+};
+
+/* KERNEL_XDP: entry points called with a struct xdp_md_kernel */
+enum kind { NATIVE, KERNEL_XDP, DPDK_INTERP, DPDK_JIT };
 
 struct mode {
 	char name[64];
@@ -118,11 +137,14 @@ static size_t input_len, buf_len;
 static int is_xdp, restore, reps = 11, quick;
 static double rep_ms = 10, warmup_ms = 20;
 static struct xdp_md_userspace ctx, ctx_template;
+static struct xdp_md_kernel kctx, kctx_template;
+static int buf_low; /* the packet buffer is below 4 GiB: kctx can point into it */
 static struct mode modes[MAX_MODES];
 static int nmodes;
 static volatile uint64_t sink;
 static unsigned load_timeout = 5; /* seconds DPDK's validator may take */
 static char dpdk_lib[256] = "librte_bpf.so.23";
+static char llvmbpf_lib[1024], llvmbpf_semantics[16] = "kernel";
 static sigjmp_buf load_timed_out;
 
 static void on_alarm(int sig)
@@ -170,12 +192,21 @@ static inline void prepare(void)
 	}
 }
 
+/* prepare() for a KERNEL_XDP mode */
+static inline void prepare_kernel(void)
+{
+	kctx = kctx_template;
+	if (restore)
+		memcpy(buf + HEADROOM, input, input_len);
+}
+
 static void prepare_all(void)
 {
 	if (is_xdp) {
 		memset(buf, 0, buf_len);
 		memcpy(buf + HEADROOM, input, input_len);
 		ctx = ctx_template;
+		kctx = kctx_template;
 	} else {
 		memcpy(mem, input, input_len);
 	}
@@ -196,6 +227,8 @@ static inline uint64_t call_once(struct mode *m)
 	switch (m->kind) {
 	case NATIVE:
 		return m->entry(r1(), r2());
+	case KERNEL_XDP:
+		return m->entry(&kctx, sizeof kctx);
 	case DPDK_INTERP:
 		return dpdk.exec(m->bpf, r1());
 	default:
@@ -203,7 +236,7 @@ static inline uint64_t call_once(struct mode *m)
 	}
 }
 
-/* Three loops, one per kind, so that no mode pays for another's dispatch. */
+/* A loop per kind, so that no mode pays for another's dispatch. */
 static double run(struct mode *m, uint64_t n)
 {
 	uint64_t acc = 0;
@@ -215,6 +248,12 @@ static double run(struct mode *m, uint64_t n)
 		for (uint64_t i = 0; i < n; i++) {
 			prepare();
 			acc += fn(arg1, arg2);
+		}
+	} else if (m->kind == KERNEL_XDP) {
+		entry_fn fn = m->entry;
+		for (uint64_t i = 0; i < n; i++) {
+			prepare_kernel();
+			acc += fn(&kctx, sizeof kctx);
 		}
 	} else if (m->kind == DPDK_INTERP) {
 		for (uint64_t i = 0; i < n; i++) {
@@ -267,8 +306,9 @@ static void check(struct mode *m)
 	uint64_t r0 = call_once(m);
 	printf("check %s %llx ", m->name, (unsigned long long)r0);
 	if (is_xdp) {
-		unsigned char *data = (unsigned char *)(uintptr_t)ctx.data;
-		unsigned char *end = (unsigned char *)(uintptr_t)ctx.data_end;
+		int k = m->kind == KERNEL_XDP;
+		unsigned char *data = (unsigned char *)(uintptr_t)(k ? kctx.data : ctx.data);
+		unsigned char *end = (unsigned char *)(uintptr_t)(k ? kctx.data_end : ctx.data_end);
 		if (data < buf || end > buf + buf_len || data > end)
 			printf("out-of-bounds");
 		else
@@ -417,6 +457,49 @@ static int load_dpdk(struct mode *m, const char *insns_path, const char *helpers
 	return 0;
 }
 
+static int load_llvmbpf(struct mode *m, const char *elf, const char *program,
+			const char *setup, const char *engine, const char *ctx_kind,
+			const char *floor)
+{
+	typedef void *(*prepare_fn)(const char *, const char *, const char *, const char *,
+				    const char *, const char *, int, uint64_t, uint64_t, char *,
+				    size_t);
+	static prepare_fn prepare_llvmbpf;
+	static char why[512];
+	if (!prepare_llvmbpf && !why[0]) {
+		/* DEEPBIND: its libbpf must find the library's syscall(), which
+		 * answers bpf(2) as bpftime's syscall server does, before the C
+		 * library's (the host executable interposes it). */
+		void *lib = llvmbpf_lib[0] ?
+			dlopen(llvmbpf_lib, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) : NULL;
+		prepare_llvmbpf = lib ? (prepare_fn)dlsym(lib, "llvmbpf_bench_prepare") : NULL;
+		if (!prepare_llvmbpf)
+			snprintf(why, sizeof why, "unavailable: %s",
+				 llvmbpf_lib[0] ? dlerror() : "no llvmbpf_lib");
+	}
+	if (!prepare_llvmbpf) {
+		printf("refused %s %s\n", m->name, why);
+		return -1;
+	}
+	m->kind = strcmp(ctx_kind, "xdp-kernel") ? NATIVE : KERNEL_XDP;
+	if (m->kind == KERNEL_XDP && !buf_low) {
+		printf("refused %s the packet buffer is above 4 GiB: no struct xdp_md can hold it\n",
+		       m->name);
+		return -1;
+	}
+	char err[512] = "";
+	fflush(stdout);
+	m->entry = (entry_fn)prepare_llvmbpf(elf, program, strcmp(setup, "-") ? setup : NULL,
+					     engine, ctx_kind, llvmbpf_semantics, atoi(floor),
+					     (uint64_t)(uintptr_t)buf, (uint64_t)(uintptr_t)(buf + buf_len),
+					     err, sizeof err);
+	if (!m->entry) {
+		printf("refused %s %s\n", m->name, err);
+		return -1;
+	}
+	return 0;
+}
+
 static void parse_config(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -426,8 +509,9 @@ static void parse_config(const char *path)
 		exit(2);
 	}
 	while (fgets(line, sizeof line, f)) {
-		char key[32], a[1024], b[1024], c[1024], d[1024], e[1024];
-		int n = sscanf(line, "%31s %1023s %1023s %1023s %1023s %1023s", key, a, b, c, d, e);
+		char key[32], a[1024], b[1024], c[1024], d[1024], e[1024], f[1024], g[1024], h[32];
+		int n = sscanf(line, "%31s %1023s %1023s %1023s %1023s %1023s %1023s %1023s %31s",
+			       key, a, b, c, d, e, f, g, h);
 		if (n < 2)
 			continue;
 		if (!strcmp(key, "input")) {
@@ -444,6 +528,10 @@ static void parse_config(const char *path)
 			warmup_ms = atof(a);
 		} else if (!strcmp(key, "dpdk_lib")) {
 			snprintf(dpdk_lib, sizeof dpdk_lib, "%.255s", a);
+		} else if (!strcmp(key, "llvmbpf_lib")) {
+			snprintf(llvmbpf_lib, sizeof llvmbpf_lib, "%.1023s", a);
+		} else if (!strcmp(key, "llvmbpf_semantics")) {
+			snprintf(llvmbpf_semantics, sizeof llvmbpf_semantics, "%.15s", a);
 		} else if (!strcmp(key, "load_timeout")) {
 			load_timeout = atoi(a);
 		} else if (!strcmp(key, "quick")) {
@@ -455,6 +543,8 @@ static void parse_config(const char *path)
 			if (!strcmp(b, "so") && n == 6) {
 				m->kind = NATIVE;
 				ok = load_native(m, c, d, e);
+			} else if (!strcmp(b, "llvmbpf") && n == 9) {
+				ok = load_llvmbpf(m, c, d, e, f, g, h);
 			} else if (!strcmp(b, "dpdk-interp") || !strcmp(b, "dpdk-jit")) {
 				m->kind = !strcmp(b, "dpdk-jit") ? DPDK_JIT : DPDK_INTERP;
 				ok = load_dpdk(m, c, d);
@@ -499,7 +589,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	buf_len = HEADROOM + input_len + TAILROOM;
-	buf = aligned_alloc(64, (buf_len + 63) & ~(size_t)63);
+	/* Below 4 GiB where the system allows, for KERNEL_XDP modes. */
+	buf = mmap(NULL, buf_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+		   -1, 0);
+	if (buf == MAP_FAILED)
+		buf = aligned_alloc(64, (buf_len + 63) & ~(size_t)63);
+	buf_low = (uintptr_t)buf + buf_len <= UINT32_MAX;
 	mem = aligned_alloc(64, (input_len + 63) & ~(size_t)63);
 	uint64_t data = (uint64_t)(uintptr_t)(buf + HEADROOM);
 	ctx_template = (struct xdp_md_userspace){
@@ -509,6 +604,12 @@ int main(int argc, char **argv)
 		.ingress_ifindex = 1,
 		.buffer_start = (uint64_t)(uintptr_t)buf,
 		.buffer_end = data + input_len + TAILROOM,
+	};
+	kctx_template = (struct xdp_md_kernel){
+		.data = (uint32_t)data,
+		.data_end = (uint32_t)(data + input_len),
+		.data_meta = (uint32_t)data,
+		.ingress_ifindex = 1,
 	};
 	free(input);
 	input = NULL;

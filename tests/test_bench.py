@@ -23,11 +23,14 @@ from inliner.tools.bench.compile_cost import elf_object, synthetic_asm
 from inliner.tools.bench.plot import ratio_chart
 from inliner.tools.bench.report import results_from_json
 from inliner.tools.bench.stats import Outcome, Result, summary
-from inliner.tools.bench.suite import (BENCHMARKS, TLV_CSUM, TLV_DATA, TLV_MALFORMED, TLV_OTHER,
-                                       TLV_RECORDS, Benchmark, bench_dir, tlv_records)
+from inliner.tools.bench.suite import (BENCHMARKS, LLVMBPF_MODES, TLV_CSUM, TLV_DATA,
+                                       TLV_MALFORMED, TLV_OTHER, TLV_RECORDS, Benchmark,
+                                       bench_dir, tlv_records)
 from inliner.tools.bench.toolchain import Toolchain
 from inliner.tools.bench.twin import twin_shim
 from inliner.cli import main
+
+from conftest import needs_shared, shared_dir
 
 pytestmark = pytest.mark.skipif(shutil.which("clang-19") is None and shutil.which("clang") is None,
                                 reason="the native twins need clang")
@@ -175,6 +178,36 @@ def test_maps_and_packet_helpers_agree(capsys):
     assert modes["dpdk-jit"]["status"] == "refused"  # an XDP program
 
 
+def test_without_llvmbpf_its_modes_are_unavailable_and_say_why(capsys, monkeypatch):
+    monkeypatch.delenv("EBPF_LTO_SHARED", raising=False)
+    status, report = _quick(capsys, "crc32")
+    assert status == 0
+    modes = report["benchmarks"][0]["modes"]
+    for mode in LLVMBPF_MODES:
+        assert modes[mode]["status"] == "unavailable"
+        assert modes[mode]["reason"] == "llvmbpf: EBPF_LTO_SHARED is not set (llvmbpf's " \
+            "source is its peers/llvmbpf)"
+    assert modes["lto-generic"]["status"] == "ok"
+
+
+@needs_shared("peers", "llvmbpf")
+def test_llvmbpf_modes_give_the_twins_r0_and_memory(capsys, monkeypatch):
+    """bpftime's engine in the driver: llvmbpf's JIT and AOT of the bytecode, and
+    ebpf-lto's --abi bpftime objects through load_aot_object, on programs with maps
+    (array, hash, per-cpu), a setup program, xdp_adjust_head and csum_diff (Linux's
+    semantics, as the twin's), each answering as the native twin does."""
+    monkeypatch.setenv("EBPF_LTO_SHARED", str(shared_dir()))
+    status, report = _quick(capsys, "--modes", ",".join(LLVMBPF_MODES), "csum_counter/64",
+                            "array_counter", "flow_table", "katran_lb", "crc32", "call_chain")
+    assert status == 0
+    for b in report["benchmarks"]:
+        twin = b["modes"]["twin"]
+        for mode in LLVMBPF_MODES:
+            got = b["modes"][mode]
+            assert got["status"] == "ok", (b["name"], mode, got["reason"])
+            assert (got["r0"], got["output_sha256"]) == (twin["r0"], twin["output_sha256"])
+
+
 def test_without_dpdk_the_peer_is_unavailable_and_the_run_passes(capsys, monkeypatch):
     status, report = _quick(capsys, "csum_hdrs", env={"EBPF_LTO_BENCH_DPDK_LIB":
                                                       "libno-such-dpdk.so"},
@@ -189,14 +222,15 @@ def test_off_a_terminal_quick_prints_a_line_per_benchmark_and_a_summary(capsys, 
     """Redirected (stderr captured here), --quick says how each benchmark's modes
     answered as it goes, then sums up; no DPDK, so both of its modes are unavailable."""
     monkeypatch.setenv("EBPF_LTO_BENCH_DPDK_LIB", "libno-such-dpdk.so")
+    monkeypatch.delenv("EBPF_LTO_SHARED", raising=False)  # and no llvmbpf
     assert main(["bench", "--quick", "csum_hdrs", "crc32"]) == 0
     lines = [re.sub(r"\d+ s;", "T s;", line) for line in capsys.readouterr().err.splitlines()]
-    peers = "unavailable: dpdk-interp, dpdk-jit"
-    linked = "none, lto, unchecked, pgo"
+    peers = "unavailable: bpftime-lto, dpdk-interp, dpdk-jit, llvmbpf-jit, llvmbpf-aot"
+    linked = "none, lto, unchecked, pgo, lto-generic"
     assert lines == [f"bench --quick [1/2] csum_hdrs: same as the twin: {linked}; {peers}",
                      f"bench --quick [2/2] crc32: same as the twin: {linked}; {peers}",
-                     "bench --quick: 2 benchmarks, T s; modes: 8 same as the twin, "
-                     "4 unavailable"]
+                     "bench --quick: 2 benchmarks, T s; modes: 10 same as the twin, "
+                     "10 unavailable"]
 
 
 def test_off_a_terminal_a_timed_run_ends_with_its_headline_ratios(capsys):

@@ -29,12 +29,18 @@ struct Loading {
 } g_loading;
 
 bool g_verbose = false;
+int g_fd_floor = 0;
 
 int open_fake_fd()
 {
 	int fd = open("/dev/null", O_RDONLY);
 	for (int tries = 5; fd >= 0 && fd <= 2 && --tries > 0;)
 		fd = dup(fd);
+	if (fd >= 0 && fd < g_fd_floor) { // the lowest free fd from the floor up
+		int moved = fcntl(fd, F_DUPFD, g_fd_floor);
+		close(fd);
+		fd = moved;
+	}
 	return fd;
 }
 
@@ -139,9 +145,11 @@ extern "C" long syscall(long number, ...) noexcept
 	return real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
-LoadedObject load_elf_like_bpftime(const std::string &path, bool verbose)
+LoadedObject load_elf_like_bpftime(const std::string &path, bool verbose,
+				   int fd_floor)
 {
 	g_verbose = verbose;
+	g_fd_floor = fd_floor;
 	libbpf_set_print(libbpf_log);
 	// The object is never closed: that would close the maps' fake fds and
 	// let later files take their numbers.

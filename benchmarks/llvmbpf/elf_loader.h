@@ -30,7 +30,9 @@ struct LoadedObject {
 };
 
 /* Load an eBPF ELF with libbpf, this process answering its bpf(2) calls as
- * bpftime's syscall server does. Throws std::runtime_error. */
-LoadedObject load_elf_like_bpftime(const std::string &path, bool verbose);
+ * bpftime's syscall server does: fds are the lowest free ones, from fd_floor
+ * up when it is above them. Throws std::runtime_error. */
+LoadedObject load_elf_like_bpftime(const std::string &path, bool verbose,
+				   int fd_floor = 0);
 
 #endif

@@ -496,9 +496,9 @@ struct XdpView {
 	uint64_t data, data_end;
 };
 
-XdpView xdp_get(uint64_t ctx)
+template <CtxKind K> XdpView xdp_get(uint64_t ctx)
 {
-	if (g_ctx_kind == CtxKind::xdp_kernel) {
+	if constexpr (K == CtxKind::xdp_kernel) {
 		auto *x = (xdp_md_kernel *)(uintptr_t)ctx;
 		return { x->data, x->data_end };
 	}
@@ -506,9 +506,9 @@ XdpView xdp_get(uint64_t ctx)
 	return { x->data, x->data_end };
 }
 
-void xdp_set(uint64_t ctx, XdpView v)
+template <CtxKind K> void xdp_set(uint64_t ctx, XdpView v)
 {
-	if (g_ctx_kind == CtxKind::xdp_kernel) {
+	if constexpr (K == CtxKind::xdp_kernel) {
 		auto *x = (xdp_md_kernel *)(uintptr_t)ctx;
 		x->data = (uint32_t)v.data;
 		x->data_meta = (uint32_t)v.data; // no metadata
@@ -523,28 +523,30 @@ void xdp_set(uint64_t ctx, XdpView v)
 /* bpftime_xdp_adjust_head, except that moving data below the buffer fails
  * (bpftime then memmoves the packet past buffer_start, which can write
  * outside the buffer) */
-extern "C" uint64_t h_xdp_adjust_head(uint64_t ctx, uint64_t offset, uint64_t,
-				      uint64_t, uint64_t)
+template <CtxKind K>
+uint64_t h_xdp_adjust_head(uint64_t ctx, uint64_t offset, uint64_t, uint64_t,
+			   uint64_t)
 {
-	XdpView v = xdp_get(ctx);
+	XdpView v = xdp_get<K>(ctx);
 	uint64_t data = v.data + (int64_t)(int)offset;
 	if (data > v.data_end - 14 || data > g_buffer_end ||
 	    data < g_buffer_start)
 		return (uint64_t)(int64_t)-EINVAL;
 	v.data = data;
-	xdp_set(ctx, v);
+	xdp_set<K>(ctx, v);
 	return 0;
 }
 
-extern "C" uint64_t h_xdp_adjust_tail(uint64_t ctx, uint64_t delta, uint64_t,
-				      uint64_t, uint64_t)
+template <CtxKind K>
+uint64_t h_xdp_adjust_tail(uint64_t ctx, uint64_t delta, uint64_t, uint64_t,
+			   uint64_t)
 {
-	XdpView v = xdp_get(ctx);
+	XdpView v = xdp_get<K>(ctx);
 	uint64_t end = v.data_end + (int64_t)(int)delta;
 	if (end < v.data || end < g_buffer_start || end > g_buffer_end)
 		return (uint64_t)(int64_t)-EINVAL;
 	v.data_end = end;
-	xdp_set(ctx, v);
+	xdp_set<K>(ctx, v);
 	return 0;
 }
 
@@ -570,18 +572,30 @@ const HelperDef HELPERS[] = {
 	{ BPF_FUNC_get_current_pid_tgid, "bpf_get_current_pid_tgid",
 	  (void *)h_get_current_pid_tgid },
 	{ BPF_FUNC_csum_diff, "bpf_csum_diff", (void *)h_csum_diff },
-	{ BPF_FUNC_xdp_adjust_head, "bpf_xdp_adjust_head",
-	  (void *)h_xdp_adjust_head },
-	{ BPF_FUNC_xdp_adjust_tail, "bpf_xdp_adjust_tail",
-	  (void *)h_xdp_adjust_tail },
+	// the xdp helpers: setup_vm picks the context's version
+	{ BPF_FUNC_xdp_adjust_head, "bpf_xdp_adjust_head", nullptr },
+	{ BPF_FUNC_xdp_adjust_tail, "bpf_xdp_adjust_tail", nullptr },
 };
+
+/* An xdp helper for the context kind: the bench's driver holds programs of
+ * both kinds in one process, so the kind is bound when a program is compiled. */
+void *xdp_helper(int id, CtxKind kind)
+{
+	bool head = id == BPF_FUNC_xdp_adjust_head;
+	if (kind == CtxKind::xdp_kernel)
+		return head ? (void *)h_xdp_adjust_head<CtxKind::xdp_kernel> :
+			      (void *)h_xdp_adjust_tail<CtxKind::xdp_kernel>;
+	return head ? (void *)h_xdp_adjust_head<CtxKind::xdp> :
+		      (void *)h_xdp_adjust_tail<CtxKind::xdp>;
+}
 
 /* Register the helpers and the lddw helpers the way bpftime_prog does
  * (bpftime_prog.cpp: set_lddw_helpers(map_ptr_by_fd, nullptr, map_val, ...)) */
 void setup_vm(bpftime::llvmbpf_vm &vm)
 {
 	for (auto &h : HELPERS)
-		if (vm.register_external_function(h.id, h.name, h.fn))
+		if (vm.register_external_function(
+			    h.id, h.name, h.fn ? h.fn : xdp_helper(h.id, g_ctx_kind)))
 			fail("cannot register helper " + std::string(h.name) +
 			     ": " + vm.get_error_message());
 	vm.set_lddw_helpers(host_map_by_fd, nullptr, host_map_val, nullptr,
@@ -601,11 +615,39 @@ struct Program {
 std::vector<Program> g_programs;
 bool g_verbose = false;
 
-void load_elf(const std::string &path)
+const Program &find_program(const std::string &name)
+{
+	for (auto &p : g_programs)
+		if (p.name == name)
+			return p;
+	fail("no program named " + name);
+}
+
+void check_maps_supported()
+{
+	for (auto &[fd, m] : g_maps)
+		if (!m->supported())
+			fail("map " + m->name + " has type " +
+			     std::to_string(m->type) +
+			     ", which this host does not implement");
+}
+
+CtxKind parse_ctx_kind(const std::string &kind)
+{
+	if (kind == "raw")
+		return CtxKind::raw;
+	if (kind == "xdp")
+		return CtxKind::xdp;
+	if (kind == "xdp-kernel")
+		return CtxKind::xdp_kernel;
+	fail("--ctx is raw, xdp or xdp-kernel");
+}
+
+void load_elf(const std::string &path, int fd_floor = 0)
 {
 	LoadedObject obj;
 	try {
-		obj = load_elf_like_bpftime(path, g_verbose);
+		obj = load_elf_like_bpftime(path, g_verbose, fd_floor);
 	} catch (const std::runtime_error &e) {
 		fail(e.what());
 	}
@@ -841,8 +883,9 @@ struct Run {
 	{
 		if (g_ctx_kind == CtxKind::raw)
 			return hex(mem.data(), mem.size());
-		XdpView v = xdp_get(g_ctx_kind == CtxKind::xdp ?
-					    (uint64_t)(uintptr_t)&uctx :
+		XdpView v = g_ctx_kind == CtxKind::xdp ?
+				    xdp_get<CtxKind::xdp>((uint64_t)(uintptr_t)&uctx) :
+				    xdp_get<CtxKind::xdp_kernel>(
 					    (uint64_t)(uintptr_t)&kctx);
 		if (v.data < g_buffer_start || v.data > v.data_end ||
 		    v.data_end > g_buffer_end)
@@ -931,7 +974,7 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 	return v;
 }
 
-int run(int argc, char **argv)
+[[maybe_unused]] int run(int argc, char **argv) // the host's main
 {
 	std::string elf, program, engine = "aot", load, emit_obj, emit_llvm,
 		ctx_kind, mem, setup, handle = "fd", semantics = "bpftime",
@@ -1005,26 +1048,26 @@ int run(int argc, char **argv)
 		printf("%s], \"maps\": %s}\n", out.c_str(), maps_json().c_str());
 		return 0;
 	}
-	for (auto &[fd, m] : g_maps)
-		if (!m->supported())
-			fail("map " + m->name + " has type " +
-			     std::to_string(m->type) +
-			     ", which this host does not implement");
-
-	auto find = [&](const std::string &name) -> const Program & {
-		for (auto &p : g_programs)
-			if (p.name == name)
-				return p;
-		fail("no program named " + name);
-	};
+	check_maps_supported();
 	const Program *prog = nullptr;
 	if (!program.empty())
-		prog = &find(program);
+		prog = &find_program(program);
 	else if (!g_programs.empty())
 		prog = &g_programs.front();
 
+	// Before compiling: the xdp helpers a program gets depend on it.
+	if (ctx_kind.empty()) {
+		bool xdp = prog && (prog->section.rfind("xdp", 0) == 0 ||
+				    prog->type == BPF_PROG_TYPE_XDP);
+		// llvmbpf runs the bytecode as built, against the kernel's
+		// struct; an object from ebpf-lto reads bpftime's.
+		g_ctx_kind = !xdp ? CtxKind::raw :
+			     load.empty() ? CtxKind::xdp_kernel :
+					    CtxKind::xdp;
+	} else
+		g_ctx_kind = parse_ctx_kind(ctx_kind);
 	if (!setup.empty()) {
-		Compiled s = compile(find(setup), "jit", "", "");
+		Compiled s = compile(find_program(setup), "jit", "", "");
 		s.fn(nullptr, 0);
 	}
 
@@ -1041,22 +1084,6 @@ int run(int argc, char **argv)
 	}
 
 	Run r;
-	if (ctx_kind.empty()) {
-		bool xdp = prog && (prog->section.rfind("xdp", 0) == 0 ||
-				    prog->type == BPF_PROG_TYPE_XDP);
-		// llvmbpf runs the bytecode as built, against the kernel's
-		// struct; an object from ebpf-lto reads bpftime's.
-		g_ctx_kind = !xdp ? CtxKind::raw :
-			     load.empty() ? CtxKind::xdp_kernel :
-					    CtxKind::xdp;
-	} else if (ctx_kind == "raw")
-		g_ctx_kind = CtxKind::raw;
-	else if (ctx_kind == "xdp")
-		g_ctx_kind = CtxKind::xdp;
-	else if (ctx_kind == "xdp-kernel")
-		g_ctx_kind = CtxKind::xdp_kernel;
-	else
-		fail("--ctx is raw, xdp or xdp-kernel");
 	if (!mem.empty())
 		r.input = read_file(mem);
 	r.prepare();
@@ -1114,6 +1141,58 @@ int run(int argc, char **argv)
 
 } // namespace
 
+/* ---------------- the bench's library (libllvmbpf-bench.so) ---------------- */
+
+/* `ebpf-lto bench`'s driver (benchmarks/driver.c) dlopens this file built
+ * as a shared library and calls what llvmbpf compiled directly, as it calls
+ * every other mode. Each call loads the ELF again, so each mode has maps of
+ * its own, their fds the lowest free from fd_floor up (where an --abi
+ * bpftime object linked for those fds finds them); the setup program, if
+ * any, fills them. engine: jit, aot, or load:OBJECT. Returns the entry,
+ * uint64_t (void *ctx, uint64_t len), or NULL with the reason in why. */
+extern "C" void *llvmbpf_bench_prepare(const char *elf, const char *program,
+				       const char *setup, const char *engine,
+				       const char *ctx, const char *semantics,
+				       int fd_floor, uint64_t buffer_start,
+				       uint64_t buffer_end, char *why,
+				       size_t why_len)
+{
+	static std::vector<Compiled> keep; // the code lives as the process does
+	try {
+		if (!spdlog::get("llvmbpf")) {
+			spdlog::set_default_logger(
+				spdlog::stderr_color_mt("llvmbpf"));
+			spdlog::set_level(spdlog::level::off);
+		}
+		std::string sem = semantics, eng = engine;
+		if (sem != "bpftime" && sem != "kernel")
+			fail("semantics is bpftime or kernel");
+		g_kernel_semantics = sem == "kernel";
+		g_ctx_kind = parse_ctx_kind(ctx);
+		g_buffer_start = buffer_start;
+		g_buffer_end = buffer_end;
+		g_programs.clear();
+		load_elf(elf, fd_floor);
+		check_maps_supported();
+		if (setup && *setup) {
+			Compiled s = compile(find_program(setup), "jit", "", "");
+			s.fn(nullptr, 0);
+		}
+		if (eng.rfind("load:", 0) == 0)
+			keep.push_back(load_object(read_file(eng.substr(5)),
+						   eng.substr(5)));
+		else if (eng == "jit" || eng == "aot")
+			keep.push_back(compile(find_program(program), eng, "", ""));
+		else
+			fail("engine is jit, aot or load:OBJECT");
+		return (void *)keep.back().fn;
+	} catch (const std::exception &e) {
+		snprintf(why, why_len, "%s", e.what());
+		return nullptr;
+	}
+}
+
+#ifndef LLVMBPF_BENCH_LIBRARY
 int main(int argc, char **argv)
 {
 	try {
@@ -1124,3 +1203,4 @@ int main(int argc, char **argv)
 		return 2;
 	}
 }
+#endif

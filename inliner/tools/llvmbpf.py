@@ -8,7 +8,9 @@ benchmarks/llvmbpf/ against it, into a cache that a later run (a second CI
 run, say) finds: `~/.cache/ebpf-lto/llvmbpf/KEY`, KEY a hash of llvmbpf's
 source and of the build steps, the host named by a hash of its own sources.
 `Host` runs one program and returns what the host prints (docs/testing.md,
-"bpftime's loader").
+"bpftime's loader"). `build_library` builds the same host as a shared
+library, libllvmbpf-bench.so, which `ebpf-lto bench`'s driver loads to time
+llvmbpf's code beside its other modes (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ from .bench.suite import bench_dir
 PACKAGES = ("llvm-15-dev", "libspdlog-dev", "libfmt-dev", "cmake", "g++", "libbpf-dev")
 LLVM_CONFIG = "llvm-config-15"
 # llvmbpf fetches spdlog from GitHub unless told to take the system's; offline, it must.
+# Position-independent, so that the bench's shared library (libllvmbpf-bench.so) links it.
 CMAKE_ARGS = ("-DCMAKE_BUILD_TYPE=Release", "-DFETCHCONTENT_TRY_FIND_PACKAGE_MODE=ALWAYS",
-              "-DFETCHCONTENT_FULLY_DISCONNECTED=ON")
+              "-DFETCHCONTENT_FULLY_DISCONNECTED=ON", "-DCMAKE_POSITION_INDEPENDENT_CODE=ON")
 # The macros Debian's spdlog target gives llvmbpf: the host must use the same, or it
 # gets a second, header-only spdlog registry.
 SPDLOG_DEFINES = ("-DSPDLOG_SHARED_LIB", "-DSPDLOG_COMPILED_LIB", "-DSPDLOG_FMT_EXTERNAL")
@@ -127,6 +130,16 @@ def build(source: Path, jobs: int | None = None) -> Path:
 
     Raises Unavailable, with the reason, when this machine cannot build it.
     """
+    return _build(source, jobs, shared=False)
+
+
+def build_library(source: Path, jobs: int | None = None) -> Path:
+    """The same host as a shared library, libllvmbpf-bench.so: what `ebpf-lto bench`'s
+    driver dlopens to call llvmbpf's code itself (llvmbpf_bench_prepare in host.cpp)."""
+    return _build(source, jobs, shared=True)
+
+
+def _build(source: Path, jobs: int | None, shared: bool) -> Path:
     if not (source / "include" / "llvmbpf.hpp").is_file():
         raise Unavailable(f"no llvmbpf source at {source}")
     if (why := missing()) is not None:
@@ -139,25 +152,39 @@ def build(source: Path, jobs: int | None = None) -> Path:
         lib = _library(source, root, jobs or os.cpu_count() or 1)
         flags = [*HOST_FLAGS, f"-I{lib / 'src' / 'include'}", f"-I{lib / 'src' / 'src'}",
                  "-isystem", *_llvm("--includedir"), *SPDLOG_DEFINES]
-        libs = [*_llvm("--ldflags", "--libs", "core", "orcjit", "mcjit", "support",
+        # The library takes LLVM's shared library: one copy of LLVM however it is loaded.
+        llvm = ["--link-shared"] if shared else []
+        libs = [*_llvm(*llvm, "--ldflags", "--libs", "core", "orcjit", "mcjit", "support",
                        "nativecodegen", "--system-libs"), "-lspdlog", "-lfmt", "-lbpf"]
+        if shared:
+            flags += ["-fPIC", "-shared", "-DLLVMBPF_BENCH_LIBRARY"]
         # Linux's csum_diff, for --semantics kernel: the helper library's C.
         csum = bitcode_dir() / "src" / "checksum.c"
         key = _digest(*((here / name).read_bytes() for name in HOST_SOURCES),
                       *(p.read_bytes() for p in (csum, *sorted(csum.parent.glob("*.h")))),
                       " ".join(flags + libs).encode())
-        host = lib / f"llvmbpf-host-{key}"
+        stem = "libllvmbpf-bench" if shared else "llvmbpf-host"
+        host = lib / (f"{stem}-{key}.so" if shared else f"{stem}-{key}")
         if not host.is_file():
-            for old in lib.glob("llvmbpf-host-*"):   # hosts of older sources
+            for old in lib.glob(f"{stem}-*"):   # builds of older sources
                 old.unlink()
-            tmp, log = host.with_suffix(".tmp"), lib / "host.log"
-            _step(["gcc", "-O2", "-c", f"-I{csum.parent}", "-o", tmp.with_suffix(".o"), csum],
-                  log, "compile of the helper library's csum_diff")
+            tmp, log = lib / f"{stem}.tmp", lib / "host.log"
+            _step(["gcc", "-O2", "-fPIC", "-c", f"-I{csum.parent}", "-o",
+                   tmp.with_suffix(".o"), csum], log, "compile of the helper library's csum_diff")
             _step(["g++", *flags, "-o", tmp, here / "host.cpp", here / "elf_loader.cpp",
-                   tmp.with_suffix(".o"), lib / LIBRARY, *libs], log, "compile of llvmbpf-host")
+                   tmp.with_suffix(".o"), lib / LIBRARY, *libs], log, f"compile of {stem}")
             tmp.with_suffix(".o").unlink()
             tmp.rename(host)
     return host
+
+
+def bench_library() -> Path:
+    """libllvmbpf-bench.so from the shared data's peers/llvmbpf (EBPF_LTO_SHARED names it,
+    as for the tests), built if not cached; Unavailable says why not."""
+    shared = os.environ.get("EBPF_LTO_SHARED")
+    if not shared:
+        raise Unavailable("EBPF_LTO_SHARED is not set (llvmbpf's source is its peers/llvmbpf)")
+    return build_library(Path(shared) / "peers" / "llvmbpf")
 
 
 @dataclass(frozen=True)

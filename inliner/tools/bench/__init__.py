@@ -19,8 +19,16 @@ Modes:
   profile, and the program is linked again with `--profile`.
 - `twin`: the same C compiled natively by clang -O3 with the same helper C,
   LTO over both (`-flto`): what the program would cost written as native code.
+- `lto-generic`: `lto` for a generic x86-64, the target llvmbpf's AOT
+  compiles for: the gain from inlining apart from the gain from the target.
+- `bpftime-lto`: `ebpf-lto link --abi bpftime`, loaded by llvmbpf's
+  `load_aot_object` as bpftime's runtime loads it.
 - `dpdk-interp`, `dpdk-jit`: DPDK's librte_bpf (Debian's librte-bpf23),
   interpreter and x86-64 JIT, given the helpers as C functions.
+- `llvmbpf-jit`, `llvmbpf-aot`: bpftime's engine (llvmbpf, built from the
+  shared data's peers/llvmbpf) compiling the bytecode, bpftime's helpers out
+  of line; the driver calls its code through libllvmbpf-bench.so
+  (inliner/tools/llvmbpf.py). Without llvmbpf these three are unavailable.
 
 `--quick` is a correctness check, not a measurement: one call per mode,
 every mode's r0 and memory compared with the native twin's.

@@ -10,16 +10,20 @@ from typing import Callable
 from ... import codegen, pipeline
 from ...elf.model import EbpfObject, Program
 from ...errors import EbpfLtoError
-from ...facts import contexts, isa, maps
+from ...facts import abi, contexts, isa, maps
 from ...facts.helpers import helper_name
 from ...link import helpers
 from ...pgo import profile
-from .suite import Benchmark, bench_dir
+from .. import llvmbpf
+from .suite import LLVMBPF_MODES, Benchmark, bench_dir
 from .toolchain import Toolchain, include_dirs, run_tool
 from .twin import twin_shim, twin_source
 
 OPT_LEVEL = 3
 TRAINING_RUNS = 100  # calls that train the pgo mode: a first call's map inserts weigh little
+# The bpftime-lto mode's maps get fds from here up in the driver (its other files hold
+# low ones); its object is linked for them with --map-fd.
+LLVMBPF_FD_FLOOR = 512
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Builder:
         self._twin_helpers: list[Path] | None = None
         self._built: dict[tuple[str, str], Built] = {}
         self._ops = None
+        self._llvmbpf: Path | str | None = None   # the library, or why there is none
         self.driver = self._build_driver()
 
     # shared pieces
@@ -118,6 +123,21 @@ class Builder:
             self._ops = found
         return self._ops
 
+    def llvmbpf_library(self) -> Path | str:
+        """libllvmbpf-bench.so (bpftime's engine for the driver), or why it cannot be built."""
+        if self._llvmbpf is None:
+            try:
+                self._llvmbpf = llvmbpf.bench_library()
+            except llvmbpf.Unavailable as err:
+                self._llvmbpf = str(err)
+        return self._llvmbpf
+
+    def driver_settings(self) -> list[str]:
+        """Config lines every benchmark's driver run gets: where the peers' libraries are."""
+        lib = self._llvmbpf
+        return [f"llvmbpf_lib {lib}", "llvmbpf_semantics kernel"] if isinstance(lib, Path) \
+            else []
+
     # per program
     def missing(self, obj: EbpfObject) -> str | None:
         """Why the helper set cannot run this program yet, or None."""
@@ -171,23 +191,31 @@ class Builder:
     def _build(self, mode: str, bench: Benchmark, obj: EbpfObject, stem: str) -> Built:
         if mode.startswith("dpdk"):
             return self._build_dpdk(mode, bench, obj)
+        if mode in LLVMBPF_MODES and not isinstance(self.llvmbpf_library(), Path):
+            return Built(status="unavailable", reason=f"llvmbpf: {self.llvmbpf_library()}")
+        if mode in ("llvmbpf-jit", "llvmbpf-aot"):  # bpftime's helpers, not the helper set
+            return self._build_llvmbpf(mode, bench, obj)
         missing = self.missing(obj)
         if missing:
             return Built(status="needs", reason=missing)
 
         def out(ext: str) -> Path:  # every file of one build: STEM.MODE.EXT
             return self.work / f"{stem}.{mode}{ext}"
-        if mode in ("none", "lto", "unchecked", "pgo"):
+        if mode in ("none", "lto", "unchecked", "pgo", "lto-generic"):
             return self._build_linked(mode, bench, obj, out)
+        if mode == "bpftime-lto":
+            return self._build_bpftime(bench, obj, out)
         if mode == "twin":
             return self._build_twin(bench, obj, out)
         raise EbpfLtoError(f"unknown mode {mode}")
 
     def _build_linked(self, mode: str, bench: Benchmark, obj: EbpfObject,
                       out: Callable[[str], Path]) -> Built:
-        """none, lto, unchecked and pgo: `ebpf-lto link`'s object as a shared library."""
+        """none, lto, unchecked, pgo, lto-generic: `ebpf-lto link`'s object as a shared library."""
         inline = "none" if mode == "none" else "auto"
         opts = dataclasses.replace(self.options, inline=inline, checks=mode != "unchecked")
+        if mode == "lto-generic":
+            opts = dataclasses.replace(opts, cpu="generic")
         if mode == "pgo":
             trained = self.train(bench, obj, opts, out(".profdata"))
             opts = dataclasses.replace(opts, profile=str(trained))
@@ -203,6 +231,30 @@ class Builder:
         run_tool([self.tools.cc, "-shared", "-o", str(out(".so")), *objects,
                   f"-Wl,--version-script={vs}"], f"linking {bench.source} ({mode})")
         return Built(f"mode {mode} so {out('.so')} {bench.program} {bench.setup or '-'}")
+
+    def _llvmbpf_line(self, mode: str, bench: Benchmark, obj: EbpfObject, engine: str,
+                      ctx: str, fd_floor: int) -> Built:
+        return Built(f"mode {mode} llvmbpf {bench_dir() / (bench.source + '.o')} "
+                     f"{bench.program} {bench.setup or '-'} {engine} "
+                     f"{ctx if obj.program(bench.program).prog_type == 'xdp' else 'raw'} "
+                     f"{fd_floor}")
+
+    def _build_llvmbpf(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:
+        """llvmbpf's JIT or AOT of the bytecode, as bpftime runs it: nothing to build here;
+        the bytecode reads the kernel's struct xdp_md, which llvmbpf does not rewrite."""
+        return self._llvmbpf_line(mode, bench, obj, mode.removeprefix("llvmbpf-"),
+                                  "xdp-kernel", 0)
+
+    def _build_bpftime(self, bench: Benchmark, obj: EbpfObject,
+                       out: Callable[[str], Path]) -> Built:
+        """`ebpf-lto link --abi bpftime`, inlined, for the maps the driver's llvmbpf makes."""
+        shift = LLVMBPF_FD_FLOOR - abi.FIRST_MAP_FD
+        fds = {name: fd + shift for name, fd in abi.default_map_fds(obj.maps).items()}
+        opts = dataclasses.replace(self.options, abi="bpftime", map_fds=fds)
+        image, _ = pipeline.link(obj, opts, emit="obj")
+        out(".o").write_bytes(image)
+        return self._llvmbpf_line("bpftime-lto", bench, obj, f"load:{out('.o')}", "xdp",
+                                  LLVMBPF_FD_FLOOR)
 
     def _build_twin(self, bench: Benchmark, obj: EbpfObject,
                     out: Callable[[str], Path]) -> Built:

@@ -53,7 +53,8 @@ def run_benchmark(builder: Builder, bench: Benchmark, modes: list[str], reps: in
     input_path.write_bytes(bench.input)
     config = [f"input {input_path}", f"type {'xdp' if prog.prog_type == 'xdp' else 'raw'}",
               f"restore {int(bench.restore)}", f"reps {reps}", f"rep_ms {rep_ms}",
-              f"warmup_ms {warmup_ms}", f"quick {int(quick)}", f"dpdk_lib {dpdk_lib()}", *lines]
+              f"warmup_ms {warmup_ms}", f"quick {int(quick)}", f"dpdk_lib {dpdk_lib()}",
+              *builder.driver_settings(), *lines]
     cfg = builder.work / f"{bench.stem}.cfg"
     cfg.write_text("\n".join(config) + "\n")
     harness = None

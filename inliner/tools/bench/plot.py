@@ -1,5 +1,5 @@
-"""The charts (matplotlib, PNG and SVG): each mode's time over the twin's and over
---inline none, and compile cost against program size. Each mode keeps its colour."""
+"""The charts (matplotlib, PNG and SVG): each mode's time over the twin's, over
+--inline none and over llvmbpf AOT, and compile cost against program size. Each mode keeps its colour."""
 from __future__ import annotations
 
 import math
@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ...errors import EbpfLtoError
 from .stats import Result
-from .suite import BASELINE, BY_KEY, REFERENCE
+from .suite import BASELINE, BY_KEY, PEER, REFERENCE
 
 _CHART_TITLES = {REFERENCE: "time relative to the native twin",
-                 BASELINE: "time relative to --inline none (bpftime AOT shape)"}
+                 BASELINE: "time relative to --inline none (bpftime AOT shape)",
+                 PEER: "time relative to llvmbpf AOT (bpftime's engine)"}
 
 
 def _pyplot(directory: str):
@@ -39,7 +40,8 @@ def _save(plt, fig, out_dir: Path, fname: str) -> list[Path]:
 def plot(results: list[Result], modes: list[str], directory: str) -> list[Path]:
     plt, out_dir = _pyplot(directory)
     written = []
-    for to, fname in ((REFERENCE, "bench_vs_twin"), (BASELINE, "bench_vs_none")):
+    for to, fname in ((REFERENCE, "bench_vs_twin"), (BASELINE, "bench_vs_none"),
+                      (PEER, "bench_vs_llvmbpf_aot")):
         fig = ratio_chart(plt, results, modes, to)
         if fig is not None:
             written += _save(plt, fig, out_dir, fname)

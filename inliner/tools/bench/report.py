@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from .stats import Outcome, Result, summary, timed
-from .suite import BASELINE, BENCHMARKS, BY_KEY, MODES, REFERENCE, Benchmark
+from .suite import (AGAINST_PEER, BASELINE, BENCHMARKS, BY_KEY, MODES, PEER, REFERENCE,
+                    Benchmark)
 
 
 def _fmt_ns(ns: float | None) -> str:
@@ -69,7 +70,25 @@ def summary_line(results: list[Result], modes: list[str], seconds: float) -> str
     if lto:
         parts.append(f"{BY_KEY['lto'].label} {lto:.2f}× as fast as {BY_KEY[BASELINE].label} "
                      "on the helper/map set")
+    parts += peer_lines(summ, modes)
     return "; ".join(parts)
+
+
+def peer_lines(summ: dict, modes: list[str]) -> list[str]:
+    """Each of ebpf-lto's modes against llvmbpf AOT: overall, the helper/map set, the slower."""
+    out = []
+    for mode in (m for m in AGAINST_PEER if m in modes):
+        s = summ.get(mode, {})
+        if not s.get("geomean_vs_peer"):
+            continue
+        text = f"{BY_KEY[mode].label} {1 / s['geomean_vs_peer']:.2f}× as fast as " \
+               f"{BY_KEY[PEER].label}"
+        if s["geomean_speedup_vs_peer_heavy"]:
+            text += f" ({s['geomean_speedup_vs_peer_heavy']:.2f}× on the helper/map set)"
+        if s["slower_than_peer"]:
+            text += f", slower on {', '.join(s['slower_than_peer'])}"
+        out.append(text)
+    return out
 
 
 # --- tables ---------------------------------------------------------------------------
@@ -84,7 +103,7 @@ def print_table(results: list[Result], modes: list[str], console=None) -> None:
     table = Table(title="ebpf-lto bench: ns per run (median over repetitions)")
     for col, justify in (("benchmark", "left"), ("mode", "left"), ("median ns", "right"),
                          ("IQR", "right"), ("Mpps", "right"), ("× twin", "right"),
-                         ("× none", "right"), ("note", "left")):
+                         ("× none", "right"), ("× llvmbpf AOT", "right"), ("note", "left")):
         table.add_column(col, justify=justify)
     for res in results:
         for i, mode in enumerate(modes):
@@ -99,25 +118,30 @@ def print_table(results: list[Result], modes: list[str], console=None) -> None:
                 table.add_row(name, label, _fmt_ns(out.median), spread,
                               "" if mpps is None else f"{mpps:.2f}",
                               _fmt_ratio(res.ratio(mode, REFERENCE)),
-                              _fmt_ratio(res.ratio(mode, BASELINE)), "")
+                              _fmt_ratio(res.ratio(mode, BASELINE)),
+                              _fmt_ratio(res.ratio(mode, PEER)), "")
             else:
                 note = "same r0 and memory as the twin" if out.status == "ok" else \
                     f"[{'red' if out.status in ('wrong', 'failed') else 'yellow'}]" \
                     f"{out.status}[/]: {escape(out.reason)}"
-                table.add_row(name, label, "", "", "", "", "", note)
+                table.add_row(name, label, "", "", "", "", "", "", note)
         table.add_section()
     console.print(table)
     summ = summary(results, modes)
     if any(s["benchmarks_timed"] for s in summ.values()):
         g = Table(title="geometric means over the benchmarks each mode ran")
-        for col in ("mode", "benchmarks", "× twin", "× none", "speedup over none, helper/map set"):
+        for col in ("mode", "benchmarks", "× twin", "× none", "speedup over none, helper/map set",
+                    "× llvmbpf AOT", "speedup over llvmbpf AOT, helper/map set"):
             g.add_column(col, justify="left" if col == "mode" else "right")
         for mode in modes:
             s = summ[mode]
             g.add_row(BY_KEY[mode].label, str(s["benchmarks_timed"]),
                       _fmt_ratio(s["geomean_vs_twin"]), _fmt_ratio(s["geomean_vs_none"]),
-                      _fmt_ratio(s["geomean_speedup_heavy"]))
+                      _fmt_ratio(s["geomean_speedup_heavy"]), _fmt_ratio(s["geomean_vs_peer"]),
+                      _fmt_ratio(s["geomean_speedup_vs_peer_heavy"]))
         console.print(g)
+        for line in peer_lines(summ, modes):
+            console.print(line)
     harness = [r.harness_ns for r in results if r.harness_ns]
     if harness:
         console.print(f"driver loop overhead per call (input reset + indirect call of an empty "
@@ -178,6 +202,7 @@ def to_json(results: list[Result], modes: list[str], meta: dict) -> dict:
                 "iqr_rel": o.spread, "min_ns": o.best, "reps_ns": o.reps, "calls_per_rep": o.calls,
                 "r0": o.r0, "output_sha256": o.output_sha,
                 "ratio_to_twin": r.ratio(mode, REFERENCE), "ratio_to_none": r.ratio(mode, BASELINE),
+                "ratio_to_llvmbpf_aot": r.ratio(mode, PEER),
                 "mpps": r.mpps(mode),
             } for mode, o in r.outcomes.items()},
         } for r in results],

@@ -5,7 +5,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from .suite import BASELINE, REFERENCE, UNCHECKED, Benchmark
+from .suite import BASELINE, PEER, REFERENCE, UNCHECKED, Benchmark
 
 
 @dataclass
@@ -74,12 +74,19 @@ def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
         to_twin = [r.ratio(mode, REFERENCE) for r in results]
         to_none = [r.ratio(mode, BASELINE) for r in results]
         heavy = [r.ratio(BASELINE, mode) for r in results if r.bench.heavy]
+        to_peer = [(r.bench.name, v) for r in results if (v := r.ratio(mode, PEER))]
         checked = [v for r in results if (v := r.ratio(mode, UNCHECKED))]
         out[mode] = {
             "geomean_vs_twin": geomean([v for v in to_twin if v]),
             "geomean_vs_none": geomean([v for v in to_none if v]),
             # How many times faster than --inline none, over the helper/map-heavy set.
             "geomean_speedup_heavy": geomean([v for v in heavy if v]),
+            # Against bpftime's engine: time over llvmbpf AOT's, and how many times
+            # faster than it on the helper/map set; the benchmarks where it is slower.
+            "geomean_vs_peer": geomean([v for _, v in to_peer]),
+            "geomean_speedup_vs_peer_heavy": geomean([1 / v for r in results if r.bench.heavy
+                                                      and (v := r.ratio(mode, PEER))]),
+            "slower_than_peer": [name for name, v in to_peer if v > 1],
             "benchmarks_timed": sum(1 for r in results
                                     if r.outcomes.get(mode) and r.outcomes[mode].median),
         }

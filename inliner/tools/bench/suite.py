@@ -210,13 +210,25 @@ MODES: tuple[Mode, ...] = (
          "ebpf-lto link --no-checks: no run-time memory checks, no step budget", "tab:cyan"),
     Mode("pgo", "inline+LTO+PGO", "ebpf-lto link --profile, trained on the benchmark's input",
          "tab:green"),
+    Mode("lto-generic", "inline+LTO --cpu generic",
+         "ebpf-lto link --cpu generic: the target llvmbpf's AOT compiles for", "navy"),
+    Mode("bpftime-lto", "inline+LTO in llvmbpf",
+         "ebpf-lto link --abi bpftime, loaded by llvmbpf's load_aot_object", "tab:olive"),
     Mode("twin", "native twin", "the C compiled natively, clang -O3 -flto with the helper C",
          "tab:brown"),
     Mode("dpdk-interp", "DPDK interp", "librte_bpf's interpreter", "tab:orange"),
     Mode("dpdk-jit", "DPDK JIT", "librte_bpf's x86-64 JIT", "tab:purple"),
+    Mode("llvmbpf-jit", "llvmbpf JIT",
+         "bpftime's engine: llvmbpf's JIT of the bytecode, bpftime's helpers out of line",
+         "tab:pink"),
+    Mode("llvmbpf-aot", "llvmbpf AOT", "bpftime's engine: llvmbpf's AOT object (generic CPU) "
+         "loaded by load_aot_object, bpftime's helpers out of line", "tab:red"),
 )
 MODE_KEYS = tuple(m.key for m in MODES)
 BY_KEY = {m.key: m for m in MODES}
 REFERENCE = "twin"
 BASELINE = "none"
 UNCHECKED = "unchecked"    # the cost of the checks is measured against it
+PEER = "llvmbpf-aot"       # what a bpftime user runs today: ebpf-lto's gain is over it
+AGAINST_PEER = ("lto", "lto-generic", "bpftime-lto")  # the summary's ebpf-lto against PEER
+LLVMBPF_MODES = ("llvmbpf-jit", "llvmbpf-aot", "bpftime-lto")  # run by libllvmbpf-bench.so
