@@ -428,3 +428,23 @@ def test_a_loop_copy_needs_no_more_memory_than_its_source_touches(name, capsys):
     assert len(copies) == 1
     spans = [tuple(map(int, m)) for m in re.findall(r"bytes (\d+)\.\.(\d+)", copies[0]["how"])]
     assert sorted(spans) == SOURCE_EXTENTS[name]
+
+
+def test_a_binary_search_is_bounded_by_walking_it(capsys):
+    """benchmarks/binary_search.c's inner loop halves [lo, hi) of 1024 keys: walked
+    from lo = 0, hi = 1024 every way the compares allow, it runs at most 11 times
+    (floor(log2(1024)) + 1), so it needs no step count."""
+    from inliner.cli import main
+    assert main(["explain", "--checks", "--json", str(ROOT / "benchmarks" / "binary_search.o")]) == 0
+    loops = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["what"] == "loop"]
+    assert sorted((c["proven"], c["how"].split(" (")[0]) for c in loops) == [
+        (True, "runs at most 11 times"), (True, "runs at most 64 times")]
+
+
+def test_a_loop_walked_back_to_a_state_it_was_in_keeps_its_count():
+    # r2 is the byte's value when it is 1, else 1: the second compare always jumps
+    # back, whatever the first did, so the loop never ends; walking it finds the
+    # state it started from again, and the budget stops it.
+    text = ("mov %r3, 0\nloop:\nldxb %r2, [%r1]\njeq %r2, 1, skip\nmov %r2, 1\nadd %r3, 1\n"
+            "skip:\njeq %r2, 1, loop\nmov %r0, %r3\nexit")
+    assert fault_of(text, max_steps=1000).code is Fault.STEPS

@@ -320,6 +320,8 @@ class Facts:
     # Each loop head's state as the loop is entered (joined over the edges from
     # outside it), before the widening its back edges bring.
     entering: dict[int, State] = field(default_factory=dict)
+    # slot -> what a relocated lddw there loads (analyze's `loaded`), for run_block.
+    loaded: Mapping[int, Value] = field(default_factory=dict)
 
     def __getitem__(self, idx: int) -> State:
         return self.before[idx]
@@ -377,7 +379,13 @@ def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], loaded: Mapping[in
         for succ, out in _block(cfg, slots, leader, state_in[leader], loaded, None):
             if succ in heads and (leader, succ) not in cfg.back_edges:
                 entering[succ] = out if succ not in entering else entering[succ].join(out)
-    return Facts(before, calls, entering)
+    return Facts(before, calls, entering, loaded)
+
+
+def run_block(cfg: Cfg, slots, leader: int, state: State, loaded) -> list[tuple[int, State]]:
+    """Run one block from `state`, without joining anything: (successor, state on
+    that edge) for each edge some value takes."""
+    return list(_block(cfg, slots, leader, state, loaded, None))
 
 
 def _block(cfg: Cfg, slots, leader: int, state: State, loaded, record: dict | None):

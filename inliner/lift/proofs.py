@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from ..facts import isa
 from ..facts.helpers import TAIL_CALL, ArgKind
 from .cfg import Cfg
-from .dataflow import Facts
+from .dataflow import Facts, run_block
 from .values import M64, Kind, Range, Value
 
 PACKET_ROOT = 0   # the root of accesses through PACKET pointers (ARG roots are 1-5)
@@ -96,7 +96,94 @@ def bounded_loops(cfg: Cfg, facts: Facts, slots: Sequence, cap: int
             if times <= cap:
                 out[h] = (times, f"at most {times} times (r{r} in [{lo}, {hi}] by {step:+d})")
                 break
+        if h not in out and (times := walked_bound(cfg, facts, slots, h)) is not None \
+                and times <= cap:
+            out[h] = (times, f"at most {times} times (its body run every way the facts "
+                             "allow from the state it is entered with)")
     return out
+
+
+WALK_BLOCKS = 10_000   # blocks run per loop, at most, to prove it ends by walking it (~0.3 s)
+
+
+class _GiveUp(Exception):
+    pass
+
+
+def _compare(insn: isa.Insn) -> tuple | None:
+    """A conditional jump as (its opcode, the registers it reads, its immediate)."""
+    if insn.cls not in (isa.JMP, isa.JMP32) or isa.op(insn.opcode) not in isa.COND_JMP_OPS:
+        return None
+    return (insn.opcode, insn.dst, insn.src if insn.opcode & isa.X else insn.dst, insn.imm)
+
+
+def walked_bound(cfg: Cfg, facts: Facts, slots: Sequence, h: int) -> int | None:
+    """How often the loop of h runs at most, found as the kernel's verifier finds
+    it: by running its body from the state it is entered with, every way the facts
+    allow and joining nothing. The states it comes back to its head with form a
+    graph; if that graph has no cycle, its longest path bounds the times round
+    (a binary search: each (lo, hi) comes once). None if it has a cycle, an inner
+    loop, or takes more than WALK_BLOCKS blocks to find out."""
+    entering = facts.entering.get(h)
+    body = cfg.loop_body(h)
+    if entering is None or any(d != h and d in body for d in cfg.natural_loops):
+        return None
+    left = [WALK_BLOCKS]
+
+    def rounds(state) -> list:
+        """The states one time round the loop comes back to its head with. A compare
+        made again on registers not written since goes the way it went (clang
+        repeats one where both arms join), which the ranges alone cannot see."""
+        back, todo = [], [(h, state, ())]
+        while todo:
+            leader, st, known = todo.pop()
+            left[0] -= 1
+            if left[0] < 0:
+                raise _GiveUp
+            insns = cfg.insns(leader)
+            changed = {r for i in insns for r in isa.regs_written(slots[i])}
+            if any(is_call(slots[i]) for i in insns):
+                changed |= set(range(6))
+            known = tuple((k, t) for k, t in known if not changed & set(k[1:3]))
+            key = _compare(slots[insns[-1]])
+            went = dict(known).get(key)
+            succs = cfg.succs[leader]
+            two = key is not None and len(succs) == 2 and succs[0] != succs[1]
+            for succ, out in run_block(cfg, slots, leader, st, facts.loaded):
+                taken = succ == succs[0] if two else None
+                if went is not None and taken is not None and taken != went:
+                    continue
+                if succ == h:
+                    back.append(out)
+                elif succ in body:
+                    todo.append((succ, out, known + (((key, taken),) if two else ())))
+        return list(dict.fromkeys(back))
+
+    longest: dict = {}   # state -> the most times round from it
+    try:
+        path = {entering}
+        stack = [[entering, rounds(entering), 0, 0]]   # state, next states, next, longest
+        while stack:
+            frame = stack[-1]
+            if frame[2] < len(frame[1]):
+                nxt = frame[1][frame[2]]
+                frame[2] += 1
+                if nxt in path:
+                    return None   # it may come back to a state it was in: no end proven
+                if nxt in longest:
+                    frame[3] = max(frame[3], longest[nxt] + 1)
+                else:
+                    path.add(nxt)
+                    stack.append([nxt, rounds(nxt), 0, 0])
+            else:
+                stack.pop()
+                path.discard(frame[0])
+                longest[frame[0]] = frame[3]
+                if stack:
+                    stack[-1][3] = max(stack[-1][3], frame[3] + 1)
+    except _GiveUp:
+        return None
+    return longest[entering] + 1
 
 
 @dataclass(frozen=True)
