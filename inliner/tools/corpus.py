@@ -34,6 +34,7 @@ from ..facts.helpers import NONDETERMINISTIC_HELPERS, TAIL_CALL, helper_name
 from ..run.hostmaps import MapAccess
 
 ELF_MAGIC = b"\x7fELF"
+COMPARE_TAIL_CALLING = 4000   # instructions of an object whose programs tail-call, compared
 EXAMPLES = 2           # examples kept per refusal reason
 STDERR_TAIL = 2000     # characters of a dead worker's stderr kept in its report
 
@@ -107,6 +108,11 @@ def compare_inlining(obj, name: str, opt_level: int, helpers: str) -> str:
     prog = obj.program(name)
     if contexts.for_program_type(prog.prog_type) is None:
         return "not run: no packet context"
+    size = sum(len(slots) for slots in obj.code.values())
+    if size > COMPARE_TAIL_CALLING and _tail_calls(obj):
+        # Each of the two links per program would lift every program of the object.
+        return (f"not run: its programs tail-call each other, {size} instructions in all, "
+                f"lifted whole for each program (compared up to {COMPARE_TAIL_CALLING})")
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     try:
