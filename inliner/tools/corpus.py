@@ -178,13 +178,16 @@ def object_events(path: str, opt_level: int, helpers: str, start: int, compare: 
         except Exception as err:  # as above
             yield ("internal", name, _internal(err))
         else:
-            verdict = None
-            if compare:
-                try:
-                    verdict = compare_inlining(obj, name, opt_level, helpers)
-                except EbpfLtoError as err:
-                    verdict = f"not run: {err.reason}"
-            yield ("linked", name, list(linked.external_helpers), verdict)
+            yield ("linked", name, list(linked.external_helpers),
+                   _verdict(obj, name, opt_level, helpers) if compare else None)
+
+
+def _verdict(obj, name: str, opt_level: int, helpers: str) -> str:
+    """compare_inlining's verdict, or why the program could not be run."""
+    try:
+        return compare_inlining(obj, name, opt_level, helpers)
+    except EbpfLtoError as err:
+        return f"not run: {err.reason}"
 
 
 def _tail_calls(obj) -> bool:
@@ -204,16 +207,8 @@ def _link_together(obj, names: list[str], opt_level: int, helpers: str, compare:
         _, linked = pipeline.link(obj, options, emit="obj")
     except Exception:  # noqa: BLE001 - the programs one by one say what it was
         return None
-    events = []
-    for name in names:
-        verdict = None
-        if compare:
-            try:
-                verdict = compare_inlining(obj, name, opt_level, helpers)
-            except EbpfLtoError as err:
-                verdict = f"not run: {err.reason}"
-        events.append(("linked", name, list(linked.external_helpers), verdict))
-    return events
+    return [("linked", name, list(linked.external_helpers),
+             _verdict(obj, name, opt_level, helpers) if compare else None) for name in names]
 
 
 def _worker_main(conn, stderr_path: str) -> None:
