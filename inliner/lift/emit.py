@@ -322,9 +322,9 @@ class FunctionEmitter:
         if self.counts is not None and not self._if_convertible(taken, fall):
             hits = self.counts.taken[idx]
             total = self.counts.blocks[self.cfg.block_of[idx]]
-            self._weights(br, [hits, max(total - hits, 0)])
+            self.weigh(br, [hits, max(total - hits, 0)])
 
-    def _weights(self, inst, weights: list[int]) -> None:
+    def weigh(self, inst, weights: list[int]) -> None:
         scale = max(1, max(weights) >> 31)  # LLVM's branch weights are 32-bit
         inst.set_metadata("prof", self.ml.module.add_metadata(
             [ir.MetaDataString(self.ml.module, "branch_weights"),
@@ -350,7 +350,7 @@ class FunctionEmitter:
                 self.counts.blocks[self.cfg.block_of[e.jump]] - hits, 0)
         weights = [sum(count(e) for e in sw.edges if e.leaf == sw.default)]
         weights += [count(sw.edges[n]) // sw.edges[n].values for _, _, n in sw.cases]
-        self._weights(inst, weights)
+        self.weigh(inst, weights)
 
     def _if_convertible(self, taken: int, fall: int) -> bool:
         """A branch around a few instructions that rejoin: a select in the source.

@@ -53,6 +53,10 @@ NONE = (ZERO,) * len(PARTS)       # no region: every access through it fails
 SLOTS = isa.STACK_SIZE // 8       # 8-byte frame slots whose spills keep their regions
 HIDDEN_SHADOWS = 5 * len(PARTS)   # the regions of r1-r5, passed to a checked callee
 EFAULT = 14
+# A check's failing side, and a loop's checked copy, run only for a program about to
+# fault: weighed as llvm.expect weighs, so that block placement and register
+# allocation serve the path that passes (tlv_parse's counters stay in registers).
+LIKELY = [2000, 1]
 
 
 # What a checked caller hands the helpers that call back (bpf_loop,
@@ -316,8 +320,8 @@ class Guard:
             here = b.block
             block = self.entries[header] = em.fn.append_basic_block(f"L{header}.enter")
             b.position_at_end(block)
-            b.cbranch(self.fits(em.versions[header]), em.fast_blocks[header][header],
-                      em.blocks[header])
+            em.weigh(b.cbranch(self.fits(em.versions[header]), em.fast_blocks[header][header],
+                               em.blocks[header]), LIKELY)
             b.position_at_end(here)
         return block
 
@@ -385,7 +389,7 @@ class Guard:
         if sections:
             cont = em.fn.append_basic_block(f"L{idx}.in")
             other = em.fn.append_basic_block(f"L{idx}.data")
-            b.cbranch(ok, cont, other)
+            em.weigh(b.cbranch(ok, cont, other), LIKELY)
             b.position_at_end(other)
             ok = ir.Constant(I1, 0)
             for section in sections:
@@ -406,7 +410,7 @@ class Guard:
         end = whi if code is Fault.STORE else hi
         cont = em.fn.append_basic_block(f"L{idx}.ok")
         here = b.block
-        b.cbranch(ok, cont, fault)
+        em.weigh(b.cbranch(ok, cont, fault), LIKELY)
         for phi, v in zip(self.phis, (ir.Constant(I64, int(code)), ir.Constant(I64, idx), addr,
                                       ir.Constant(I64, size), what, lo, end)):
             phi.add_incoming(v, here)
