@@ -95,7 +95,7 @@ class FunctionEmitter:
         instrument = self.counter_base is not None
         self.versions = self.guard.versions() if self.guard and not instrument else {}
         self.fast_blocks = {h: {leader: self.fn.append_basic_block(f"L{leader}.fast")
-                                for leader in cfg.order if leader in version.body}
+                                for leader in cfg.order if leader in version.blocks}
                             for h, version in self.versions.items()}
         self.copy = None
         b.branch(self.blocks[cfg.start])
@@ -112,7 +112,7 @@ class FunctionEmitter:
         for h, version in self.versions.items():
             self.copy = (version, self.fast_blocks[h])
             for leader in cfg.order:
-                if leader in version.body:
+                if leader in version.blocks:
                     b.position_at_end(self.copy[1][leader])
                     self._block(leader)
             self.copy = None
@@ -139,7 +139,7 @@ class FunctionEmitter:
         """The block a branch from block src to block dst jumps to: in a loop's copy,
         the copy's; into a loop emitted twice, the choice of copy (guard.py: budget,
         versions)."""
-        if self.copy is not None and dst in self.copy[0].body:
+        if self.copy is not None and dst in self.copy[0].blocks:
             block = self.copy[1][dst]
         elif dst in self.versions and src not in self.versions[dst].body:
             block = self.guard.dispatch(dst)
