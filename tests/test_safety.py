@@ -404,6 +404,22 @@ def test_a_helper_handed_a_walked_pointer_is_checked_to_its_last_byte():
         assert r0 == EFAULT and mem == bytes([42]) * 60 + bytes(3)
 
 
+def test_the_blocks_after_a_loop_copy_keep_their_checks():
+    """The copy goes on into the blocks after its loop (proofs.loop_tail): a load
+    there at an offset the memory gives (its first byte) is still checked, in the
+    copy as in the checked loop. The loop sums the first 16 bytes; after it, the
+    program reads the byte at the sum."""
+    text = ("mov %r6, %r1\nmov %r0, 0\nmov %r3, 0\nloop:\nmov %r4, %r6\nadd %r4, %r3\n"
+            "ldxb %r5, [%r4]\nadd %r0, %r5\nadd %r3, 1\njlt %r3, 16, loop\n"
+            "ldxb %r2, [%r6]\nadd %r6, %r2\nldxb %r0, [%r6]\nexit")
+    inside = bytes([40]) + bytes(range(1, 64))
+    for level in LEVELS:
+        assert run(text, inside, level)[0] == 40
+    fault = fault_of(text, bytes([64]) + bytes(63))   # byte 64: one past the memory
+    assert (fault.code, fault.insn, fault.size, fault.addr - fault.region[0]) == \
+        (Fault.LOAD, 11, 1, 64)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
