@@ -25,7 +25,7 @@ from ..errors import EbpfLtoError
 from . import legacy, switches
 from .counts import Counts
 from .dataflow import Facts
-from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, NONE, Guard, refuse_always_outside
+from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, LIKELY, NONE, Guard, refuse_always_outside
 from .values import Kind, Value
 
 if TYPE_CHECKING:
@@ -457,7 +457,7 @@ class FunctionEmitter:
         if ok is not None:
             call, bad, done = (self.fn.append_basic_block(f"L{idx}.{n}")
                                for n in ("call", "bad", "called"))
-            b.cbranch(ok, call, bad)
+            self.weigh(b.cbranch(ok, call, bad), LIKELY)
             b.position_at_end(bad)
             self.wr(idx, 0, ir.Constant(I64, -EFAULT & M64))
             guard.give(0, NONE)
