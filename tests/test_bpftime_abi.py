@@ -360,3 +360,114 @@ def test_helpers_that_need_the_c_library_stay_the_runtimes(tmp_path):
     # The default ABI's host has one: the same helpers are spliced in.
     image, _ = pipeline.link(obj, pipeline.LinkOptions(inline="all"))
     assert not any(name.startswith("_bpf_helper_ext_") for name in symbols(image, tmp_path)[0])
+
+
+# ---- LLVM IR from another lifter: its map handles are not ebpf-lto's descriptors ----
+
+FOREIGN = ROOT / "tests" / "fixtures" / "ir" / "foreign_maps.ll"
+GCC = shutil.which("gcc")
+
+# A host as bpftime's tools/aot/README.md builds one for `bpftime-aot build`'s
+# objects: a C program that defines the helpers and __lddw_helper_map_by_fd
+# and is linked with the object into one executable. A map's handle is its fd.
+FOREIGN_HOST = r"""
+#include <stdint.h>
+#include <stdio.h>
+
+uint64_t bpf_main(void *ctx, uint64_t size);
+uint64_t maps[8];                 /* key 0 of the map whose fd is the index */
+unsigned by_fd_calls, adjust_calls, bad_handles;
+
+uint64_t __lddw_helper_map_by_fd(uint32_t fd) { by_fd_calls++; return fd; }
+
+uint64_t _bpf_helper_ext_0001(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+	if (map != 3 && map != 4) {
+		bad_handles++;
+		return 0;
+	}
+	return *(uint32_t *)key == 0 ? (uint64_t)&maps[map] : 0;
+}
+
+uint64_t _bpf_helper_ext_0044(uint64_t ctx, uint64_t off, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+	adjust_calls++;
+	return 0;
+}
+
+int main(void)
+{
+	uint8_t mem[4] = { 1, 2, 3, 4 };
+	uint64_t r0 = 0;
+	for (int i = 0; i < RUNS; i++)
+		r0 = bpf_main(mem, sizeof mem);
+	printf("%llu %llu %llu %u %u %u\n", (unsigned long long)r0, (unsigned long long)maps[3],
+	       (unsigned long long)maps[4], by_fd_calls, adjust_calls, bad_handles);
+	return 0;
+}
+"""
+
+
+def host_executable(tmp_path, source: str, image: bytes, *defines: str) -> list[int]:
+    """Link the object with the C host into one executable, as bpftime's README
+    does, run it, and return the numbers it prints."""
+    if GCC is None:
+        pytest.skip("no gcc to link the host with the object")
+    (tmp_path / "prog.o").write_bytes(image)
+    (tmp_path / "main.c").write_text(source)
+    exe = tmp_path / "host"
+    subprocess.run([GCC, "-O1", *(f"-D{d}" for d in defines), "-o", exe, tmp_path / "main.c",
+                    tmp_path / "prog.o"], check=True, capture_output=True)
+    done = subprocess.run([exe], capture_output=True, text=True, timeout=30, check=True)
+    return [int(word) for word in done.stdout.split()]
+
+
+def local_functions(image: bytes, tmp_path) -> set[str]:
+    path = tmp_path / "local.o"
+    path.write_bytes(image)
+    with open(path, "rb") as fh:
+        return {s.name for s in ELFFile(fh).get_section_by_name(".symtab").iter_symbols()
+                if s["st_info"]["bind"] == "STB_LOCAL" and s["st_info"]["type"] == "STT_FUNC"}
+
+
+@pytest.mark.parametrize("abi_name", ["ebpf-lto", "bpftime"])
+def test_foreign_ir_keeps_its_map_helpers_external(tmp_path, abi_name):
+    """Linked with ebpf-lto's map runtime, the lookups would take handles 3 and 4 for
+    descriptors' addresses and LLVM would drop the counting; kept external, the
+    host's own maps count every run. csum_diff, which takes no map, is spliced in
+    (the RFC 1071 sum of 01 02 03 04: 0x0201 + 0x0403); xdp_adjust_head takes the
+    lifter's context, whose layout is not ebpf-lto's, so it stays the host's."""
+    image, linked = pipeline.link_ir(FOREIGN.read_bytes(), FOREIGN.name,
+                                     pipeline.LinkOptions(abi=abi_name))
+    undefined, defined = symbols(image, tmp_path)
+    assert undefined == {"__lddw_helper_map_by_fd", "_bpf_helper_ext_0001",
+                         "_bpf_helper_ext_0044"}
+    assert defined == {"bpf_main"}
+    assert local_functions(image, tmp_path) <= set(abi.MEMFUNCS)   # no map runtime
+    assert linked.external_helpers == [1, 44]
+    r0, map3, map4, by_fd, adjusted, bad = host_executable(tmp_path, FOREIGN_HOST, image,
+                                                           "RUNS=3")
+    assert (r0, map3, map4, adjusted, bad) == (0x0604, 3, 3, 3, 0)
+    assert by_fd >= 1
+
+
+def test_foreign_ir_refuses_forcing_the_map_runtime(tmp_path):
+    out = tmp_path / "prog.o"
+    for name in ("map_lookup_elem", "bpf_map_update_elem", "1"):
+        done = cli("link", FOREIGN, "-o", out, "--force-inline", name)
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "not ebpf-lto's map descriptors" in done.stderr
+        assert not out.exists()
+
+
+def test_ebpf_ltos_own_ir_keeps_its_map_runtime(tmp_path):
+    """Read back, ebpf-lto's IR (it exports the map table) links its map runtime
+    again, and refuses --abi bpftime, whose runtime would get descriptors."""
+    ir_path, out = tmp_path / "own.ll", tmp_path / "own.o"
+    assert cli("link", PROG, "-o", ir_path, "--emit", "llvm").returncode == 0
+    image, linked = pipeline.link_ir(ir_path.read_bytes(), "own.ll", pipeline.LinkOptions())
+    assert linked.external_helpers == []
+    assert abi.MAP_TABLE in symbols(image, tmp_path)[1]
+    done = cli("link", ir_path, "-o", out, "--abi", "bpftime")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert abi.MAP_TABLE in done.stderr and not out.exists()

@@ -76,6 +76,12 @@ def _matches(site: Site, names: frozenset[str]) -> bool:
                or HELPER_IDS.get(n.removeprefix("bpf_")) == hid for n in names)
 
 
+def helper_ids(names: Iterable[str]) -> set[int]:
+    """The helper ids that --no-inline/--force-inline names denote (functions are none)."""
+    return {int(n) if n.isdigit() else HELPER_IDS[n.removeprefix("bpf_")] for n in names
+            if n.isdigit() or n.removeprefix("bpf_") in HELPER_IDS}
+
+
 def check_names(option: str, names: Iterable[str], functions: Iterable[str] = ()) -> None:
     """Refuse a --no-inline/--force-inline name that is no helper id, helper or function.
 
