@@ -49,7 +49,7 @@ class LinkOptions:
     profile: str | None = None   # an LLVM instrumentation profile to optimize with
     abi: str = "ebpf-lto"        # ebpf-lto: the object owns its maps; bpftime: the runtime does
     map_fds: Mapping[str, int] = field(default_factory=dict, hash=False)  # bpftime: name -> fd
-    map_handle: str | None = None  # bpftime: "fd" (None) or "shifted" (facts/abi.py MAP_HANDLES)
+    map_handle: str | None = None  # bpftime: "fd" (None), "shifted" or "by-fd" (abi.MAP_HANDLES)
     checks: bool = True          # run-time memory checks and the step budget (docs/safety.md)
     max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls one run may take
 

@@ -471,3 +471,104 @@ def test_ebpf_ltos_own_ir_keeps_its_map_runtime(tmp_path):
     done = cli("link", ir_path, "-o", out, "--abi", "bpftime")
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
     assert abi.MAP_TABLE in done.stderr and not out.exists()
+
+
+# ---- bpftime-aot build's contract: --map-handle by-fd ----
+
+# The host of tools/aot/README.md in eunomia-bpf/bpftime, for tests/maps_prog's
+# count: it defines the helpers and __lddw_helper_map_by_fd, whose answer (here
+# the address of the host's map, no fd) is the handle the helpers get back.
+BUILD_HOST = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+uint64_t bpf_main(void *ctx, uint64_t size);
+
+struct map { uint32_t fd, value_size, max_entries, n; uint32_t keys[64]; uint8_t data[64 * 16]; };
+struct map maps[2] = { { SLOTS_FD, SLOT_SIZE, SLOTS }, { TOTALS_FD, 8, 64 } };
+uint32_t by_fd_log[64], by_fd_n, bad_handles;
+
+uint64_t __lddw_helper_map_by_fd(uint32_t fd)
+{
+	if (by_fd_n < 64)
+		by_fd_log[by_fd_n++] = fd;
+	for (int i = 0; i < 2; i++)
+		if (maps[i].fd == fd)
+			return (uint64_t)&maps[i];
+	return 0;
+}
+
+static struct map *of(uint64_t handle)
+{
+	for (int i = 0; i < 2; i++)
+		if (handle == (uint64_t)&maps[i])
+			return &maps[i];
+	bad_handles++;
+	return 0;
+}
+
+/* The slot of key k: an ARRAY's index, a HASH's (here a list's) entry. */
+static uint8_t *value(struct map *m, uint32_t k, int add)
+{
+	if (m->fd == SLOTS_FD)
+		return k < m->max_entries ? m->data + k * m->value_size : 0;
+	for (uint32_t i = 0; i < m->n; i++)
+		if (m->keys[i] == k)
+			return m->data + i * m->value_size;
+	if (!add || m->n == m->max_entries)
+		return 0;
+	m->keys[m->n] = k;
+	return m->data + m->n++ * m->value_size;
+}
+
+uint64_t _bpf_helper_ext_0001(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+	struct map *m = of(map);
+	return m ? (uint64_t)value(m, *(uint32_t *)key, 0) : 0;
+}
+
+uint64_t _bpf_helper_ext_0002(uint64_t map, uint64_t key, uint64_t val, uint64_t flags,
+			      uint64_t r5)
+{
+	struct map *m = of(map);
+	uint8_t *v = m ? value(m, *(uint32_t *)key, 1) : 0;
+	if (!v)
+		return -1;
+	memcpy(v, (void *)val, m->value_size);
+	return 0;
+}
+
+int main(void)
+{
+	uint32_t args[2] = { 2, 7 };   /* struct args: key, flow */
+	for (int i = 0; i < 3; i++)
+		printf("%llu ", (unsigned long long)bpf_main(args, sizeof args));
+	uint32_t slot[3];
+	memcpy(slot, maps[0].data + 2 * SLOT_SIZE, sizeof slot);
+	printf("%u %u %u %u", slot[0], slot[1], slot[2], bad_handles);
+	for (uint32_t i = 0; i < by_fd_n; i++)
+		printf(" %u", by_fd_log[i]);
+	printf("\n");
+	return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+def test_build_contract_leaves_map_by_fd_to_the_host(tmp_path, opt_level):
+    """--map-handle by-fd: lddw of a map is a call to the host's map_by_fd with the
+    map's fd, the ARRAY lookup too stays a helper call (such a host has no map_val),
+    and the object links with the README's host into one program that counts."""
+    image, linked = link(program="count", map_handle="by-fd", opt_level=opt_level)
+    undefined, defined = symbols(image, tmp_path)
+    assert undefined == {abi.MAP_BY_FD, "_bpf_helper_ext_0001", "_bpf_helper_ext_0002"}
+    assert {"bpf_main", "count"} <= defined
+    assert all(d.action == "external" for d in linked.decisions if d.site.helper_id == 1)
+    out = host_executable(tmp_path, BUILD_HOST, image, f"SLOTS={SLOTS}",
+                          f"SLOT_SIZE={SLOT_SIZE}", f"SLOTS_FD={FDS['slots']}",
+                          f"TOTALS_FD={FDS['totals']}")
+    r0s, slot, bad, fds = out[:3], out[3:6], out[6], out[7:]
+    assert r0s == [1, 2, 3]
+    assert slot == [3, 2, 0x5A5A5A5A] and bad == 0
+    assert set(fds) == {FDS["slots"], FDS["totals"]}

@@ -508,7 +508,9 @@ class FunctionEmitter:
     def _runtime_array(self, r: int):
         """The bpftime runtime's ARRAY map that register r holds, if the facts know one."""
         fact = self.reg(r)
-        if not self.ml.options.bpftime or fact.kind is not Kind.MAP or fact.off:
+        # by-fd: the host that links the object gives no __lddw_helper_map_val
+        if not self.ml.options.bpftime or fact.kind is not Kind.MAP or fact.off \
+                or self.ml.options.map_handle == abi.BY_FD:
             return None
         m = self.ml.obj.maps[fact.map]
         # The kernel refuses arrays with other keys; PERCPU_ARRAY has one copy per cpu.
@@ -791,7 +793,7 @@ class FunctionEmitter:
         if ref.kind not in ("data", "map", "func"):
             raise self.error(idx, f"lddw with a {ref.kind} relocation")
         if ref.kind == "map" and self.ml.options.bpftime:  # the handle, as bpftime bakes it
-            self.wr(idx, insn.dst, self.ml.map_handle(ref.target))
+            self.wr(idx, insn.dst, self.ml.map_handle(ref.target, self.b))
             return
         self.wr(idx, insn.dst, self.ml.address_of(ref).ptrtoint(I64))
         if self.guard is not None and ref.kind == "data":  # the whole section
