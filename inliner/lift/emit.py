@@ -506,11 +506,10 @@ class FunctionEmitter:
         self.ml.add_site(self.func, idx, call.callee.name, helper_id, self._in_loop(idx), call)
 
     def _runtime_array(self, r: int):
-        """The bpftime runtime's ARRAY map that register r holds, if the facts know one."""
-        fact = self.reg(r)
-        # by-fd: the host that links the object gives no __lddw_helper_map_val
-        if not self.ml.options.bpftime or fact.kind is not Kind.MAP or fact.off \
-                or self.ml.options.map_handle == abi.BY_FD:
+        """bpftime's ARRAY map that register r holds, if the facts know one (by-fd: no map_val)."""
+        fact, opts = self.reg(r), self.ml.options
+        if not opts.bpftime or opts.map_handle == abi.BY_FD or fact.kind is not Kind.MAP \
+                or fact.off:
             return None
         m = self.ml.obj.maps[fact.map]
         # The kernel refuses arrays with other keys; PERCPU_ARRAY has one copy per cpu.
