@@ -73,8 +73,9 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                         "loader gives them)")
     p.add_argument("--map-handle", choices=MAP_HANDLES, default=None,
                    help="with --abi bpftime, what bpftime's runtime hands the code for a map: "
-                        "fd, the fd itself (default), or shifted, fd << 32 | 0xffffffff "
-                        "(bpftime before it stopped shifting)")
+                        "fd, the fd itself (default); shifted, fd << 32 | 0xffffffff "
+                        "(bpftime before it stopped shifting); or by-fd, what the host's "
+                        "__lddw_helper_map_by_fd(fd) answers at run time (bpftime-aot build)")
     p.add_argument("--helpers", metavar="SETS", default="default",
                    help="helper sets: a comma list of set names (default, conformance, none) "
                         "and .bc/.ll files; later ones override earlier ones (default: default)")

@@ -22,7 +22,7 @@ from .lift import DEFAULT_MAX_STEPS
 from .elf.model import EbpfObject
 from .errors import EbpfLtoError
 from .facts import abi, contexts, maps
-from .facts.helpers import MAP_HELPERS, helper_name
+from .facts.helpers import CONTEXT_HELPERS, MAP_HELPERS, helper_name
 from .link import helpers, link as linker, plan
 from .link.helpers import HelperSet
 from .pgo import profile
@@ -49,7 +49,7 @@ class LinkOptions:
     profile: str | None = None   # an LLVM instrumentation profile to optimize with
     abi: str = "ebpf-lto"        # ebpf-lto: the object owns its maps; bpftime: the runtime does
     map_fds: Mapping[str, int] = field(default_factory=dict, hash=False)  # bpftime: name -> fd
-    map_handle: str | None = None  # bpftime: "fd" (None) or "shifted" (facts/abi.py MAP_HANDLES)
+    map_handle: str | None = None  # bpftime: "fd" (None), "shifted" or "by-fd" (abi.MAP_HANDLES)
     checks: bool = True          # run-time memory checks and the step budget (docs/safety.md)
     max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls one run may take
 
@@ -165,6 +165,7 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
                if not sym.is_declaration and sym.linkage == llvm.Linkage.external]
     if not isinstance(lifted, lifter.Lifted):  # IR ebpf-lto emitted keeps its map table
         has_maps = abi.MAP_TABLE in entries
+        hset = ir_helper_set(hset, options, set(entries), obj_path)
     linked_in = hset is not None and options.inline != "none"
     if linked_in:
         with stage(f"link helpers ({options.helpers})"):
@@ -182,6 +183,40 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     return Linked(mod, hset, called, entries, decisions, graph, linked_in,
                   lifted.stale if ours else [], lifted.skipped_targets if ours else [],
                   lifted.checks if ours else [])
+
+
+def ir_helper_set(hset: HelperSet | None, options: LinkOptions, exported: set[str],
+                  name: str) -> HelperSet | None:
+    """The helpers that may be linked into LLVM IR which exports `exported`.
+
+    Only IR that exports ebpf-lto's map table (its own, read back) passes map
+    descriptors to its map helpers; any other IR names a map by its lifter's
+    handle (llvmbpf's: the fd, or `__lddw_helper_map_by_fd`'s answer), which
+    the map runtime would take for a descriptor's address: undefined
+    behaviour, on which LLVM deletes real work. So its map helpers stay
+    external calls, served by that lifter's runtime. Likewise the helpers
+    that take the context, unless the IR is ebpf-lto's (its program table):
+    another lifter's code reads its own context layout (llvmbpf's, the
+    kernel's struct xdp_md), not the one ebpf-lto's helpers expect. A
+    helper file the user names is linked as given: its convention is theirs.
+    """
+    own_maps, own_context = abi.MAP_TABLE in exported, abi.PROG_NAMES in exported
+    if own_maps and options.abi == "bpftime":
+        raise EbpfLtoError("this IR holds ebpf-lto's own maps (it exports "
+                           f"{abi.MAP_TABLE}); --abi bpftime needs the maps bpftime's runtime "
+                           "holds: link the eBPF object", file=name)
+    if own_maps:
+        return hset
+    forced = plan.helper_ids(options.force_inline) & MAP_HELPERS
+    if forced:
+        hid = min(forced)
+        raise EbpfLtoError(f"--force-inline {helper_name(hid)}: this IR's map handles are not "
+                           f"ebpf-lto's map descriptors (it exports no {abi.MAP_TABLE}), so "
+                           "its map helpers stay external calls", file=name)
+    if hset is None:
+        return None
+    keep_out = MAP_HELPERS | (frozenset() if own_context else CONTEXT_HELPERS)
+    return hset.without(keep_out - hset.from_files())
 
 
 def _parse_foreign(data: bytes, name: str) -> llvm.ModuleRef:

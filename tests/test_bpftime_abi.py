@@ -360,3 +360,215 @@ def test_helpers_that_need_the_c_library_stay_the_runtimes(tmp_path):
     # The default ABI's host has one: the same helpers are spliced in.
     image, _ = pipeline.link(obj, pipeline.LinkOptions(inline="all"))
     assert not any(name.startswith("_bpf_helper_ext_") for name in symbols(image, tmp_path)[0])
+
+
+# ---- LLVM IR from another lifter: its map handles are not ebpf-lto's descriptors ----
+
+FOREIGN = ROOT / "tests" / "fixtures" / "ir" / "foreign_maps.ll"
+GCC = shutil.which("gcc")
+
+# A host as bpftime's tools/aot/README.md builds one for `bpftime-aot build`'s
+# objects: a C program that defines the helpers and __lddw_helper_map_by_fd
+# and is linked with the object into one executable. A map's handle is its fd.
+FOREIGN_HOST = r"""
+#include <stdint.h>
+#include <stdio.h>
+
+uint64_t bpf_main(void *ctx, uint64_t size);
+uint64_t maps[8];                 /* key 0 of the map whose fd is the index */
+unsigned by_fd_calls, adjust_calls, bad_handles;
+
+uint64_t __lddw_helper_map_by_fd(uint32_t fd) { by_fd_calls++; return fd; }
+
+uint64_t _bpf_helper_ext_0001(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+	if (map != 3 && map != 4) {
+		bad_handles++;
+		return 0;
+	}
+	return *(uint32_t *)key == 0 ? (uint64_t)&maps[map] : 0;
+}
+
+uint64_t _bpf_helper_ext_0044(uint64_t ctx, uint64_t off, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+	adjust_calls++;
+	return 0;
+}
+
+int main(void)
+{
+	uint8_t mem[4] = { 1, 2, 3, 4 };
+	uint64_t r0 = 0;
+	for (int i = 0; i < RUNS; i++)
+		r0 = bpf_main(mem, sizeof mem);
+	printf("%llu %llu %llu %u %u %u\n", (unsigned long long)r0, (unsigned long long)maps[3],
+	       (unsigned long long)maps[4], by_fd_calls, adjust_calls, bad_handles);
+	return 0;
+}
+"""
+
+
+def host_executable(tmp_path, source: str, image: bytes, *defines: str) -> list[int]:
+    """Link the object with the C host into one executable, as bpftime's README
+    does, run it, and return the numbers it prints."""
+    if GCC is None:
+        pytest.skip("no gcc to link the host with the object")
+    (tmp_path / "prog.o").write_bytes(image)
+    (tmp_path / "main.c").write_text(source)
+    exe = tmp_path / "host"
+    subprocess.run([GCC, "-O1", *(f"-D{d}" for d in defines), "-o", exe, tmp_path / "main.c",
+                    tmp_path / "prog.o"], check=True, capture_output=True)
+    done = subprocess.run([exe], capture_output=True, text=True, timeout=30, check=True)
+    return [int(word) for word in done.stdout.split()]
+
+
+def local_functions(image: bytes, tmp_path) -> set[str]:
+    path = tmp_path / "local.o"
+    path.write_bytes(image)
+    with open(path, "rb") as fh:
+        return {s.name for s in ELFFile(fh).get_section_by_name(".symtab").iter_symbols()
+                if s["st_info"]["bind"] == "STB_LOCAL" and s["st_info"]["type"] == "STT_FUNC"}
+
+
+@pytest.mark.parametrize("abi_name", ["ebpf-lto", "bpftime"])
+def test_foreign_ir_keeps_its_map_helpers_external(tmp_path, abi_name):
+    """Linked with ebpf-lto's map runtime, the lookups would take handles 3 and 4 for
+    descriptors' addresses and LLVM would drop the counting; kept external, the
+    host's own maps count every run. csum_diff, which takes no map, is spliced in
+    (the RFC 1071 sum of 01 02 03 04: 0x0201 + 0x0403); xdp_adjust_head takes the
+    lifter's context, whose layout is not ebpf-lto's, so it stays the host's."""
+    image, linked = pipeline.link_ir(FOREIGN.read_bytes(), FOREIGN.name,
+                                     pipeline.LinkOptions(abi=abi_name))
+    undefined, defined = symbols(image, tmp_path)
+    assert undefined == {"__lddw_helper_map_by_fd", "_bpf_helper_ext_0001",
+                         "_bpf_helper_ext_0044"}
+    assert defined == {"bpf_main"}
+    assert local_functions(image, tmp_path) <= set(abi.MEMFUNCS)   # no map runtime
+    assert linked.external_helpers == [1, 44]
+    r0, map3, map4, by_fd, adjusted, bad = host_executable(tmp_path, FOREIGN_HOST, image,
+                                                           "RUNS=3")
+    assert (r0, map3, map4, adjusted, bad) == (0x0604, 3, 3, 3, 0)
+    assert by_fd >= 1
+
+
+def test_foreign_ir_refuses_forcing_the_map_runtime(tmp_path):
+    out = tmp_path / "prog.o"
+    for name in ("map_lookup_elem", "bpf_map_update_elem", "1"):
+        done = cli("link", FOREIGN, "-o", out, "--force-inline", name)
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "not ebpf-lto's map descriptors" in done.stderr
+        assert not out.exists()
+
+
+def test_ebpf_ltos_own_ir_keeps_its_map_runtime(tmp_path):
+    """Read back, ebpf-lto's IR (it exports the map table) links its map runtime
+    again, and refuses --abi bpftime, whose runtime would get descriptors."""
+    ir_path, out = tmp_path / "own.ll", tmp_path / "own.o"
+    assert cli("link", PROG, "-o", ir_path, "--emit", "llvm").returncode == 0
+    image, linked = pipeline.link_ir(ir_path.read_bytes(), "own.ll", pipeline.LinkOptions())
+    assert linked.external_helpers == []
+    assert abi.MAP_TABLE in symbols(image, tmp_path)[1]
+    done = cli("link", ir_path, "-o", out, "--abi", "bpftime")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert abi.MAP_TABLE in done.stderr and not out.exists()
+
+
+# ---- bpftime-aot build's contract: --map-handle by-fd ----
+
+# The host of tools/aot/README.md in eunomia-bpf/bpftime, for tests/maps_prog's
+# count: it defines the helpers and __lddw_helper_map_by_fd, whose answer (here
+# the address of the host's map, no fd) is the handle the helpers get back.
+BUILD_HOST = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+uint64_t bpf_main(void *ctx, uint64_t size);
+
+struct map { uint32_t fd, value_size, max_entries, n; uint32_t keys[64]; uint8_t data[64 * 16]; };
+struct map maps[2] = { { SLOTS_FD, SLOT_SIZE, SLOTS }, { TOTALS_FD, 8, 64 } };
+uint32_t by_fd_log[64], by_fd_n, bad_handles;
+
+uint64_t __lddw_helper_map_by_fd(uint32_t fd)
+{
+	if (by_fd_n < 64)
+		by_fd_log[by_fd_n++] = fd;
+	for (int i = 0; i < 2; i++)
+		if (maps[i].fd == fd)
+			return (uint64_t)&maps[i];
+	return 0;
+}
+
+static struct map *of(uint64_t handle)
+{
+	for (int i = 0; i < 2; i++)
+		if (handle == (uint64_t)&maps[i])
+			return &maps[i];
+	bad_handles++;
+	return 0;
+}
+
+/* The slot of key k: an ARRAY's index, a HASH's (here a list's) entry. */
+static uint8_t *value(struct map *m, uint32_t k, int add)
+{
+	if (m->fd == SLOTS_FD)
+		return k < m->max_entries ? m->data + k * m->value_size : 0;
+	for (uint32_t i = 0; i < m->n; i++)
+		if (m->keys[i] == k)
+			return m->data + i * m->value_size;
+	if (!add || m->n == m->max_entries)
+		return 0;
+	m->keys[m->n] = k;
+	return m->data + m->n++ * m->value_size;
+}
+
+uint64_t _bpf_helper_ext_0001(uint64_t map, uint64_t key, uint64_t r3, uint64_t r4, uint64_t r5)
+{
+	struct map *m = of(map);
+	return m ? (uint64_t)value(m, *(uint32_t *)key, 0) : 0;
+}
+
+uint64_t _bpf_helper_ext_0002(uint64_t map, uint64_t key, uint64_t val, uint64_t flags,
+			      uint64_t r5)
+{
+	struct map *m = of(map);
+	uint8_t *v = m ? value(m, *(uint32_t *)key, 1) : 0;
+	if (!v)
+		return -1;
+	memcpy(v, (void *)val, m->value_size);
+	return 0;
+}
+
+int main(void)
+{
+	uint32_t args[2] = { 2, 7 };   /* struct args: key, flow */
+	for (int i = 0; i < 3; i++)
+		printf("%llu ", (unsigned long long)bpf_main(args, sizeof args));
+	uint32_t slot[3];
+	memcpy(slot, maps[0].data + 2 * SLOT_SIZE, sizeof slot);
+	printf("%u %u %u %u", slot[0], slot[1], slot[2], bad_handles);
+	for (uint32_t i = 0; i < by_fd_n; i++)
+		printf(" %u", by_fd_log[i]);
+	printf("\n");
+	return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+def test_build_contract_leaves_map_by_fd_to_the_host(tmp_path, opt_level):
+    """--map-handle by-fd: lddw of a map is a call to the host's map_by_fd with the
+    map's fd, the ARRAY lookup too stays a helper call (such a host has no map_val),
+    and the object links with the README's host into one program that counts."""
+    image, linked = link(program="count", map_handle="by-fd", opt_level=opt_level)
+    undefined, defined = symbols(image, tmp_path)
+    assert undefined == {abi.MAP_BY_FD, "_bpf_helper_ext_0001", "_bpf_helper_ext_0002"}
+    assert {"bpf_main", "count"} <= defined
+    assert all(d.action == "external" for d in linked.decisions if d.site.helper_id == 1)
+    out = host_executable(tmp_path, BUILD_HOST, image, f"SLOTS={SLOTS}",
+                          f"SLOT_SIZE={SLOT_SIZE}", f"SLOTS_FD={FDS['slots']}",
+                          f"TOTALS_FD={FDS['totals']}")
+    r0s, slot, bad, fds = out[:3], out[3:6], out[6], out[7:]
+    assert r0s == [1, 2, 3]
+    assert slot == [3, 2, 0x5A5A5A5A] and bad == 0
+    assert set(fds) == {FDS["slots"], FDS["totals"]}

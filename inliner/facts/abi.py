@@ -23,8 +23,12 @@ MAP_VAL = "__lddw_helper_map_val"
 # What a map's handle is, the number `lddw` of a map gives the code and map helpers take
 # (bpftime's map_ptr_by_fd): "fd", the fd itself, in the bpftime whose loader is
 # llvmbpf 658ba89 (../shared/peers/ORIGIN.md); "shifted", fd << 32 | 0xffffffff, in
-# bpftime before it stopped shifting (bpftime PR #344). The first is the default.
-MAP_HANDLES = ("fd", "shifted")
+# bpftime before it stopped shifting (bpftime PR #344); BY_FD, what MAP_BY_FD answers
+# at run time, which the host that links the object defines (`bpftime-aot build`'s
+# contract, docs/abi.md). The first is the default.
+BY_FD = "by-fd"
+MAP_HANDLES = ("fd", "shifted", BY_FD)
+MAP_BY_FD = "__lddw_helper_map_by_fd"
 # The C library functions an --abi bpftime object defines itself (codegen/memfuncs.py):
 # the code generator calls them, and bpftime's loader resolves no C library.
 MEMFUNCS = ("memcpy", "memmove", "memset")

@@ -313,6 +313,11 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     195: (_MAP, _KEY),                                                # map_lookup_percpu_elem
 }
 
+# The helpers above that take the program's context: their code reads the
+# context as ebpf-lto's lifter lays it out (docs/abi.md), not another lifter's.
+CONTEXT_HELPERS: frozenset[int] = frozenset(
+    hid for hid, args in HELPER_ARGS.items() if any(a.kind is ArgKind.CTX for a in args))
+
 # The C library's memory functions, which clang (older ones, or a size it does
 # not know) emits as calls to external functions instead of expanding the
 # builtin. The loader resolves such a call to a "libc" Ref naming one of these;

@@ -506,9 +506,10 @@ class FunctionEmitter:
         self.ml.add_site(self.func, idx, call.callee.name, helper_id, self._in_loop(idx), call)
 
     def _runtime_array(self, r: int):
-        """The bpftime runtime's ARRAY map that register r holds, if the facts know one."""
-        fact = self.reg(r)
-        if not self.ml.options.bpftime or fact.kind is not Kind.MAP or fact.off:
+        """bpftime's ARRAY map that register r holds, if the facts know one (by-fd: no map_val)."""
+        fact, opts = self.reg(r), self.ml.options
+        if not opts.bpftime or opts.map_handle == abi.BY_FD or fact.kind is not Kind.MAP \
+                or fact.off:
             return None
         m = self.ml.obj.maps[fact.map]
         # The kernel refuses arrays with other keys; PERCPU_ARRAY has one copy per cpu.
@@ -791,7 +792,7 @@ class FunctionEmitter:
         if ref.kind not in ("data", "map", "func"):
             raise self.error(idx, f"lddw with a {ref.kind} relocation")
         if ref.kind == "map" and self.ml.options.bpftime:  # the handle, as bpftime bakes it
-            self.wr(idx, insn.dst, self.ml.map_handle(ref.target))
+            self.wr(idx, insn.dst, self.ml.map_handle(ref.target, self.b))
             return
         self.wr(idx, insn.dst, self.ml.address_of(ref).ptrtoint(I64))
         if self.guard is not None and ref.kind == "data":  # the whole section

@@ -374,21 +374,30 @@ class ModuleLifter:
         return fn
 
     def map_val(self) -> ir.Function:
-        """bpftime's `uint64_t __lddw_helper_map_val(uint64_t handle)`.
+        """bpftime's `uint64_t __lddw_helper_map_val(uint64_t handle)`."""
+        return self._lddw_helper(abi.MAP_VAL, I64)
+
+    def _lddw_helper(self, name: str, arg: ir.Type) -> ir.Function:
+        """One of bpftime's lddw helpers, `uint64_t NAME(arg)`.
 
         Declared readnone: for one run of the program the answer depends on
-        the handle alone, so LLVM may share one call among many uses.
+        the argument alone, so LLVM may share one call among many uses.
         """
-        fn = self.module.globals.get(abi.MAP_VAL)
+        fn = self.module.globals.get(name)
         if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(I64, [I64]), abi.MAP_VAL)
+            fn = ir.Function(self.module, ir.FunctionType(I64, [arg]), name)
             fn.attributes.add("readnone")
             fn.attributes.add("nounwind")
         return fn
 
-    def map_handle(self, name: str) -> ir.Constant:
-        """What `lddw` of map `name` gives under --abi bpftime: the runtime's handle."""
-        return ir.Constant(I64, abi.map_handle(self.map_fds[name], self.options.map_handle))
+    def map_handle(self, name: str, builder: ir.IRBuilder) -> ir.Value:
+        """What `lddw` of map `name` gives under --abi bpftime: the runtime's handle,
+        baked in, or, by bpftime-aot build's contract (--map-handle by-fd), what
+        the host's `uint64_t __lddw_helper_map_by_fd(uint32_t fd)` answers."""
+        fd = self.map_fds[name]
+        if self.options.map_handle == abi.BY_FD:
+            return builder.call(self._lddw_helper(abi.MAP_BY_FD, I32), [ir.Constant(I32, fd)])
+        return ir.Constant(I64, abi.map_handle(fd, self.options.map_handle))
 
     def fault_record(self) -> ir.GlobalVariable:
         """The exported fault record (facts/abi.py FAULT), zeroed."""

@@ -63,6 +63,11 @@ class HelperSet:
     def ids(self) -> frozenset[int]:
         return frozenset(hid for hid, _ in self.provides)
 
+    def from_files(self) -> frozenset[int]:
+        """The helpers that a file the user named provides, not a named set."""
+        return frozenset(hid for hid, source in self.provides
+                         if source.partition(":")[0] not in NAMED_SETS)
+
     def without(self, ids: frozenset[int]) -> HelperSet:
         """This set minus helpers `ids` and the host API: a runtime provides those itself."""
         provides = tuple(p for p in self.provides if p[0] not in ids)

@@ -71,9 +71,13 @@ class Decision:
 def _matches(site: Site, names: frozenset[str]) -> bool:
     if site.helper_id is None:
         return site.callee in names or site.callee.removeprefix("bpf.") in names
-    hid = site.helper_id
-    return any(n == str(hid) or n == helper_name(hid) or n == f"bpf_{helper_name(hid)}"
-               or HELPER_IDS.get(n.removeprefix("bpf_")) == hid for n in names)
+    return site.helper_id in helper_ids(names)
+
+
+def helper_ids(names: Iterable[str]) -> set[int]:
+    """The helper ids that --no-inline/--force-inline names denote (functions are none)."""
+    return {int(n) if n.isdigit() else HELPER_IDS[n.removeprefix("bpf_")] for n in names
+            if n.isdigit() or n.removeprefix("bpf_") in HELPER_IDS}
 
 
 def check_names(option: str, names: Iterable[str], functions: Iterable[str] = ()) -> None:

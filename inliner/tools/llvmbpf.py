@@ -207,10 +207,13 @@ class Host:
     def run(self, elf: Path, program: str, data: bytes, *, load: Path | None = None,
             engine: str = "aot", setup: str | None = None, handle: str = "fd",
             semantics: str = "bpftime", ncpus: int = 1, repeat: int = 0,
-            timeout: float = 120) -> dict:
+            ctx: str | None = None, emit_llvm: Path | None = None,
+            emit_obj: Path | None = None, timeout: float = 120) -> dict:
         """Run `program` of `elf` once on `data` (the packet of an xdp program, else r1's
         memory), through llvmbpf's `engine` or, with `load`, a native object through
-        `load_aot_object`. repeat > 0 also times it: `ns_per_call`."""
+        `load_aot_object`. repeat > 0 also times it: `ns_per_call`. ctx: the host's
+        --ctx (None: its default). emit_llvm, emit_obj: with engine aot, where to
+        write llvmbpf's IR and object (as `bpftime-aot compile -e` prints and writes)."""
         with tempfile.NamedTemporaryFile(suffix=".bin") as mem:
             mem.write(data)
             mem.flush()
@@ -218,6 +221,9 @@ class Host:
                     "--semantics", semantics, "--ncpus", ncpus]
             args += ["--load", load] if load else ["--engine", engine]
             args += ["--setup", setup] if setup else []
+            args += ["--ctx", ctx] if ctx else []
+            args += ["--emit-llvm", emit_llvm] if emit_llvm else []
+            args += ["--emit-obj", emit_obj] if emit_obj else []
             args += ["--repeat", repeat] if repeat else []
             return self._call(args, timeout)
 
