@@ -73,6 +73,15 @@ def expect_copy(m: bytearray):
     return n
 
 
+def expect_records(m: bytearray):
+    n = m[0] & 7
+    for i in range(n):
+        if 40 + 4 * i > len(m):
+            return Out(Fault.STORE, 4, 36 + 4 * i)
+        m[36 + 4 * i:40 + 4 * i] = m[4 + 4 * i:8 + 4 * i]
+    return n
+
+
 def expect_compare(m: bytearray):
     """The sign of memcmp's result (C gives only its sign)."""
     n, off = m[0], m[1]
@@ -98,6 +107,7 @@ EXPECT = {
     "copy": expect_copy,
     "compare": expect_compare,
     "fixed": expect_fixed,
+    "records": expect_records,
 }
 
 
@@ -122,6 +132,8 @@ CASES = {
                 mem(4, 4, 0, 0, 1, 2, 3, 4, 1, 2, 3, 5), mem(4, 4, 0, 0, 1, 2, 3, 9, 1, 2, 3, 5),
                 mem(4, 4, 0, 0, 0x80, 2, 3, 4, 0x7F, 2, 3, 4), mem(29, 0), mem(8, 21)],
     "fixed": [bytearray(8), bytearray(range(40)), bytearray(7)],
+    "records": [mem(0), mem(8), mem(3, length=48), mem(7, length=64), mem(7, length=63),
+                mem(3, length=40), mem(15, length=40)],
 }
 CASES["copy_within"] = CASES["move"]
 
@@ -255,7 +267,7 @@ def test_a_call_with_the_helper_source_against_the_symbol_is_the_same_call(tmp_p
     same: the relocation says what is called."""
     local = bytes.fromhex("85100000ffffffff")
     data = OBJ.read_bytes()
-    assert data.count(local) == 13   # every call of the C library
+    assert data.count(local) == 14   # every call of the C library
     path = tmp_path / "libc.o"
     path.write_bytes(data.replace(local, bytes.fromhex("85000000ffffffff")))
     obj = loader.load(str(path))
