@@ -38,8 +38,11 @@ def _link(text: str, level: int, **options):
 def run(text: str, mem: bytes = bytes(MEM), level: int = 2, **options):
     """(r0 or the ProgramFault, the memory after). The memory sits in the middle of a
     canary-filled buffer four times its size, whose other bytes must not change."""
-    loaded = _link(text, level, **options)
-    pad = 3 * len(mem) // 2 or 64
+    return run_loaded(_link(text, level, **options), mem, 3 * len(mem) // 2 or 64)
+
+
+def run_loaded(loaded, mem: bytes, pad: int):
+    """run's call of a loaded program, `pad` canary bytes either side of the memory."""
     whole = bytearray([CANARY] * pad) + bytearray(mem) + bytearray([CANARY] * pad)
     outer = (ctypes.c_char * len(whole)).from_buffer(whole)
     try:

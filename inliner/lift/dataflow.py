@@ -33,6 +33,12 @@ CALL_CLOBBERED = 0b111110      # r1-r5: unreadable after a call or ld_abs/ld_ind
 WIDEN_AFTER = 3                # visits of a block before its ranges widen
 
 
+class Libc(NamedTuple):
+    """In analyze's `loaded`: the call there is of this C library function
+    (facts.helpers.LIBC_FUNCTIONS), not of a helper."""
+    name: str
+
+
 class State(NamedTuple):
     """The facts before one instruction."""
     regs: tuple[Value, ...]              # r0..r10
@@ -113,7 +119,7 @@ class _Step:
             self.frozen_spills = tuple(sorted(self.spills.items()))
         return State(tuple(self.regs), self.written, self.frozen_spills, self.packet)
 
-    def run(self, insn: isa.Insn, loaded: Value | None) -> None:
+    def run(self, insn: isa.Insn, loaded: Value | Libc | None) -> None:
         c, op = insn.cls, isa.op(insn.opcode)
         result = UNKNOWN
         if insn.is_wide:
@@ -132,7 +138,9 @@ class _Step:
             self.written &= ~CALL_CLOBBERED
         if c == isa.JMP and op == isa.CALL:
             m = self.regs[1]
-            if (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER
+            if isinstance(loaded, Libc):
+                result = self._libc(loaded.name)
+            elif (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER
                     and m.kind is Kind.MAP and m.off == 0):
                 result = v.map_value(m.map)
             for r in range(6):
@@ -140,14 +148,35 @@ class _Step:
             self.written &= ~CALL_CLOBBERED
             # A helper may move or shrink the packet (xdp_adjust_head): what is known
             # of packet pointers' offsets goes, as the kernel's clear_all_pkt_pointers.
-            self.packet = 0
-            self.regs = [_forget_offsets(r) for r in self.regs]
-            if any(value.kind is Kind.PACKET for value in self.spills.values()):
-                self.spills = {off: _forget_offsets(value) for off, value in self.spills.items()}
-                self.frozen_spills = None
+            # (The C library's memory functions leave the packet where it is.)
+            if not isinstance(loaded, Libc):
+                self.packet = 0
+                self.regs = [_forget_offsets(r) for r in self.regs]
+                if any(value.kind is Kind.PACKET for value in self.spills.values()):
+                    self.spills = {off: _forget_offsets(value)
+                                   for off, value in self.spills.items()}
+                    self.frozen_spills = None
         for r in isa.regs_written(insn):
             self.regs[r] = result
             self.written |= 1 << r
+
+    def _libc(self, name: str) -> Value:
+        """A call of the C library (lift/libcalls.py): memcmp returns an int, sign-extended;
+        memset, memcpy and memmove write [r1, r1 + r3) and return r1. The frame slots
+        they may write are no longer known: those in reach of a frame pointer's size, or
+        all when r1 is a pointer the facts lost (a SCALAR may be one into the frame)."""
+        dst, size = self.regs[1], self.regs[3]
+        if name == "memcmp":
+            return v.scalar(v.Range.signed(-(1 << 31), (1 << 31) - 1))
+        if dst.kind in (Kind.FRAME, Kind.SCALAR) and self.spills:
+            end = dst.off + size.range.umax if dst.kind is Kind.FRAME \
+                and size.kind is Kind.SCALAR and size.range.umax <= isa.STACK_SIZE else 0
+            lo = dst.off if dst.kind is Kind.FRAME else -isa.STACK_SIZE - 8
+            kept = {off: value for off, value in self.spills.items()
+                    if not (off < end and lo < off + 8)}
+            if len(kept) != len(self.spills):
+                self.spills, self.frozen_spills = kept, None
+        return dst
 
     def _alu(self, insn: isa.Insn, wide: bool, op: int) -> Value:
         dst = self.regs[insn.dst]
@@ -320,8 +349,9 @@ class Facts:
     # Each loop head's state as the loop is entered (joined over the edges from
     # outside it), before the widening its back edges bring.
     entering: dict[int, State] = field(default_factory=dict)
-    # slot -> what a relocated lddw there loads (analyze's `loaded`), for run_block.
-    loaded: Mapping[int, Value] = field(default_factory=dict)
+    # slot -> what a relocated lddw there loads, or the Libc a call there names
+    # (analyze's `loaded`), for run_block.
+    loaded: Mapping[int, Value | Libc] = field(default_factory=dict)
 
     def __getitem__(self, idx: int) -> State:
         return self.before[idx]
@@ -332,13 +362,13 @@ class Facts:
 DEAD = State((UNKNOWN,) * 10 + (FRAME_POINTER,), (1 << isa.NUM_REGS) - 1, ())
 
 
-def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value], loaded: Mapping[int, Value],
-            callee_at: Mapping[int, object]) -> Facts:
+def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value],
+            loaded: Mapping[int, Value | Libc], callee_at: Mapping[int, object]) -> Facts:
     """The fixpoint from the given argument values, then the facts per instruction.
 
     loaded: slot -> what a relocated lddw there loads (a map; the address of data
-    or code, which is no number known here); callee_at: slot -> the callee's key
-    for each bpf-to-bpf call.
+    or code, which is no number known here), or the Libc a call there names;
+    callee_at: slot -> the callee's key for each bpf-to-bpf call.
     """
     state_in = {cfg.start: entry_state(args)}
     heads = {head for _, head in cfg.back_edges}

@@ -22,7 +22,7 @@ from llvmlite import ir
 from ..facts import abi, contexts, isa, maps
 from ..facts.helpers import MAP_LOOKUP, TAIL_CALL
 from ..errors import EbpfLtoError
-from . import legacy, switches
+from . import legacy, libcalls, switches
 from .counts import Counts
 from .dataflow import Facts
 from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, LIKELY, NONE, Guard, refuse_always_outside
@@ -402,7 +402,7 @@ class FunctionEmitter:
         self._ret(r0, stopped=True)
         self.b.position_at_end(cont)
 
-    def _args(self) -> list[ir.Value]:
+    def call_args(self) -> list[ir.Value]:
         """r1-r5 for a call; a pointer argument keeps its root, so that once the
         callee is inlined LLVM still knows which object it points into."""
         out = []
@@ -426,12 +426,12 @@ class FunctionEmitter:
         return self.b.gep(root, [self.b.sub(addr, root_addr)])
 
     def _call(self, idx: int, insn: isa.Insn) -> None:
+        kind, ref = isa.call_kind(insn), self.ml.obj.refs.get((self.section, idx))
         if insn.opcode == isa.CALLX:
             self._callx(idx, insn)
-            return
-        kind = isa.call_kind(insn)
-        if kind is isa.CallKind.LOCAL:
-            ref = self.ml.obj.refs.get((self.section, idx))
+        elif ref is not None and ref.kind == "libc":
+            libcalls.lower(self, idx, ref.target)
+        elif kind is isa.CallKind.LOCAL:
             if ref is None or ref.function is None:
                 raise self.error(idx, "local call without a resolved target")
             self._site(idx, self._call_local(self.ml.funcs[ref.function]), None)
@@ -463,7 +463,7 @@ class FunctionEmitter:
             guard.give(0, NONE)
             b.branch(done)
             b.position_at_end(call)
-        args, env = self._args(), None
+        args, env = self.call_args(), None
         if guard is not None:
             env = guard.call_args(args, hid, specs)
         r0 = b.call(self.ml.helper(hid), args)
@@ -487,7 +487,7 @@ class FunctionEmitter:
 
     def _call_local(self, callee: Func) -> ir.CallInstr:
         b = self.b
-        args = self._args() + [self._tcc()] * callee.has_tcc
+        args = self.call_args() + [self._tcc()] * callee.has_tcc
         if callee.checked:
             args += self.guard.hidden()
         result = call = b.call(callee.ir_func, args)

@@ -400,8 +400,8 @@ class Guard:
             return
         self.stop_unless(ok, Fault.STORE if write else Fault.LOAD, idx, addr, size, region)
 
-    def stop_unless(self, ok: ir.Value, code: Fault, idx: int, addr: ir.Value, size: int,
-                    region: tuple = NONE) -> None:
+    def stop_unless(self, ok: ir.Value, code: Fault, idx: int, addr: ir.Value,
+                    size: int | ir.Value, region: tuple = NONE) -> None:
         em, b = self.em, self.em.b
         fault = self._fault_block()
         lo, hi, whi, part = region
@@ -412,7 +412,8 @@ class Guard:
         here = b.block
         em.weigh(b.cbranch(ok, cont, fault), LIKELY)
         for phi, v in zip(self.phis, (ir.Constant(I64, int(code)), ir.Constant(I64, idx), addr,
-                                      ir.Constant(I64, size), what, lo, end)):
+                                      ir.Constant(I64, size) if isinstance(size, int) else size,
+                                      what, lo, end)):
             phi.add_incoming(v, here)
         em.b.position_at_end(cont)
 
@@ -603,16 +604,36 @@ class Guard:
         regions = [v for r in range(1, 6) for v in self.region(r)]
         return regions + [self.budget, self.ctx]
 
-    def helper_args(self, idx: int, specs: tuple[HelperArg, ...]) -> ir.Value | None:
-        """Whether the helper's pointer arguments are what it takes (None: nothing to check)."""
-        b, copy = self.em.b, self.em.copy
-        ok = None
+    def _arg_checks(self, idx: int, specs: tuple[HelperArg, ...]):
+        """(spec, whether the argument is what the callee takes) for each argument
+        neither the facts prove nor the loop's copy being emitted covers."""
+        copy = self.em.copy
         for spec in specs:
             if copy is not None and (idx, spec.reg) in copy[0].covered:
                 continue   # the loop's copy runs only where the memory is in bounds
             cond = self._helper_arg(spec)
             if cond is not None:
-                ok = cond if ok is None else b.and_(ok, cond)
+                yield spec, cond
+
+    def libc_args(self, idx: int, name: str, specs: tuple[HelperArg, ...]) -> None:
+        """Stop the program unless each memory argument of the C library function lies
+        in its register's region: the call is the program's own load or store, so a
+        bad one faults as such an access does (a helper would answer -EFAULT)."""
+        em, checked = self.em, False
+        for spec, cond in self._arg_checks(idx, specs):
+            checked = True
+            self.stop_unless(cond, Fault.STORE if spec.write else Fault.LOAD, idx,
+                             em.rd(spec.reg), em.rd(spec.size), self.region(spec.reg))
+        em.record(idx, "helper", not checked, f"{name}'s pointer arguments proven" if not checked
+                  else f"{name}'s pointer arguments against the caller's regions: a fault if "
+                  "outside")
+
+    def helper_args(self, idx: int, specs: tuple[HelperArg, ...]) -> ir.Value | None:
+        """Whether the helper's pointer arguments are what it takes (None: nothing to check)."""
+        b = self.em.b
+        ok = None
+        for _, cond in self._arg_checks(idx, specs):
+            ok = cond if ok is None else b.and_(ok, cond)
         if specs:
             loop = next((h for h, v in self.em.versions.items()
                          if any((idx, spec.reg) in v.covered for spec in specs)), None)

@@ -155,11 +155,6 @@ class ModuleLifter:
             slots = self.obj.code[key.section]
             for idx in range(key.start, min(fdef.end, len(slots))):
                 ref = self.obj.refs.get((key.section, idx))
-                if ref is not None and ref.kind == "libc":
-                    # Lowering needs the emitter to check the pointer arguments
-                    # (facts.helpers.LIBC_FUNCTIONS) as it checks helpers'.
-                    raise self.error(f"calls {ref.target}, which ebpf-lto does not provide yet",
-                                     key, idx)
                 if ref is not None and ref.function is not None:
                     func.callees.add(ref.function)
                     todo.append(ref.function)
@@ -225,8 +220,9 @@ class ModuleLifter:
     def _local_calls(self, func: Func) -> dict[int, FuncKey]:
         """Each bpf-to-bpf call of the function: slot -> callee."""
         slots = self.obj.code[func.key.section]
-        return {idx: self.obj.refs[(func.key.section, idx)].function for idx in func.cfg
-                if isa.call_kind(slots[idx]) is isa.CallKind.LOCAL}
+        return {idx: ref.function for idx in func.cfg
+                if isa.call_kind(slots[idx]) is isa.CallKind.LOCAL
+                and (ref := self.obj.refs[(func.key.section, idx)]).kind == "call"}
 
     def _check_calls(self, entries: list[FuncKey]) -> None:
         """Refuse bpf-to-bpf recursion and chains deeper than the kernel's frames.
@@ -307,8 +303,10 @@ class ModuleLifter:
     def _analyze_one(self, func: Func, args: tuple[Value, ...]) -> Facts:
         section = func.key.section
         slots = self.obj.code[section]
-        # What each relocated lddw loads: a map, or the address of data or code.
-        loaded = {idx: Value(Kind.MAP, map=ref.target) if ref.kind == "map" else UNKNOWN
+        # What each relocated lddw loads: a map, or the address of data or code;
+        # the C library function a call names (dataflow.Libc).
+        loaded = {idx: Value(Kind.MAP, map=ref.target) if ref.kind == "map" else
+                  dataflow.Libc(ref.target) if ref.kind == "libc" else UNKNOWN
                   for idx in func.cfg if (ref := self.obj.refs.get((section, idx))) is not None}
         result = dataflow.analyze(func.cfg, slots, args, loaded, self._local_calls(func))
         try:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from collections.abc import Collection, Mapping, Sequence
 
 from ..facts import isa
-from ..facts.helpers import TAIL_CALL, ArgKind
+from ..facts.helpers import LIBC_FUNCTIONS, TAIL_CALL, ArgKind
 from .cfg import Cfg
-from .dataflow import Facts, run_block
+from .dataflow import Facts, Libc, run_block
 from .values import M64, Kind, Range, Value
 
 PACKET_ROOT = 0   # the root of accesses through PACKET pointers (ARG roots are 1-5)
@@ -50,9 +50,13 @@ def is_call(insn: isa.Insn) -> bool:
     return insn.cls == isa.JMP and isa.op(insn.opcode) == isa.CALL
 
 
-def may_end_run(insn: isa.Insn, unwind: Collection[int]) -> bool:
+def may_end_run(facts: Facts, slots: Sequence, idx: int, unwind: Collection[int]) -> bool:
     """An instruction after which the function may not go on: a tail call, callx, a
-    helper that unwinds, a bpf-to-bpf call (its callee may), a legacy packet load."""
+    helper that unwinds, a bpf-to-bpf call (its callee may), a legacy packet load.
+    A call of the C library goes on (or faults, as an access may)."""
+    insn = slots[idx]
+    if isinstance(facts.loaded.get(idx), Libc):
+        return False
     return (is_call(insn) and (isa.call_kind(insn) is not isa.CallKind.HELPER
                                or insn.imm == TAIL_CALL or insn.imm in unwind)) \
         or isa.is_packet_load(insn)
@@ -271,7 +275,7 @@ def versions(cfg: Cfg, facts: Facts, slots: Sequence, unwind: Collection[int],
         body = cfg.loop_body(h)
         leader_of = {idx: leader for leader in body for idx in cfg.insns(leader)}
         insns = sorted(leader_of)
-        if body & taken or any(may_end_run(slots[i], unwind) for i in insns):
+        if body & taken or any(may_end_run(facts, slots, i, unwind) for i in insns):
             continue
         moving = moving_pointers(cfg, facts, slots, h, bounded[h][0]) if h in bounded else {}
 
@@ -338,8 +342,12 @@ def _touches(facts: Facts, slots: Sequence, idx: int, helper_args: Mapping[int, 
     if access is not None:
         base, off, size, write = access
         yield idx, base, off, off + size, write
-    elif is_call(slots[idx]) and isa.call_kind(slots[idx]) is isa.CallKind.HELPER:
-        for spec in helper_args.get(slots[idx].imm, ()):
+    elif is_call(slots[idx]):
+        called = facts.loaded.get(idx)
+        specs = LIBC_FUNCTIONS[called.name] if isinstance(called, Libc) else \
+            helper_args.get(slots[idx].imm, ()) \
+            if isa.call_kind(slots[idx]) is isa.CallKind.HELPER else ()
+        for spec in specs:
             size = facts[idx].regs[spec.size]
             if spec.kind is ArgKind.MEM and size.kind is Kind.SCALAR \
                     and size.range.umax <= MAX_SPAN:
@@ -376,7 +384,7 @@ def entry_groups(cfg: Cfg, facts: Facts, slots: Sequence, unwind: Collection[int
     returning run of the function passes (cfg.always), to check once at its entry:
     ({(root, writes): [first insn, lo, hi]}, {access: root}). None for a function
     with a call that may end the run otherwise than by returning."""
-    if any(may_end_run(slots[idx], unwind) for idx in cfg):
+    if any(may_end_run(facts, slots, idx, unwind) for idx in cfg):
         return {}, {}
     groups, covered = {}, {}
     for leader in cfg.always:
@@ -406,7 +414,7 @@ def block_groups(facts: Facts, slots: Sequence, insns: Sequence[int], unwind: Co
             leader = _group(groups, (root, write), idx, lo, lo + size)
             if leader != idx:
                 covered[idx] = leader
-        if may_end_run(slots[idx], unwind):
+        if may_end_run(facts, slots, idx, unwind):
             close()
     close()
     return merged, covered

@@ -27,6 +27,9 @@ Machine model
 - Helpers are Python callables `fn(memory, r1, r2, r3, r4, r5) -> int`
   (`memory` is the `Memory` of the run). A helper may end the whole program
   by raising `ProgramExit(r0)`. `CONFORMANCE_HELPERS` is uBPF's test set.
+- A call of the C library's memset, memcpy, memmove or memcmp (an object's
+  call against an undefined symbol, a "libc" ref of the loader) runs as C
+  defines them, its bytes in mapped memory as a load's or store's are.
 - `callx` (docs/abi.md): the register's value names a helper of `helpers`
   (called) or a function address loaded by `lddw rN, func ...` (called as a
   bpf-to-bpf call); any other value ends the program with r0 = 2**64 - 1.
@@ -146,6 +149,11 @@ class Memory:
     def write(self, addr: int, payload: bytes) -> None:
         data, off = self._find(addr, len(payload), True)
         data[off:off + len(payload)] = payload
+
+    def fill(self, addr: int, size: int, byte: int) -> None:
+        """`size` copies of `byte` from addr (the region found before any is made)."""
+        data, off = self._find(addr, size, True)
+        data[off:off + size] = bytes([byte]) * size
 
     def load(self, addr: int, size: int) -> int:
         """An unsigned little-endian integer of `size` bytes."""
@@ -315,6 +323,28 @@ class _Machine:
             raise self.fail(f"helper {hid} ({KERNEL_HELPERS.get(hid, 'unknown')}) is not provided")
         result = fn(self.mem, *self.reg[1:6])
         self.write_reg(0, result)
+
+    def call_libc(self, name: str) -> int:
+        """The C library's memset(r1, r2, r3), memcpy and memmove(r1, r2, r3) (both as
+        memmove: every byte read before any is written), which return r1, and
+        memcmp(r1, r2, r3), which returns the difference of the first bytes that
+        differ as a sign-extended int, else 0. Their bytes must lie in mapped
+        memory, as a load's or store's; size 0 touches nothing."""
+        dst, src, size = (self.read_reg(r) for r in (1, 2, 3))
+        if name == "memset":
+            if size:
+                self.mem.fill(dst, size, src & 0xFF)
+            return dst
+        if name in ("memcpy", "memmove"):
+            if size:
+                self.mem.write(dst, self.mem.read(src, size))
+            return dst
+        if name != "memcmp":
+            raise self.fail(f"call of C library function {name!r}, which has no meaning here")
+        if not size:
+            return 0
+        a, b = self.mem.read(dst, size), self.mem.read(src, size)
+        return next(((x - y) & U64 for x, y in zip(a, b) if x != y), 0)
 
     def after_call(self) -> None:
         """r1-r5 are scratch across calls: unreadable until written again."""
@@ -496,6 +526,12 @@ class _Machine:
                         self.call_local(*where)
                     else:
                         return STOPPED_R0
+                    return None
+                ref = self.prog.refs.get((self.section, self.pc))
+                if getattr(ref, "kind", None) == "libc":   # memset & co., as C defines them
+                    self.write_reg(0, self.call_libc(ref.target))
+                    self.after_call()
+                    self.pc += 1
                     return None
                 if insn.src == isa.CALL_HELPER:      # 4.3.1 helper by id
                     self.call_helper(insn.imm)
