@@ -335,6 +335,36 @@ def test_probe_read_of_host_memory():
     assert secret.value == HOST_SECRET
 
 
+def test_a_slot_a_helper_wrote_is_not_the_value_stored_before():
+    """off = 0 in a frame slot, then probe_read_kernel writes the packet's first 8
+    bytes over it: data[off] with off = 256 is past the 64-byte packet and stops,
+    and with off = 3 writes byte 3 (the kernel's verifier marks the slot unknown)."""
+    far, near = packet(*(256).to_bytes(8, "little")), packet(*(3).to_bytes(8, "little"))
+    (stopped, _), (r0, after) = _packet_runs("helper_wrote_slot", [far, near])
+    assert isinstance(stopped, ProgramFault) and stopped.code == Fault.STORE
+    assert r0 == 2 and after == near[:3] + bytes([0xEE]) + near[4:]
+
+
+@pytest.mark.parametrize("how", ["store", "call"])
+def test_a_slot_written_through_a_lost_frame_pointer_is_not_the_value_stored_before(how):
+    """Slot -16 holds 0, then is overwritten through r10 - 16 + (byte 0 of the
+    memory, 0): by a store through that pointer, or by a bpf-to-bpf callee handed
+    it. The slot then holds the u64 at bytes 8-15, and the load at that offset
+    past the memory stops; with 5 there it reads byte 5."""
+    write = ("stxdw [%r3], %r4\n" if how == "store" else
+             "mov %r1, %r3\nmov %r2, %r4\ncall local write\n")
+    text = ("mov %r6, %r1\nstdw [%r10-16], 0\nldxb %r2, [%r6]\nmov %r3, %r10\n"
+            "add %r3, -16\nadd %r3, %r2\nldxdw %r4, [%r6+8]\n" + write +
+            "ldxdw %r5, [%r10-16]\nadd %r6, %r5\nldxb %r0, [%r6]\nexit\n"
+            "write:\nstxdw [%r1], %r2\nmov %r0, 0\nexit")
+    far = bytes(8) + (1000).to_bytes(8, "little") + bytes(range(16, 64))
+    fault = fault_of(text, far)
+    assert (fault.code, fault.addr - fault.region[0]) == (Fault.LOAD, 1000)
+    near = bytes(5) + bytes([77, 0, 0]) + (5).to_bytes(8, "little") + bytes(48)
+    for level in LEVELS:
+        assert run(text, near, level)[0] == 77
+
+
 def test_a_map_value_access_always_outside_the_value_is_refused():
     obj = loader.load(str(UNSAFE_O), UNSAFE_O.read_bytes())
     with pytest.raises(EbpfLtoError, match="72 of a 8-byte value of map values: always outside"):

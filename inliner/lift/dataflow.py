@@ -20,7 +20,7 @@ from heapq import heappop, heappush
 from typing import NamedTuple
 
 from ..facts import contexts, isa
-from ..facts.helpers import MAP_LOOKUP, MAP_LOOKUP_PERCPU
+from ..facts.helpers import HELPER_ARGS, MAP_LOOKUP, MAP_LOOKUP_PERCPU, ArgKind
 from ..errors import EbpfLtoError
 from . import values as v
 from .cfg import Cfg
@@ -140,9 +140,11 @@ class _Step:
             m = self.regs[1]
             if isinstance(loaded, Libc):
                 result = self._libc(loaded.name)
-            elif (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER
-                    and m.kind is Kind.MAP and m.off == 0):
-                result = v.map_value(m.map)
+            else:
+                self._callee_writes(insn)
+                if (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER
+                        and m.kind is Kind.MAP and m.off == 0):
+                    result = v.map_value(m.map)
             for r in range(6):
                 self.regs[r] = UNKNOWN
             self.written &= ~CALL_CLOBBERED
@@ -165,18 +167,37 @@ class _Step:
         memset, memcpy and memmove write [r1, r1 + r3) and return r1. The frame slots
         they may write are no longer known: those in reach of a frame pointer's size, or
         all when r1 is a pointer the facts lost (a SCALAR may be one into the frame)."""
-        dst, size = self.regs[1], self.regs[3]
+        dst = self.regs[1]
         if name == "memcmp":
             return v.scalar(v.Range.signed(-(1 << 31), (1 << 31) - 1))
-        if dst.kind in (Kind.FRAME, Kind.SCALAR) and self.spills:
-            end = dst.off + size.range.umax if dst.kind is Kind.FRAME \
-                and size.kind is Kind.SCALAR and size.range.umax <= isa.STACK_SIZE else 0
-            lo = dst.off if dst.kind is Kind.FRAME else -isa.STACK_SIZE - 8
-            kept = {off: value for off, value in self.spills.items()
-                    if not (off < end and lo < off + 8)}
-            if len(kept) != len(self.spills):
-                self.spills, self.frozen_spills = kept, None
+        self._forget_slots(dst, self.regs[3])
         return dst
+
+    def _callee_writes(self, insn: isa.Insn) -> None:
+        """The frame slots a call may write are no longer known, as the kernel's
+        verifier marks a stack buffer a helper fills: a helper's written memory
+        arguments (facts.helpers.HELPER_ARGS); for a bpf-to-bpf call, every slot
+        when an argument may point into this frame."""
+        if isa.call_kind(insn) is isa.CallKind.HELPER:
+            for spec in HELPER_ARGS.get(insn.imm, ()):
+                if spec.write:
+                    size = self.regs[spec.size] if spec.kind is ArgKind.MEM else UNKNOWN
+                    self._forget_slots(self.regs[spec.reg], size)
+        elif any(_may_be_frame(self.regs[r]) for r in range(1, 6)):
+            self._forget_slots(UNKNOWN, UNKNOWN)
+
+    def _forget_slots(self, dst: Value, size: Value) -> None:
+        """Forget the slots [dst, dst + size) may overlap: those in reach of a frame
+        pointer's size, or all when dst is a pointer the facts lost."""
+        if not self.spills or not _may_be_frame(dst):
+            return
+        end = dst.off + size.range.umax if dst.kind is Kind.FRAME \
+            and size.kind is Kind.SCALAR and size.range.umax <= isa.STACK_SIZE else 0
+        lo = dst.off if dst.kind is Kind.FRAME else -isa.STACK_SIZE - 8
+        kept = {off: value for off, value in self.spills.items()
+                if not (off < end and lo < off + 8)}
+        if len(kept) != len(self.spills):
+            self.spills, self.frozen_spills = kept, None
 
     def _alu(self, insn: isa.Insn, wide: bool, op: int) -> Value:
         dst = self.regs[insn.dst]
@@ -228,6 +249,9 @@ class _Step:
     def _store(self, insn: isa.Insn) -> None:
         base = self.regs[insn.dst]
         if base.kind is not Kind.FRAME:
+            # A pointer the facts lost may still be one into this frame (r10 plus
+            # a variable): what it writes there is no longer known.
+            self._forget_slots(base, UNKNOWN)
             return
         lo = base.off + insn.off
         hi = lo + isa.SIZE_BYTES[isa.size(insn.opcode)]
@@ -243,6 +267,12 @@ class _Step:
         if value != UNKNOWN:
             self.spills[lo] = value
             self.frozen_spills = None
+
+
+def _may_be_frame(value: Value) -> bool:
+    """Whether a register may point into the current frame: a frame pointer, or a
+    64-bit number the facts cannot tell from one (r10 plus a variable)."""
+    return value.kind is Kind.FRAME or (value.kind is Kind.SCALAR and value.range.umax >> 32 != 0)
 
 
 def _arith(op: int, insn: isa.Insn, a: Range, b: Range, wide: bool) -> Range:

@@ -151,3 +151,22 @@ int value_far(struct xdp_md *ctx)
 }
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* An offset the program set to 0, then a helper overwrote through a frame
+ * pointer with the packet's first 8 bytes: the store at that offset is not the
+ * in-bounds store at data + 0 the 0 alone would make it (the data flow must
+ * forget the slots a helper writes). */
+SEC("xdp")
+int helper_wrote_slot(struct xdp_md *ctx)
+{
+	volatile __u64 off = 0;
+	__u8 *data = DATA(ctx);
+	if (data + 16 > (__u8 *)DATA_END(ctx))
+		return XDP_DROP;
+	bpf_probe_read_kernel((void *)&off, 8, data);
+	data = DATA(ctx);
+	if (data + 16 > (__u8 *)DATA_END(ctx))
+		return XDP_DROP;
+	data[off] = 0xee;
+	return XDP_PASS;
+}
