@@ -18,9 +18,9 @@ Modes:
   on representative traffic), its counters are written as an LLVM indexed
   profile, and the program is linked again with `--profile`.
 - `twin`: the same C compiled natively, fairly: clang's front end alone makes
-  its LLVM IR, which `lto`'s own pipeline (pipeline.link_ir) links with the
-  same helper bitcode, optimizes at the same level for the same target and
-  emits: what the program would cost written as native code. The sources'
+  its LLVM IR, which `lto`'s own stages link with the same helper bitcode,
+  optimize at the same level for the same target and emit: what the program
+  would cost written as native code. The sources'
   hints reach the eBPF build alone (benchmarks/bench.h), as the bytecode
   carries none to ebpf-lto's optimizer.
 - `twin-clang19`: the twin as it was built before (issue 19): clang-19 -O3

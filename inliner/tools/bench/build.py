@@ -230,17 +230,17 @@ class Builder:
         if linked.stale:  # trained on this very object: a mismatch is a bug
             raise EbpfLtoError(f"the profile does not fit {', '.join(linked.stale)}")
         exports = [bench.program] + ([bench.setup] if bench.setup else [])
-        self._shared(image, linked, exports, out, f"linking {bench.source} ({mode})")
+        beside = [self.helpers_object()] if not linked.linked_in and linked.external_helpers \
+            else []
+        self._shared(image, exports, out, f"linking {bench.source} ({mode})", beside)
         return Built(f"mode {mode} so {out('.so')} {bench.program} {bench.setup or '-'}")
 
-    def _shared(self, image: bytes, linked: pipeline.Linked, exports: list[str],
-                out: Callable[[str], Path], what: str) -> None:
-        """An object ebpf-lto's pipeline emitted, as the shared library the driver loads,
-        with the helper object beside it when its helpers stayed out of line."""
+    def _shared(self, image: bytes, exports: list[str], out: Callable[[str], Path], what: str,
+                beside: list[Path]) -> None:
+        """An object ebpf-lto's LLVM emitted as the shared library the driver loads, with
+        `beside` (the helper object, when helpers stayed out of line)."""
         out(".o").write_bytes(image)
-        objects = [str(out(".o"))]
-        if not linked.linked_in and linked.external_helpers:
-            objects.append(str(self.helpers_object()))
+        objects = [str(out(".o")), *map(str, beside)]
         vs = _version_script(out(".map"), exports)
         run_tool([self.tools.cc, "-shared", "-o", str(out(".so")), *objects,
                   f"-Wl,--version-script={vs}"], what)
@@ -296,16 +296,20 @@ class Builder:
 
     def _build_twin(self, bench: Benchmark, obj: EbpfObject,
                     out: Callable[[str], Path]) -> Built:
-        """The fair twin: the program's C by clang's front end, then the lto mode's pipeline
-        (pipeline.link_ir: the same helper bitcode linked in, LLVM's -O3 and ebpf-lto's own
-        passes, the same target) with only the entries exported."""
+        """The fair twin: the program's C by clang's front end, then the lto mode's stages
+        (pipeline.compile_module's): its helper set's bitcode linked in, all but the entries
+        internalized, LLVM's -O3 and ebpf-lto's own passes, emitted for its target machine.
+        Not pipeline.link_ir, which takes IR for another lifter's, with map handles and a
+        context of its own; the twin's maps and context are ebpf-lto's (twin.py)."""
         ir, entries = self.twin_ir(bench, obj)
-        name = f"{bench.source}.twin.ll"
-        mod = codegen.parse_ir(ir, name)
-        linker.internalize(mod, set(entries), codegen.target_machine(self.target, OPT_LEVEL))
-        image, linked = pipeline.link_ir(mod.as_bitcode(), name, self.options)
-        self._shared(image, linked, list(entries), out,
-                     f"linking the native twin of {bench.source}")
+        tm = codegen.target_machine(self.target, OPT_LEVEL)
+        mod = codegen.parse_ir(ir, f"{bench.source}.twin.ll")
+        codegen.set_target(mod, tm)
+        linker.link_helpers(mod, self.hset, tm)
+        linker.internalize(mod, set(entries), tm)
+        mod = codegen.optimize(mod, tm, OPT_LEVEL)
+        self._shared(codegen.emit(mod, tm, "obj"), list(entries), out,
+                     f"linking the native twin of {bench.source}", [])
         return Built(f"mode twin so {out('.so')} twin_main "
                      f"{'twin_setup' if bench.setup else '-'}")
 
