@@ -26,8 +26,21 @@ typedef __u32 u32;
 typedef __u64 u64;
 typedef __s64 s64;
 
-#define NOINLINE __attribute__((noinline))
+/* Always inlined, or fully unrolled (#pragma clang loop unroll(full)), code
+ * reaches the bytecode inlined or unrolled: both builds get the same shape. */
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Hints for the eBPF build alone. They shape the bytecode (a call kept, a
+ * branch laid out of line) and go no further: ebpf-lto optimizes bytecode,
+ * which carries no attribute and no branch weight, so the native twin, built
+ * from the same C, must not read them either (tests/test_bench.py checks). */
+#ifdef __bpf__
+#define BPF_NOINLINE __attribute__((noinline))
+#define bpf_unlikely(x) __builtin_expect(!!(x), 0)
+#else
+#define BPF_NOINLINE
+#define bpf_unlikely(x) (x)
+#endif
 
 char _license[] SEC("license") = "GPL";
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from inliner import pipeline
+from inliner import codegen, pipeline
 from inliner.elf import loader
 from inliner.pgo import profile
-from inliner.tools.bench.build import TRAINING_RUNS, Builder
+from inliner.tools.bench.build import OPT_LEVEL, TRAINING_RUNS, Builder
 from inliner.tools.bench.compile_cost import elf_object, synthetic_asm
 from inliner.tools.bench.plot import ratio_chart
 from inliner.tools.bench.report import results_from_json
@@ -103,7 +103,7 @@ def test_every_mode_gives_the_twins_r0_and_memory(quick_report):
     for b in report["benchmarks"]:
         twin = b["modes"]["twin"]
         assert twin["status"] == "ok"
-        for mode in ("none", "lto", "pgo"):
+        for mode in ("none", "lto", "pgo", "twin-clang19"):
             got = b["modes"][mode]
             assert got["status"] == "ok", (b["name"], mode, got["reason"])
             assert (got["r0"], got["output_sha256"]) == (twin["r0"], twin["output_sha256"])
@@ -147,6 +147,50 @@ def test_tlv_parse_input_takes_the_unlikely_branches():
               for r in records if r[0] == TLV_CSUM]
     assert sorted(checks) == [False, True]
     assert sum(r[2] == 0 for r in records) == TLV_MALFORMED
+
+
+# What a hint the bytecode cannot carry becomes in clang's IR: a kept call or a
+# hot or cold function (attributes), a branch weight, an assumption, restrict,
+# a loop's vectorizer setting.
+HINTS = re.compile(r"^attributes #\d+ = \{.*\b(noinline|cold|hot)\b|@llvm\.expect|!prof|"
+                   r"@llvm\.assume|\bnoalias\b|llvm\.loop\.(vectorize|interleave)", re.M)
+
+
+def test_the_twins_c_carries_no_hint_the_bytecode_cannot(tmp_path):
+    """ebpf-lto optimizes bytecode, which holds no attribute nor branch weight: the
+    IR the fair twin's optimizer starts from holds none either, nor clang's cpu (the
+    target machine's applies, as to the lifted module). The eBPF build still keeps
+    call_chain's seven calls, the benchmark's point."""
+    builder = Builder(tmp_path, Toolchain.find())
+    for source in sorted({b.source for b in BENCHMARKS}):
+        bench = next(b for b in BENCHMARKS if b.source == source)
+        ir, _ = builder.twin_ir(bench, loader.load(str(bench_dir() / f"{source}.o")))
+        ir = "\n".join(line for line in ir.splitlines()  # LLVM's own declarations
+                       if not line.startswith("declare"))
+        assert not HINTS.search(ir), (source, HINTS.search(ir).group(0))
+        assert "target-cpu" not in ir and "define" in ir
+    obj = loader.load(str(bench_dir() / "call_chain.o"))
+    assert [ref.kind for ref in obj.refs.values()] == ["call"] * 7
+
+
+def test_the_fair_twin_is_optimized_as_inline_lto_is(tmp_path, monkeypatch):
+    """The twin's module, with the helper bitcode linked in, goes through ebpf-lto's
+    optimizer at the lto mode's level and for its target machine."""
+    seen = []
+    optimize = codegen.optimize
+
+    def spy(mod, tm, opt_level):
+        seen.append(({fn.name for fn in mod.functions if not fn.is_declaration}, tm, opt_level))
+        return optimize(mod, tm, opt_level)
+    monkeypatch.setattr(codegen, "optimize", spy)
+    builder = Builder(tmp_path, Toolchain.find())
+    bench = next(b for b in BENCHMARKS if b.name == "csum_hdrs")
+    built = builder.build("twin", bench, loader.load(str(bench_dir() / "csum_hdrs.o")))
+    assert built.status == "ok", built.reason
+    lto_tm = codegen.target_machine(codegen.make_target("x86_64", "native"), OPT_LEVEL)
+    [(defined, tm, level)] = [s for s in seen if "twin_main" in s[0]]
+    assert (tm, level) == (lto_tm, OPT_LEVEL)
+    assert "_bpf_helper_ext_0028" in defined  # bpf_csum_diff, from the helper bitcode
 
 
 def test_pgo_trains_on_the_benchmarks_input(tmp_path):
@@ -226,10 +270,10 @@ def test_off_a_terminal_quick_prints_a_line_per_benchmark_and_a_summary(capsys, 
     assert main(["bench", "--quick", "csum_hdrs", "crc32"]) == 0
     lines = [re.sub(r"\d+ s;", "T s;", line) for line in capsys.readouterr().err.splitlines()]
     peers = "unavailable: bpftime-lto, dpdk-interp, dpdk-jit, llvmbpf-jit, llvmbpf-aot"
-    linked = "none, lto, unchecked, pgo, lto-generic"
+    linked = "none, lto, unchecked, pgo, lto-generic, twin-clang19"
     assert lines == [f"bench --quick [1/2] csum_hdrs: same as the twin: {linked}; {peers}",
                      f"bench --quick [2/2] crc32: same as the twin: {linked}; {peers}",
-                     "bench --quick: 2 benchmarks, T s; modes: 10 same as the twin, "
+                     "bench --quick: 2 benchmarks, T s; modes: 12 same as the twin, "
                      "10 unavailable"]
 
 

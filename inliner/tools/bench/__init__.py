@@ -17,8 +17,14 @@ Modes:
   linked with `--instrument` and run over the benchmark's own input (training
   on representative traffic), its counters are written as an LLVM indexed
   profile, and the program is linked again with `--profile`.
-- `twin`: the same C compiled natively by clang -O3 with the same helper C,
-  LTO over both (`-flto`): what the program would cost written as native code.
+- `twin`: the same C compiled natively, fairly: clang's front end alone makes
+  its LLVM IR, which `lto`'s own stages link with the same helper bitcode,
+  optimize at the same level for the same target and emit: what the program
+  would cost written as native code. The sources'
+  hints reach the eBPF build alone (benchmarks/bench.h), as the bytecode
+  carries none to ebpf-lto's optimizer.
+- `twin-clang19`: the twin as it was built before (issue 19): clang-19 -O3
+  with the helper C, LTO over both (`-flto`), so LLVM 19's optimizer.
 - `lto-generic`: `lto` for a generic x86-64, the target llvmbpf's AOT
   compiles for: the gain from inlining apart from the gain from the target.
 - `bpftime-lto`: `ebpf-lto link --abi bpftime`, loaded by llvmbpf's

@@ -3,6 +3,7 @@ DPDK, its raw instructions), with the helper set, the native twin and the driver
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,7 +13,7 @@ from ...elf.model import EbpfObject, Program
 from ...errors import EbpfLtoError
 from ...facts import abi, contexts, isa, maps
 from ...facts.helpers import helper_name
-from ...link import helpers
+from ...link import helpers, link as linker
 from ...pgo import profile
 from .. import llvmbpf
 from .suite import LLVMBPF_MODES, Benchmark, bench_dir
@@ -24,6 +25,10 @@ TRAINING_RUNS = 100  # calls that train the pgo mode: a first call's map inserts
 # The bpftime-lto mode's maps get fds from here up in the driver (its other files hold
 # low ones); its object is linked for them with --map-fd.
 LLVMBPF_FD_FLOOR = 512
+# clang stamps its cpu on every function it emits; the fair twin's functions lose it,
+# so that the target machine's cpu applies, as to the lifted module (helper_bitcode's
+# Makefile strips the helpers' alike).
+_CPU_ATTRIBUTE = re.compile(r' "(target-cpu|target-features|tune-cpu)"="[^"]*"')
 
 
 @dataclass
@@ -207,6 +212,8 @@ class Builder:
             return self._build_bpftime(bench, obj, out)
         if mode == "twin":
             return self._build_twin(bench, obj, out)
+        if mode == "twin-clang19":
+            return self._build_twin_clang(bench, obj, out)
         raise EbpfLtoError(f"unknown mode {mode}")
 
     def _build_linked(self, mode: str, bench: Benchmark, obj: EbpfObject,
@@ -222,15 +229,21 @@ class Builder:
         image, linked = pipeline.link(obj, opts, emit="obj")
         if linked.stale:  # trained on this very object: a mismatch is a bug
             raise EbpfLtoError(f"the profile does not fit {', '.join(linked.stale)}")
-        out(".o").write_bytes(image)
-        objects = [str(out(".o"))]
-        if not linked.linked_in and linked.external_helpers:
-            objects.append(str(self.helpers_object()))
         exports = [bench.program] + ([bench.setup] if bench.setup else [])
+        beside = [self.helpers_object()] if not linked.linked_in and linked.external_helpers \
+            else []
+        self._shared(image, exports, out, f"linking {bench.source} ({mode})", beside)
+        return Built(f"mode {mode} so {out('.so')} {bench.program} {bench.setup or '-'}")
+
+    def _shared(self, image: bytes, exports: list[str], out: Callable[[str], Path], what: str,
+                beside: list[Path]) -> None:
+        """An object ebpf-lto's LLVM emitted as the shared library the driver loads, with
+        `beside` (the helper object, when helpers stayed out of line)."""
+        out(".o").write_bytes(image)
+        objects = [str(out(".o")), *map(str, beside)]
         vs = _version_script(out(".map"), exports)
         run_tool([self.tools.cc, "-shared", "-o", str(out(".so")), *objects,
-                  f"-Wl,--version-script={vs}"], f"linking {bench.source} ({mode})")
-        return Built(f"mode {mode} so {out('.so')} {bench.program} {bench.setup or '-'}")
+                  f"-Wl,--version-script={vs}"], what)
 
     def _llvmbpf_line(self, mode: str, bench: Benchmark, obj: EbpfObject, engine: str,
                       ctx: str, fd_floor: int) -> Built:
@@ -256,9 +269,8 @@ class Builder:
         return self._llvmbpf_line("bpftime-lto", bench, obj, f"load:{out('.o')}", "xdp",
                                   LLVMBPF_FD_FLOOR)
 
-    def _build_twin(self, bench: Benchmark, obj: EbpfObject,
-                    out: Callable[[str], Path]) -> Built:
-        """The program's C compiled natively with the helpers' C, LTO over both."""
+    def _twin_source(self, bench: Benchmark, obj: EbpfObject) -> tuple[Path, dict[str, str]]:
+        """The twin's one translation unit (twin.py), and its entries: symbol -> program."""
         entries = {"twin_main": bench.program}
         if bench.setup:
             entries["twin_setup"] = bench.setup
@@ -266,17 +278,55 @@ class Builder:
         src = self.work / f"{bench.source}.twin.c"
         src.write_text(twin_source(obj, bench_dir() / f"{bench.source}.c", entries,
                                    self.options.ncpus))
-        twin_o = out(".o")
-        run_tool([self.tools.clang, "-O3", "-flto", "-fPIC", self._march(), "-w",
-                  *include_dirs(), f"-I{self.work}", f"-I{helpers.bitcode_dir() / 'src'}",
-                  f"-I{bench_dir()}", "-c", str(src), "-o", str(twin_o)],
+        return src, entries
+
+    def _twin_flags(self) -> list[str]:
+        return ["-fPIC", "-w", *include_dirs(), f"-I{self.work}",
+                f"-I{helpers.bitcode_dir() / 'src'}", f"-I{bench_dir()}"]
+
+    def twin_ir(self, bench: Benchmark, obj: EbpfObject) -> tuple[str, dict[str, str]]:
+        """The fair twin's C through clang's front end alone: LLVM IR no pass has run on
+        (-O3 for the front end's choices, -disable-llvm-passes), without clang's cpu."""
+        src, entries = self._twin_source(bench, obj)
+        ll = self.work / f"{bench.source}.twin.ll"
+        run_tool([self.tools.clang, f"-O{OPT_LEVEL}", "-Xclang", "-disable-llvm-passes",
+                  "-S", "-emit-llvm", *self._twin_flags(), str(src), "-o", str(ll)],
                  f"compiling the native twin of {bench.source}")
+        return _CPU_ATTRIBUTE.sub("", ll.read_text()), entries
+
+    def _build_twin(self, bench: Benchmark, obj: EbpfObject,
+                    out: Callable[[str], Path]) -> Built:
+        """The fair twin: the program's C by clang's front end, then the lto mode's stages
+        (pipeline.compile_module's): its helper set's bitcode linked in, all but the entries
+        internalized, LLVM's -O3 and ebpf-lto's own passes, emitted for its target machine.
+        Not pipeline.link_ir, which takes IR for another lifter's, with map handles and a
+        context of its own; the twin's maps and context are ebpf-lto's (twin.py)."""
+        ir, entries = self.twin_ir(bench, obj)
+        tm = codegen.target_machine(self.target, OPT_LEVEL)
+        mod = codegen.parse_ir(ir, f"{bench.source}.twin.ll")
+        codegen.set_target(mod, tm)
+        linker.link_helpers(mod, self.hset, tm)
+        linker.internalize(mod, set(entries), tm)
+        mod = codegen.optimize(mod, tm, OPT_LEVEL)
+        self._shared(codegen.emit(mod, tm, "obj"), list(entries), out,
+                     f"linking the native twin of {bench.source}", [])
+        return Built(f"mode twin so {out('.so')} twin_main "
+                     f"{'twin_setup' if bench.setup else '-'}")
+
+    def _build_twin_clang(self, bench: Benchmark, obj: EbpfObject,
+                          out: Callable[[str], Path]) -> Built:
+        """The twin as clang-19 builds it: the program's C with the helpers' C, -O3 -flto."""
+        src, entries = self._twin_source(bench, obj)
+        twin_o = out(".o")
+        run_tool([self.tools.clang, "-O3", "-flto", self._march(), *self._twin_flags(), "-c",
+                  str(src), "-o", str(twin_o)],
+                 f"compiling the clang-19 twin of {bench.source}")
         vs = _version_script(out(".map"), list(entries))
         run_tool([self.tools.clang, "-O3", "-flto", self._march(), "-shared", "-o",
                   str(out(".so")), str(twin_o),
                   *map(str, self.twin_helpers()), f"-Wl,--version-script={vs}"],
-                 f"linking the native twin of {bench.source}")
-        return Built(f"mode twin so {out('.so')} twin_main "
+                 f"linking the clang-19 twin of {bench.source}")
+        return Built(f"mode twin-clang19 so {out('.so')} twin_main "
                      f"{'twin_setup' if bench.setup else '-'}")
 
     def _build_dpdk(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:

@@ -214,8 +214,10 @@ MODES: tuple[Mode, ...] = (
          "ebpf-lto link --cpu generic: the target llvmbpf's AOT compiles for", "navy"),
     Mode("bpftime-lto", "inline+LTO in llvmbpf",
          "ebpf-lto link --abi bpftime, loaded by llvmbpf's load_aot_object", "tab:olive"),
-    Mode("twin", "native twin", "the C compiled natively, clang -O3 -flto with the helper C",
-         "tab:brown"),
+    Mode("twin", "native twin", "the C by clang-19's front end, then optimized and emitted "
+         "as inline+LTO is (ebpf-lto's LLVM, -O3, its target, its helper bitcode)", "tab:brown"),
+    Mode("twin-clang19", "native twin, clang-19",
+         "the C compiled natively by clang-19 -O3 -flto with the helper C (LLVM 19)", "peru"),
     Mode("dpdk-interp", "DPDK interp", "librte_bpf's interpreter", "tab:orange"),
     Mode("dpdk-jit", "DPDK JIT", "librte_bpf's x86-64 JIT", "tab:purple"),
     Mode("llvmbpf-jit", "llvmbpf JIT",
