@@ -30,9 +30,9 @@ from pathlib import Path
 from .. import codegen, pipeline
 from ..elf import loader
 from ..errors import EbpfLtoError
-from ..facts import contexts
+from ..facts import contexts, isa
 from ..facts.abi import ENTRY_SYMBOL
-from ..facts.helpers import NONDETERMINISTIC_HELPERS, helper_name
+from ..facts.helpers import NONDETERMINISTIC_HELPERS, TAIL_CALL, helper_name
 from ..pgo import profile
 from ..run.hostmaps import MapAccess
 from ..run.runner import LoadedObjects, ProgramFault
@@ -44,6 +44,7 @@ ROUND_SECONDS = 0.02   # one build's share of a round
 RESOLUTION_NS = 5.0    # per frame: a build faster than this is not told apart from the loop
 TOP = 10               # the largest speedups listed
 STDERR_TAIL = 2000     # characters of a dead worker's stderr kept
+TAIL_CALLING_LIMIT = 4000  # instructions of an object whose programs tail-call, trained
 
 # The timing loop: before each run the packet buffer and the context are copied
 # back from pristine copies (a program may rewrite or move the packet), as the
@@ -174,9 +175,14 @@ def profile_program(obj, name: str, frames: list[bytes], out: Path, opt_level: i
     layout = contexts.for_program_type(prog.prog_type)
     plain = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers)
     try:
-        instrumented, linked = pipeline.load(obj, dataclasses.replace(plain, instrument=True))
+        base, linked = pipeline.load(obj, plain)
     except EbpfLtoError as err:
+        try:  # refused at link, or linked but not runnable here (a kernel-only helper)
+            pipeline.link(obj, plain)
+        except EbpfLtoError as link_err:
+            return {"status": "not linked", "reason": link_err.reason}
         return {"status": "not run", "reason": err.reason}
+    instrumented, _ = pipeline.load(obj, dataclasses.replace(plain, instrument=True))
     trained = _outcomes(instrumented, layout, frames)
     counts = profile.read_counters(instrumented)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +191,6 @@ def profile_program(obj, name: str, frames: list[bytes], out: Path, opt_level: i
     os.replace(partial, out)
     row = {"status": "trained", "profile": str(out), "functions": len(counts),
            "entry_count": counts[obj.functions[prog.entry].name][1][0]}
-    base, _ = pipeline.load(obj, plain)
     pgo, relinked = pipeline.load(obj, dataclasses.replace(plain, profile=str(out)))
     if relinked.stale:
         return {**row, "status": "internal",
@@ -219,15 +224,16 @@ def object_rows(path: Path, root: Path, outdir: Path, opt_level: int, helpers: s
     except EbpfLtoError as err:
         yield {"file": file, "program": None, "status": "not loaded", "reason": err.reason}
         return
+    size = sum(len(slots) for slots in obj.code.values())
+    too_big = size > TAIL_CALLING_LIMIT and _tail_calls(obj)
     for prog in obj.programs:
         if contexts.for_program_type(prog.prog_type) is None:
             continue
         row = {"file": file, "program": prog.name, "type": prog.prog_type}
-        options = pipeline.LinkOptions(opt_level=opt_level, program=prog.name, helpers=helpers)
-        try:
-            pipeline.link(obj, options)
-        except EbpfLtoError as err:
-            yield {**row, "status": "not linked", "reason": err.reason}
+        if too_big:  # each of the three links would lift every program of the object
+            yield {**row, "status": "not run", "reason": f"its programs tail-call each other, "
+                   f"{size} instructions in all, lifted whole for each program (trained up to "
+                   f"{TAIL_CALLING_LIMIT})"}
             continue
         yield ("working", prog.name)
         try:
@@ -238,6 +244,12 @@ def object_rows(path: Path, root: Path, outdir: Path, opt_level: int, helpers: s
         except Exception as err:  # noqa: BLE001 - a bug of ours, reported as such
             row.update(status="internal", reason=f"{type(err).__name__}: {err}")
         yield row
+
+
+def _tail_calls(obj) -> bool:
+    """Whether a program of the object tail-calls: then any program's link lifts them all."""
+    return any(insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER
+               and insn.imm == TAIL_CALL for slots in obj.code.values() for insn in slots)
 
 
 def _child(conn, stderr_path: str, cpu: int, args: tuple) -> None:
@@ -358,7 +370,7 @@ def object_line(file: str, rows: list[dict]) -> str:
     if rows and rows[0]["program"] is None:
         return f"{file}: {rows[0]['status']}: {rows[0]['reason']}"
     statuses = Counter(r["status"] for r in rows)
-    return f"{file}: {len(rows)} packet programs" + "".join(
+    return f"{file}: {len(rows)} packet program{'' if len(rows) == 1 else 's'}" + "".join(
         f", {n} {s}" for s, n in sorted(statuses.items()))
 
 
