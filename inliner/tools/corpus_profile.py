@@ -46,10 +46,17 @@ TOP = 10               # the largest speedups listed
 STDERR_TAIL = 2000     # characters of a dead worker's stderr kept
 TAIL_CALLING_LIMIT = 4000  # instructions of an object whose programs tail-call, trained
 
-# The timing loop: before each run the packet buffer and the context are copied
-# back from pristine copies (a program may rewrite or move the packet), as the
-# same cost for both builds; the loop is also timed around a program that
-# returns at once, and that cost is taken off.
+# The timing loop: before each run the frame and the context are copied back
+# from pristine copies (a program may rewrite or move the packet; what it
+# wrote around the frame is left, as a kernel leaves its headroom), the same
+# cost for both builds; the loop is also timed around a program that returns
+# at once, and that cost is taken off.
+
+# A job: the context, its pristine copy, the frame in its buffer, its pristine copy, sizes.
+_JOB_FIELDS = ("ctx", "ctx0", "buf", "buf0", "ctxlen", "buflen")
+_LOADS = "\n".join(f"  %{name}.p = getelementptr %job, ptr %job, i64 0, i32 {i}\n"
+                   f"  %{name} = load {'i64' if name.endswith('len') else 'ptr'}, ptr %{name}.p"
+                   for i, name in enumerate(_JOB_FIELDS))
 _LOOP = "ebpf_lto_time_loop"
 _NOTHING = "ebpf_lto_time_nothing"
 _LOOP_IR = f"""
@@ -67,18 +74,7 @@ rep:
 body:
   %i = phi i64 [0, %rep], [%i.next, %body]
   %job = getelementptr %job, ptr %jobs, i64 %i
-  %ctx.p = getelementptr %job, ptr %job, i64 0, i32 0
-  %ctx = load ptr, ptr %ctx.p
-  %ctx0.p = getelementptr %job, ptr %job, i64 0, i32 1
-  %ctx0 = load ptr, ptr %ctx0.p
-  %buf.p = getelementptr %job, ptr %job, i64 0, i32 2
-  %buf = load ptr, ptr %buf.p
-  %buf0.p = getelementptr %job, ptr %job, i64 0, i32 3
-  %buf0 = load ptr, ptr %buf0.p
-  %ctxlen.p = getelementptr %job, ptr %job, i64 0, i32 4
-  %ctxlen = load i64, ptr %ctxlen.p
-  %buflen.p = getelementptr %job, ptr %job, i64 0, i32 5
-  %buflen = load i64, ptr %buflen.p
+{_LOADS}
   call void @llvm.memcpy.p0.p0.i64(ptr %buf, ptr %buf0, i64 %buflen, i1 false)
   call void @llvm.memcpy.p0.p0.i64(ptr %ctx, ptr %ctx0, i64 %ctxlen, i1 false)
   %r0 = call i64 %fn(ptr %ctx, i64 %ctxlen)
@@ -96,13 +92,12 @@ done:
 
 
 class _Job(ctypes.Structure):
-    _fields_ = [("ctx", ctypes.c_void_p), ("ctx0", ctypes.c_void_p), ("buf", ctypes.c_void_p),
-                ("buf0", ctypes.c_void_p), ("ctxlen", ctypes.c_uint64),
-                ("buflen", ctypes.c_uint64)]
+    _fields_ = [(name, ctypes.c_uint64 if name.endswith("len") else ctypes.c_void_p)
+                for name in _JOB_FIELDS]
 
 
 class Timer:
-    """The native timing loop, loaded once per process, over one set of frames."""
+    """The native timing loop over one set of frames, each with its own buffers."""
 
     def __init__(self, layout: contexts.Layout, frames: list[bytes]):
         tm = codegen.target_machine(codegen.make_target(codegen.host_arch(), "generic"), 2)
@@ -113,16 +108,16 @@ class Timer:
         self.keep = []  # every buffer the jobs point at, alive as long as the timer
         self.jobs = (_Job * len(frames))()
         for job, frame in zip(self.jobs, frames):
-            size = contexts.HEADROOM + len(frame) + contexts.TAILROOM
-            buf, buf0 = (ctypes.c_char * size)(), (ctypes.c_char * size)()
-            ctypes.memmove(ctypes.addressof(buf0) + contexts.HEADROOM, frame, len(frame))
+            buf = (ctypes.c_char * (contexts.HEADROOM + len(frame) + contexts.TAILROOM))()
+            buf0 = ctypes.create_string_buffer(frame, len(frame))
             ctx = contexts.build(layout, ctypes.addressof(buf), len(frame),
                                  contexts.ethertype_be(frame))
             cbuf, cbuf0 = ctypes.create_string_buffer(ctx, len(ctx)), \
                 ctypes.create_string_buffer(ctx, len(ctx))
             job.ctx, job.ctx0 = ctypes.addressof(cbuf), ctypes.addressof(cbuf0)
-            job.buf, job.buf0 = ctypes.addressof(buf), ctypes.addressof(buf0)
-            job.ctxlen, job.buflen = len(ctx), size
+            job.buf = ctypes.addressof(buf) + contexts.HEADROOM
+            job.buf0 = ctypes.addressof(buf0)
+            job.ctxlen, job.buflen = len(ctx), len(frame)
             self.keep += [buf, buf0, cbuf, cbuf0]
 
     def seconds(self, entry: int, reps: int) -> float:
@@ -142,9 +137,11 @@ class Timer:
             order = list(entries) if n % 2 == 0 else list(reversed(entries))
             for name in order:
                 times[name].append(self.seconds(entries[name], reps) * 1e9 / reps / len(self.jobs))
-        loop = statistics.median(times["loop"])
-        return (statistics.median(times["plain"]) - loop, statistics.median(times["pgo"]) - loop,
-                loop)
+        # Each build less the loop in the same round: a slow round (another process, a
+        # cache evicted) slows all three alike.
+        return (statistics.median(p - q for p, q in zip(times["plain"], times["loop"])),
+                statistics.median(p - q for p, q in zip(times["pgo"], times["loop"])),
+                statistics.median(times["loop"]))
 
 
 # --- one program ----------------------------------------------------------------
@@ -231,9 +228,7 @@ def object_rows(path: Path, root: Path, outdir: Path, opt_level: int, helpers: s
             continue
         row = {"file": file, "program": prog.name, "type": prog.prog_type}
         if too_big:  # each of the three links would lift every program of the object
-            yield {**row, "status": "not run", "reason": f"its programs tail-call each other, "
-                   f"{size} instructions in all, lifted whole for each program (trained up to "
-                   f"{TAIL_CALLING_LIMIT})"}
+            yield {**row, "status": "not run", "reason": _too_big(obj, size, helpers)}
             continue
         yield ("working", prog.name)
         try:
@@ -250,6 +245,20 @@ def _tail_calls(obj) -> bool:
     """Whether a program of the object tail-calls: then any program's link lifts them all."""
     return any(insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER
                and insn.imm == TAIL_CALL for slots in obj.code.values() for insn in slots)
+
+
+def _too_big(obj, size: int, helpers: str) -> str:
+    """Why an object whose programs tail-call each other is not trained: the helpers its
+    programs call that no set provides (every link holds them all), or its size."""
+    hset = pipeline.helper_set(pipeline.LinkOptions(helpers=helpers))
+    called = {insn.imm for slots in obj.code.values() for insn in slots
+              if insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER}
+    missing = sorted(called - (hset.ids if hset else set()) - {TAIL_CALL})
+    if missing:
+        return ("its programs tail-call each other and call helpers no helper set provides: "
+                + ", ".join(f"{h} ({helper_name(h)})" for h in missing))
+    return (f"its programs tail-call each other, {size} instructions in all, lifted whole for "
+            f"each program (trained up to {TAIL_CALLING_LIMIT})")
 
 
 def _child(conn, stderr_path: str, cpu: int, args: tuple) -> None:
