@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="also run each packet program on built-in packets, inlined and not; "
                         "any difference in r0, packet or maps fails the run")
+    p.add_argument("--profile", metavar="DIR", help="train each packet program on "
+                   "examples/traffic.pcap, write its profile into DIR, relink with it, and "
+                   "time both builds (docs/corpus.md)")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("bench", help="time the benchmark suite in every mode (--inline none, "
@@ -703,6 +706,9 @@ def cmd_corpus(args) -> int:
     from .link.helpers import resolve
     from .tools import corpus
     resolve(args.helpers, codegen.host_arch())  # a bad --helpers is the user's, said once
+    if args.profile:
+        from .tools import corpus_profile
+        return corpus_profile.command(args)
     report = corpus.survey(args.directory, opt_level=args.opt_level, jobs=args.jobs,
                            timeout=args.timeout, progress=True,
                            helpers=args.helpers, compare=args.compare)
