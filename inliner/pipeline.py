@@ -172,9 +172,9 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
             linker.link_helpers(mod, hset, tm)
             if has_maps:  # the map runtime's host API, for hosts to reach the maps
                 entries += [name for name in hset.host_api if name not in entries]
-            # the records a host reads and writes (redirect, random state): a few bytes
-            entries += [name for name in hset.host_data if name not in entries]
             linker.internalize(mod, set(entries), tm)
+            # the records a host reads and writes (redirect, random state) that the helpers use
+            entries += linker.export_used(mod, hset.host_data)
     called = sorted(hid for fn in mod.functions if fn.is_declaration
                     and (hid := abi.helper_id(fn.name)) is not None)
     with stage(f"optimize -O{options.opt_level} for {options.arch} ({options.cpu})"):
