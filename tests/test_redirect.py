@@ -291,3 +291,10 @@ def test_run_seed_repeats(tmp_path):
     assert outs[0] == outs[1] != outs[2]
     bad = subprocess.run(cmd + ["--seed", "x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--seed" in bad.stderr
+
+
+@pytest.mark.parametrize("config", ["O0", "O2"])
+def test_a_checked_build_checks_fib_lookups_params(config):
+    """64 bytes of params past the packet's end: -EFAULT instead of the call."""
+    short, long = bytes([2]) + bytes(31), bytes([2]) + bytes(71)
+    assert native("xdp_fib_unchecked", config, [short, long]) == [(2**64 - 14, None), (4, None)]
