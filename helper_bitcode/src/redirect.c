@@ -276,30 +276,16 @@ BPF_HELPER(0069) /* fib_lookup */
 
 /* struct bpf_sock *sk_lookup_{tcp,udp}(ctx, tuple, tuple_size, netns, flags)
  * and skc_lookup_tcp: a userspace host has no socket table, so no socket
- * matches: NULL, as the kernel gives for a tuple nothing listens on. */
-BPF_HELPER(0084) /* sk_lookup_tcp */
-{
-    UNUSED_ARGS();
-    return 0;
-}
-
-BPF_HELPER(0085) /* sk_lookup_udp */
-{
-    UNUSED_ARGS();
-    return 0;
-}
-
-BPF_HELPER(0099) /* skc_lookup_tcp */
-{
-    UNUSED_ARGS();
-    return 0;
-}
-
-/* long sk_release(sock): the lookups above give no socket to release; the
- * verifier lets a program call it only with one, so it is never reached with
- * anything to do. */
-BPF_HELPER(0086) /* sk_release */
-{
-    UNUSED_ARGS();
-    return 0;
-}
+ * matches: NULL, as the kernel gives for a tuple nothing listens on. And
+ * long sk_release(sock): these lookups give nothing to release; the verifier
+ * lets a program call it only with a socket, so it never has work to do. */
+#define NO_SOCKET(id)                                                                      \
+    BPF_HELPER(id)                                                                         \
+    {                                                                                      \
+        UNUSED_ARGS();                                                                     \
+        return 0;                                                                          \
+    }
+NO_SOCKET(0084) /* sk_lookup_tcp */
+NO_SOCKET(0085) /* sk_lookup_udp */
+NO_SOCKET(0099) /* skc_lookup_tcp */
+NO_SOCKET(0086) /* sk_release */
