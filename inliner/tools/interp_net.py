@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ..facts import abi, contexts
-from ..facts.maps import MAP_TYPE_IDS
+from ..facts.maps import MAP_TYPE_IDS, REDIRECT_TYPES
 from . import interp
 
 PACKET_BASE = 0x4000_0000             # below 4 GiB: kernel context fields hold it whole
@@ -36,8 +36,7 @@ KERNEL_CTX_SIZE = {"xdp_md": 24, "__sk_buff": 192}  # sizeof the kernel's struct
 
 XDP_ABORTED, XDP_REDIRECT = 0, 4
 TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
-DEVMAP, DEVMAP_HASH, CPUMAP, XSKMAP = (MAP_TYPE_IDS[n] for n in
-                                       ("devmap", "devmap_hash", "cpumap", "xskmap"))
+DEVMAP, DEVMAP_HASH, CPUMAP = (MAP_TYPE_IDS[n] for n in ("devmap", "devmap_hash", "cpumap"))
 EINVAL, EAFNOSUPPORT = 22, 97
 AF_INET, AF_INET6 = 2, 10
 FIB_PARAMS_SIZE, FIB_FLAGS, FIB_NOT_FWDED = 64, 0x3F, 4
@@ -87,7 +86,7 @@ class Net:
         m = self.maps[name]
         index, = struct.unpack("<I", key)
         first = int.from_bytes(value[:4], "little")
-        if m.type not in (DEVMAP, DEVMAP_HASH, CPUMAP, XSKMAP):
+        if m.type not in REDIRECT_TYPES:
             raise ValueError(f"map {name}: only redirect maps are modelled")
         if m.type != DEVMAP_HASH and index >= m.max_entries:
             raise ValueError(f"map {name}: index {index} past max_entries")
@@ -147,7 +146,7 @@ class Net:
         # __bpf_xdp_redirect_map (net/core/filter.c): the low two flag bits are the
         # action on a missing key; devmaps also take BROADCAST and EXCLUDE_INGRESS.
         m = self._map(r1)
-        if m is None or m.type not in (DEVMAP, DEVMAP_HASH, CPUMAP, XSKMAP):
+        if m is None or m.type not in REDIRECT_TYPES:
             return XDP_ABORTED
         allowed = 3 | ((abi.BPF_F_BROADCAST | abi.BPF_F_EXCLUDE_INGRESS)
                        if m.type in (DEVMAP, DEVMAP_HASH) else 0)
