@@ -96,12 +96,17 @@ static long slots_store(const struct bpf_map *m, uint32_t index, const void *val
     return 0;
 }
 
-/* The update flags and index checks the three array types share. */
-static long slots_check(const struct bpf_map *m, const void *key, uint64_t flags)
+/* The update flags and index checks the three array types share; where every
+ * index exists (devmap, cpumap), BPF_NOEXIST is -EEXIST. */
+static long slots_check(const struct bpf_map *m, const void *key, uint64_t flags,
+                        int every_index_exists)
 {
-    if (!redirect_geometry_ok(m) || (flags & ~(uint64_t)MAP_F_ALLCPUS) > BPF_EXIST)
+    uint64_t mode = flags & ~(uint64_t)MAP_F_ALLCPUS;
+    if (!redirect_geometry_ok(m) || mode > BPF_EXIST)
         return -EINVAL;
-    return *(const uint32_t *)key >= m->max_entries ? -E2BIG : 0;
+    if (*(const uint32_t *)key >= m->max_entries)
+        return -E2BIG;
+    return every_index_exists && mode == BPF_NOEXIST ? -EEXIST : 0;
 }
 
 /* DEVMAP (kernel/bpf/devmap.c): every index exists (BPF_NOEXIST: -EEXIST);
@@ -109,11 +114,9 @@ static long slots_check(const struct bpf_map *m, const void *key, uint64_t flags
 static long devmap_update(const struct bpf_map *m, const void *key, const void *value,
                           uint64_t flags)
 {
-    long err = slots_check(m, key, flags);
+    long err = slots_check(m, key, flags, 1);
     if (err)
         return err;
-    if ((flags & ~(uint64_t)MAP_F_ALLCPUS) == BPF_NOEXIST)
-        return -EEXIST;
     uint32_t index = *(const uint32_t *)key;
     if (*(const uint32_t *)value == 0) /* no device: the kernel empties the slot */
         return m->value_size == 8 && ((const int32_t *)value)[1] > 0 ? -EINVAL
@@ -127,11 +130,9 @@ static long devmap_update(const struct bpf_map *m, const void *key, const void *
 static long cpumap_update(const struct bpf_map *m, const void *key, const void *value,
                           uint64_t flags)
 {
-    long err = slots_check(m, key, flags);
+    long err = slots_check(m, key, flags, 1);
     if (err)
         return err;
-    if ((flags & ~(uint64_t)MAP_F_ALLCPUS) == BPF_NOEXIST)
-        return -EEXIST;
     uint32_t qsize = *(const uint32_t *)value;
     if (qsize != 0 && m->value_size == 8 && ((const int32_t *)value)[1] > 0)
         return -EOPNOTSUPP; /* a cpumap program is not run here */
@@ -144,7 +145,7 @@ static long cpumap_update(const struct bpf_map *m, const void *key, const void *
 static long xskmap_update(const struct bpf_map *m, const void *key, const void *value,
                           uint64_t flags)
 {
-    long err = slots_check(m, key, flags);
+    long err = slots_check(m, key, flags, 0);
     if (err)
         return err;
     uint64_t mode = flags & ~(uint64_t)MAP_F_ALLCPUS;
