@@ -96,6 +96,16 @@ def _add_link_options(p: argparse.ArgumentParser) -> None:
                         "weigh branches and call sites with (docs/pgo.md)")
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number, not {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"0 to 2**64 - 1, not {text}")
+    return value
+
+
 def _map_fds(specs: list[str]) -> dict[str, int]:
     fds: dict[str, int] = {}
     for spec in specs:
@@ -162,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", metavar="NAME=@FILE", action="append",
                    help="fill a map before the run from a JSON list of [key, value] pairs "
                         "(hex bytes or integers); --json prints every map after the run")
+    p.add_argument("--seed", metavar="N", type=_seed,
+                   help="key bpf_get_prandom_u32 so that runs repeat its numbers")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--profile-out", metavar="FILE", help="instrument, run, and write the "
                    "profile (.profdata: LLVM's indexed format; otherwise its text format)")
@@ -424,7 +436,7 @@ def read_pcap(path: str) -> list[bytes]:
 
 
 def cmd_run(args) -> int:
-    from .facts.contexts import action_name
+    from .facts.contexts import REDIRECT_ACTIONS, action_name
     from .run.hostmaps import MapAccess
     _refuse_clobbering(args, "--profile-out", args.profile_out)
     obj = _load_object(args.input, args)
@@ -441,6 +453,8 @@ def cmd_run(args) -> int:
         options = dataclasses.replace(options, instrument=True)
     loaded, linked = pipeline.load(obj, options)
     _report_warnings(linked)
+    if args.seed is not None:
+        loaded.seed(args.seed)
     maps = MapAccess(loaded)
     for spec in args.map or ():
         name, sep, path = spec.partition("=@")
@@ -462,9 +476,15 @@ def cmd_run(args) -> int:
                     print(f"packet {n}: fault: {fault}")
                 continue
             action = action_name(program.prog_type, r0)
-            out["results"].append({"packet": n, "r0": r0, "action": action, "data": after.hex()})
+            result = {"packet": n, "r0": r0, "action": action, "data": after.hex()}
+            target = loaded.redirect() if action in REDIRECT_ACTIONS else None
+            if target is not None:
+                result["redirect"] = target.as_json(list(maps.maps))
+            out["results"].append(result)
             if not args.json:
                 shown = f"{action} (r0 = {r0})" if action else f"r0 = {r0} ({r0:#x})"
+                if target is not None:
+                    shown += f" -> {result['redirect']['text']}"
                 print(f"packet {n}: {shown}")
     else:
         memory = parse_memory(args.mem)

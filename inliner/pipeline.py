@@ -22,7 +22,7 @@ from .lift import DEFAULT_MAX_STEPS
 from .elf.model import EbpfObject
 from .errors import EbpfLtoError
 from .facts import abi, contexts, maps
-from .facts.helpers import CONTEXT_HELPERS, MAP_HELPERS, helper_name
+from .facts.helpers import CONTEXT_HELPERS, MAP_HELPERS, REDIRECT_HELPERS, helper_name
 from .link import helpers, link as linker, plan
 from .link.helpers import HelperSet
 from .pgo import profile
@@ -74,7 +74,7 @@ class LinkOptions:
     def plan_options(self, counts: dict | None = None,
                      removed: frozenset[int] = frozenset()) -> plan.PlanOptions:
         """`removed`: the helpers helper_set() kept out, which the runtime gives."""
-        runtime = MAP_HELPERS if self.abi == "bpftime" else frozenset()
+        runtime = MAP_HELPERS | REDIRECT_HELPERS if self.abi == "bpftime" else frozenset()
         host = removed - runtime if self.abi == "bpftime" else frozenset()
         return plan.PlanOptions(self.inline, self.inline_threshold, frozenset(self.no_inline),
                                 frozenset(self.force_inline), counts, runtime, host)
@@ -110,14 +110,15 @@ def _check_names(options: LinkOptions, functions: Iterable[str] = ()) -> None:
 
 
 def helper_set(options: LinkOptions) -> HelperSet | None:
-    """The helpers to link in; with --abi bpftime, never the map helpers or the map
-    runtime, nor helpers that need the C library, which bpftime's loader does not give."""
+    """The helpers to link in; with --abi bpftime, never the map helpers, the map
+    runtime or the redirect helpers (the runtime forwards the packet), nor helpers
+    that need the C library, which bpftime's loader does not give."""
     if not options.helpers:
         return None
     hset = helpers.resolve(options.helpers, options.arch)
     if options.abi != "bpftime":
         return hset
-    return hset.without(MAP_HELPERS | hset.needing_host(abi.bpftime_can_call))
+    return hset.without(MAP_HELPERS | REDIRECT_HELPERS | hset.needing_host(abi.bpftime_can_call))
 
 
 def lift(obj: EbpfObject, options: LinkOptions, hset: HelperSet | None = None) -> lifter.Lifted:
@@ -173,6 +174,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
             if has_maps:  # the map runtime's host API, for hosts to reach the maps
                 entries += [name for name in hset.host_api if name not in entries]
             linker.internalize(mod, set(entries), tm)
+            # the records a host reads and writes (redirect, random state) that the helpers use
+            entries += linker.export_used(mod, hset.host_data)
     called = sorted(hid for fn in mod.functions if fn.is_declaration
                     and (hid := abi.helper_id(fn.name)) is not None)
     with stage(f"optimize -O{options.opt_level} for {options.arch} ({options.cpu})"):
@@ -283,7 +286,7 @@ def images(obj: EbpfObject, options: LinkOptions) -> tuple[list[bytes], list[str
     if hset is not None and not linked.linked_in and (linked.external_helpers or hset.host_api):
         target = codegen.make_target(options.arch, options.cpu)
         objects.append(helper_object(hset, target, options.opt_level))
-        exports += hset.host_api
+        exports += hset.host_api + hset.host_data
     return objects, exports, linked
 
 
@@ -296,18 +299,44 @@ def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:
 
 
 def run(obj: EbpfObject, memory: bytes | bytearray | None, options: LinkOptions,
-        entry: str = abi.ENTRY_SYMBOL) -> tuple[int, bytearray]:
-    """Run one program over `memory` (r1, r2); returns r0 and the memory after."""
+        entry: str = abi.ENTRY_SYMBOL, seed: int | None = None) -> tuple[int, bytearray]:
+    """Run one program over `memory` (r1, r2); returns r0 and the memory after.
+    `seed` keys bpf_get_prandom_u32 (facts/abi.py)."""
     loaded, _ = load(obj, options)
+    if seed is not None:
+        loaded.seed(seed)
     buf = bytearray(memory or b"")
     return loaded.call(entry, buf if memory else None), buf
 
 
+class PacketResult(tuple):
+    """(r0, packet after) of one packet's run, and the redirect target it left
+    (`redirect`: a facts.abi.Redirect, or None)."""
+
+    def __new__(cls, r0: int, packet: bytes, redirect: abi.Redirect | None = None):
+        result = super().__new__(cls, (r0, packet))
+        result.redirect = redirect
+        return result
+
+    @property
+    def r0(self) -> int:
+        return self[0]
+
+    @property
+    def packet(self) -> bytes:
+        return self[1]
+
+
 def run_packets(obj: EbpfObject, packets, options: LinkOptions,
-                loaded: LoadedObjects | None = None):
-    """Run one program over each packet in turn; yields (r0, packet after)."""
+                loaded: LoadedObjects | None = None, seed: int | None = None):
+    """Run one program over each packet in turn; yields a PacketResult each.
+
+    `seed` keys bpf_get_prandom_u32 once, before the first packet."""
     if loaded is None:
         loaded, _ = load(obj, options)
+    if seed is not None:
+        loaded.seed(seed)
     layout = contexts.for_program_type(obj.program(options.program).prog_type)
     for packet in packets:
-        yield loaded.call_packet(abi.ENTRY_SYMBOL, layout, packet)
+        r0, after = loaded.call_packet(abi.ENTRY_SYMBOL, layout, packet)
+        yield PacketResult(r0, after, loaded.redirect())

@@ -108,8 +108,10 @@ def captured_stderr():
 
 def test_every_default_helper_is_called_by_a_test_program():
     called: set[int] = set()
-    # The packet helpers' programs are in tests/packet_c (test_packet_helpers.py).
-    for path in sorted(PROGS.glob("*.o")) + sorted((PROGS.parent / "packet_c").glob("*.o")):
+    # The packet helpers' programs are in tests/packet_c (test_packet_helpers.py), the
+    # forwarding helpers' in tests/redirect_c (test_redirect.py).
+    for path in sorted(PROGS.glob("*.o")) + sorted((PROGS.parent / "packet_c").glob("*.o")) \
+            + sorted((PROGS.parent / "redirect_c").glob("*.o")):
         lifted = pipeline.lift(loader.load(str(path)), pipeline.LinkOptions())
         called |= {site.helper_id for site in lifted.sites if site.helper_id is not None}
     provided = helpers.resolve("default", pipeline.codegen.host_arch()).ids
@@ -117,9 +119,9 @@ def test_every_default_helper_is_called_by_a_test_program():
     # ctypes, by tests/test_maps_core.py and tests/test_maps_more.py (perf
     # event output 25, ringbuf 130-134) until programs can use maps.
     map_helpers = {1, 2, 3, 25, 87, 88, 89, 130, 131, 132, 133, 134, 164, 195}
-    assert provided - map_helpers == {4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 16, 26, 28, 42, 44, 45,
-                                      54, 65, 112, 113, 114, 115, 118, 125, 160, 165, 177, 181,
-                                      182, 208}
+    assert provided - map_helpers == {4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 16, 23, 26, 28, 42, 44,
+                                      45, 51, 54, 65, 69, 84, 85, 86, 99, 112, 113, 114, 115,
+                                      118, 125, 155, 160, 165, 177, 181, 182, 208}
     assert map_helpers <= provided
     assert provided - map_helpers - called == set(), "helpers without a test program"
 

@@ -6,22 +6,27 @@
  * task for a kernel helper.
  */
 #include "host.h"
+#include "abi.h"
 
 /* get_prandom_u32: the kernel draws from a per-cpu prandom state. Here:
- * splitmix64 over one process-wide counter that each call advances with an
- * atomic add, so concurrent callers never share a draw and need no lock.
- * (Per-thread state would need _Thread_local, which the in-process JIT cannot
- * load; see host.h.) The key is seeded on first use from CLOCK_MONOTONIC,
- * CLOCK_BOOTTIME and the pid, so runs differ; racing first callers agree on
- * one key through a compare-and-swap. Not cryptographic, as in the kernel. */
-static u64 prandom_key;
-static u64 prandom_counter;
+ * splitmix64's finalizer of key + n * PRANDOM_GAMMA, n counted by one
+ * process-wide counter that each call advances with an atomic add, so
+ * concurrent callers never share a draw and need no lock. (Per-thread state
+ * would need _Thread_local, which the in-process JIT cannot load; see
+ * host.h.) The constants and the state's layout come from abi.h
+ * (inliner/facts/abi.py, which the reference interpreter uses too). The state
+ * is exported so that a host can seed it (`ebpf-lto run --seed N`: key =
+ * prandom_key(N), counter 0); key 0 means unseeded, and the first call then
+ * keys it from CLOCK_MONOTONIC, CLOCK_BOOTTIME and the pid, so runs differ;
+ * racing first callers agree on one key through a compare-and-swap. Not
+ * cryptographic, as in the kernel. */
+struct ebpf_lto_prandom ebpf_lto_prandom;
 
 static u64 mix64(u64 z)
 {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    z = (z ^ (z >> PRANDOM_MIX0)) * PRANDOM_MIX1;
+    z = (z ^ (z >> PRANDOM_MIX2)) * PRANDOM_MIX3;
+    return z ^ (z >> PRANDOM_MIX4);
 }
 
 static u64 seed_key(void)
@@ -36,17 +41,17 @@ static u64 seed_key(void)
 BPF_HELPER(0007) /* get_prandom_u32 */
 {
     UNUSED_ARGS();
-    u64 key = __atomic_load_n(&prandom_key, __ATOMIC_ACQUIRE);
+    u64 key = __atomic_load_n(&ebpf_lto_prandom.key, __ATOMIC_ACQUIRE);
     if (key == 0) {
         u64 fresh = seed_key(), expected = 0;
-        if (__atomic_compare_exchange_n(&prandom_key, &expected, fresh, 0,
+        if (__atomic_compare_exchange_n(&ebpf_lto_prandom.key, &expected, fresh, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             key = fresh;
         else
             key = expected;
     }
-    u64 n = __atomic_fetch_add(&prandom_counter, 1, __ATOMIC_RELAXED);
-    return (u32)(mix64(key + n * 0x9e3779b97f4a7c15ull) >> 32);
+    u64 n = __atomic_fetch_add(&ebpf_lto_prandom.counter, 1, __ATOMIC_RELAXED);
+    return (u32)(mix64(key + n * PRANDOM_GAMMA) >> 32);
 }
 
 BPF_HELPER(0008) /* get_smp_processor_id: the cpu the thread runs on now */

@@ -547,3 +547,26 @@ const struct map_ops percpu_hash_ops = {
     .lookup_percpu = htab_lookup_percpu,
     .for_each = htab_for_each,
 };
+
+/* BPF_MAP_TYPE_DEVMAP_HASH (kernel/bpf/devmap.c): a hash of devmap values by a
+ * u32 key, the target bpf_redirect_map() looks up (redirect.c). */
+static uint64_t devmap_hash_storage_size(const struct bpf_map *m)
+{
+    int ok = m->key_size == 4 && (m->value_size == 4 || m->value_size == 8);
+    return ok ? htab_storage_size(m) : 0;
+}
+
+static long devmap_hash_update(const struct bpf_map *m, const void *key, const void *value,
+                               uint64_t flags)
+{
+    long err = devmap_value_check(m, value);
+    return err ? err : htab_update(m, key, value, flags);
+}
+
+const struct map_ops devmap_hash_ops = {
+    .storage_size = devmap_hash_storage_size,
+    .lookup = htab_lookup,
+    .update = devmap_hash_update,
+    .delete = htab_delete,
+    .get_next_key = htab_get_next_key,
+};

@@ -28,6 +28,10 @@ MAP_OPS_PLACEHOLDER(lpm_trie_ops);
 MAP_OPS_PLACEHOLDER(prog_array_ops);
 MAP_OPS_PLACEHOLDER(array_of_maps_ops);
 MAP_OPS_PLACEHOLDER(hash_of_maps_ops);
+MAP_OPS_PLACEHOLDER(devmap_ops);
+MAP_OPS_PLACEHOLDER(cpumap_ops);
+MAP_OPS_PLACEHOLDER(xskmap_ops);
+MAP_OPS_PLACEHOLDER(devmap_hash_ops);
 
 #define MAP_TYPE_LIMIT 28 /* one past the highest BPF_MAP_TYPE_* implemented */
 
@@ -43,6 +47,10 @@ static const struct map_ops *const map_ops_table[MAP_TYPE_LIMIT] = {
     [BPF_MAP_TYPE_LPM_TRIE] = &lpm_trie_ops,
     [BPF_MAP_TYPE_ARRAY_OF_MAPS] = &array_of_maps_ops,
     [BPF_MAP_TYPE_HASH_OF_MAPS] = &hash_of_maps_ops,
+    [BPF_MAP_TYPE_DEVMAP] = &devmap_ops,
+    [BPF_MAP_TYPE_CPUMAP] = &cpumap_ops,
+    [BPF_MAP_TYPE_XSKMAP] = &xskmap_ops,
+    [BPF_MAP_TYPE_DEVMAP_HASH] = &devmap_hash_ops,
     [BPF_MAP_TYPE_QUEUE] = &queue_ops,
     [BPF_MAP_TYPE_STACK] = &stack_ops,
     [BPF_MAP_TYPE_RINGBUF] = &ringbuf_ops,

@@ -57,7 +57,18 @@ extern const struct map_ops array_ops, percpu_array_ops, hash_ops, percpu_hash_o
  * including this header must stay strong (a weak constant's initializer
  * cannot be folded into inlined code). */
 extern const struct map_ops queue_ops, stack_ops, ringbuf_ops, perf_event_array_ops,
-    lpm_trie_ops, prog_array_ops, array_of_maps_ops, hash_of_maps_ops;
+    lpm_trie_ops, prog_array_ops, array_of_maps_ops, hash_of_maps_ops, devmap_ops, cpumap_ops,
+    xskmap_ops, devmap_hash_ops;
+
+/* A devmap value to store (struct bpf_devmap_val {u32 ifindex; int prog_fd},
+ * or the ifindex alone): ifindex 0 is no device, -EINVAL; a program (fd > 0)
+ * -EOPNOTSUPP, since devmap programs are not run here (redirect.c, map_hash.c). */
+static inline long devmap_value_check(const struct bpf_map *m, const void *value)
+{
+    if (*(const uint32_t *)value == 0)
+        return -EINVAL;
+    return m->value_size == 8 && ((const int32_t *)value)[1] > 0 ? -EOPNOTSUPP : 0;
+}
 
 /* The hash family's lookup for the host API: cpu's copy (0 for a map that is
  * not per-cpu), without marking an LRU element used (map_hash.c). */

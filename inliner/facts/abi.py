@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-from .maps import MapDef
+from .helpers import KERNEL_HELPERS as HELPER_NAMES
+from .maps import MAP_TYPES, MapDef
 
 ENTRY_SYMBOL = "bpf_main"            # the first program's entry, `uint64_t (void *, uint64_t)`
 ABIS = ("ebpf-lto", "bpftime")       # who owns the maps: the object, or bpftime's runtime
@@ -130,3 +132,87 @@ class Region(enum.IntEnum):
     @property
     def what(self) -> str:
         return self.name.lower().replace("_", " ")
+
+
+# The redirect record (docs/abi.md): the helper library's bpf_redirect,
+# bpf_redirect_map and bpf_redirect_peer write the target there, as the
+# kernel's helpers write the per-cpu bpf_redirect_info that the driver reads
+# after an XDP_REDIRECT or TC_ACT_REDIRECT. The host writes `xdp` and clears
+# `helper` before each run, and reads the record after it. (C type, name).
+REDIRECT = "ebpf_lto_redirect"
+REDIRECT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("uint32_t", "xdp"),        # in: 1 when the program is XDP (bpf_xdp_redirect's semantics)
+    ("uint32_t", "helper"),     # out: the helper that set the target (23, 51, 155), 0 for none
+    ("uint32_t", "map_type"),   # BPF_MAP_TYPE_* of redirect_map's map, 0 otherwise
+    ("uint32_t", "map_index"),  # the map's index in ebpf_lto_maps, NO_MAP otherwise
+    ("uint32_t", "key"),        # redirect_map's key
+    ("uint32_t", "target"),     # the ifindex, the cpu, or the AF_XDP socket's value
+    ("uint64_t", "flags"),      # BPF_F_INGRESS, BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS
+)
+NO_MAP = 0xFFFFFFFF
+BPF_F_INGRESS, BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS = 1 << 0, 1 << 3, 1 << 4
+
+
+class Redirect(NamedTuple):
+    """The target a run left in the redirect record (its fields after `xdp`)."""
+    helper: int
+    map_type: int
+    map_index: int
+    key: int
+    target: int
+    flags: int
+
+    def as_json(self, map_names: Sequence[str]) -> dict:
+        """For `run --json`: names for the helper and the map, numbers for the rest."""
+        mapped = self.helper == 51
+        return {"helper": HELPER_NAMES.get(self.helper, str(self.helper)),
+                "map": (map_names[self.map_index] if self.map_index < len(map_names) else None)
+                if mapped else None,
+                "map_type": MAP_TYPES.get(self.map_type) if mapped else None,
+                "key": self.key if mapped else None, "target": self.target,
+                "flags": self.flags, "text": self.describe(map_names)}
+
+    def describe(self, map_names: Sequence[str]) -> str:
+        """`devmap tx_port[0] = ifindex 3`, `ifindex 3 (ingress)`, ..."""
+        if self.helper != 51:
+            peer = "peer of " if self.helper == 155 else ""
+            ingress = " (ingress)" if self.flags & BPF_F_INGRESS else ""
+            return f"{peer}ifindex {self.target}{ingress}"
+        name = map_names[self.map_index] if self.map_index < len(map_names) else "?"
+        kind = MAP_TYPES.get(self.map_type, f"map type {self.map_type}")
+        if self.flags & BPF_F_BROADCAST:
+            excluding = ", excluding the ingress device" if self.flags & BPF_F_EXCLUDE_INGRESS \
+                else ""
+            return f"{kind} {name}: broadcast{excluding}"
+        what = {"cpumap": "cpu", "xskmap": "socket"}.get(kind, "ifindex")
+        return f"{kind} {name}[{self.key}] = {what} {self.target}"
+
+
+# bpf_get_prandom_u32's generator (docs/helpers.md), defined here once for the
+# helper library (abi.h) and the reference interpreter: draw n (counted from 0)
+# is the high half of splitmix64's finalizer of key + n * GAMMA. The state is
+# the exported `struct ebpf_lto_prandom {uint64_t key, counter;}`; key 0 means
+# unseeded (the helper then keys it from the clocks and the pid on first use);
+# a host seeds it with prandom_key(seed) and counter 0 (`run --seed N`).
+PRANDOM = "ebpf_lto_prandom"
+PRANDOM_GAMMA = 0x9E3779B97F4A7C15
+PRANDOM_MIX = (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)
+M64 = (1 << 64) - 1
+
+
+def prandom_mix(z: int) -> int:
+    """splitmix64's finalizer (PRANDOM_MIX's shifts and multipliers)."""
+    s1, m1, s2, m2, s3 = PRANDOM_MIX
+    z = ((z ^ (z >> s1)) * m1) & M64
+    z = ((z ^ (z >> s2)) * m2) & M64
+    return z ^ (z >> s3)
+
+
+def prandom_key(seed: int) -> int:
+    """The generator's key for `--seed seed`: never 0, which means unseeded."""
+    return prandom_mix(seed & M64) | 1
+
+
+def prandom_u32(key: int, n: int) -> int:
+    """Draw n of the generator keyed `key`."""
+    return prandom_mix((key + n * PRANDOM_GAMMA) & M64) >> 32

@@ -139,6 +139,8 @@ ACTIONS: dict[str, dict[int, str]] = {
                   6: "TC_ACT_REPEAT", 7: "TC_ACT_REDIRECT"},
 }
 ACTIONS["sched_act"] = ACTIONS["sched_cls"]
+# The actions after which the host forwards the packet to the redirect target.
+REDIRECT_ACTIONS = frozenset({"XDP_REDIRECT", "TC_ACT_REDIRECT"})
 
 
 def action_name(prog_type: str, r0: int) -> str | None:

@@ -241,6 +241,11 @@ MAP_HELPERS: frozenset[int] = frozenset({
     209, 210, 211,
 })
 
+# Helpers that leave a forwarding target for the host to act on after the run
+# (docs/abi.md, the redirect record): with --abi bpftime the runtime that
+# forwards the packet must own them, so they stay its calls.
+REDIRECT_HELPERS: frozenset[int] = frozenset({23, 51, 155})
+
 # Helpers whose result differs from run to run (clocks, random numbers): a
 # program calling one cannot be compared across builds by its results.
 NONDETERMINISTIC_HELPERS: frozenset[int] = frozenset({5, 7, 118, 125, 160})
@@ -311,6 +316,11 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     177: (_mem(1, 2), _mem(3, 4)),                                    # trace_vprintk
     182: (_mem(1, 2),),                                               # strncmp
     195: (_MAP, _KEY),                                                # map_lookup_percpu_elem
+    51: (_MAP,),                                                      # redirect_map
+    69: (_CTX, _mem(2, 3, write=True)),                               # fib_lookup
+    84: (_CTX, _mem(2, 3)),                                           # sk_lookup_tcp
+    85: (_CTX, _mem(2, 3)),                                           # sk_lookup_udp
+    99: (_CTX, _mem(2, 3)),                                           # skc_lookup_tcp
 }
 
 # The helpers above that take the program's context: their code reads the

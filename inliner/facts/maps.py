@@ -16,12 +16,17 @@ from dataclasses import dataclass
 MAP_TYPES: dict[int, str] = {
     1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
     6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash", 11: "lpm_trie",
-    12: "array_of_maps", 13: "hash_of_maps", 22: "queue", 23: "stack", 27: "ringbuf",
+    12: "array_of_maps", 13: "hash_of_maps", 14: "devmap", 16: "cpumap", 17: "xskmap",
+    22: "queue", 23: "stack", 25: "devmap_hash", 27: "ringbuf",
 }
 MAP_TYPE_IDS: dict[str, int] = {name: tid for tid, name in MAP_TYPES.items()}
 # Types with one copy of each value per cpu.
 PER_CPU_TYPES = frozenset(MAP_TYPE_IDS[n] for n in ("percpu_hash", "percpu_array",
                                                     "lru_percpu_hash"))
+
+# The maps bpf_redirect_map() redirects through (docs/helpers.md): a device's
+# ifindex, a cpu, an AF_XDP socket by key.
+REDIRECT_TYPES = frozenset(MAP_TYPE_IDS[n] for n in ("devmap", "devmap_hash", "cpumap", "xskmap"))
 
 # Map update flags (BPF_ANY, BPF_NOEXIST, BPF_EXIST) and map_flags bits used.
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2

@@ -28,7 +28,7 @@ from ..lift import LiftOptions
 NAMED_SETS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
     "default": (("checksum", "time", "identity", "memory", "output", "loop", "packet",
                  "maps", "map_array", "map_hash", "map_queue", "map_ringbuf", "map_perf",
-                 "map_lpm", "map_prog", "map_of_maps"),
+                 "map_lpm", "map_prog", "map_of_maps", "redirect"),
                 frozenset()),
     "conformance": (("conformance",), frozenset({5})),
     "none": ((), frozenset()),
@@ -57,6 +57,7 @@ class HelperSet:
     sources: tuple[HelperSource, ...]
     provides: tuple[tuple[int, str], ...]  # (helper id, source that defines it), last wins
     host_api: tuple[str, ...] = ()         # ebpf_lto_* functions the sets define for hosts
+    host_data: tuple[str, ...] = ()        # ebpf_lto_* variables: records a host reads and writes
     removed: frozenset[int] = frozenset()  # ids whose definitions are kept out (`without`)
 
     @property
@@ -71,7 +72,7 @@ class HelperSet:
     def without(self, ids: frozenset[int]) -> HelperSet:
         """This set minus helpers `ids` and the host API: a runtime provides those itself."""
         provides = tuple(p for p in self.provides if p[0] not in ids)
-        return dataclasses.replace(self, provides=provides, host_api=(),
+        return dataclasses.replace(self, provides=provides, host_api=(), host_data=(),
                                    removed=self.removed | ids)
 
     def needing_host(self, allowed) -> frozenset[int]:
@@ -152,20 +153,26 @@ def resolve(spec: str, arch: str) -> HelperSet:
                                "or a .bc/.ll file)")
     provides: dict[int, str] = {}
     host_api: set[str] = set()
+    host_data: set[str] = set()
     for src in sources:
-        ids, api = _definitions(src)
+        ids, api, data = _definitions(src)
         provides.update((hid, src.name) for hid in ids)
         host_api.update(api)
-    return HelperSet(tuple(sources), tuple(sorted(provides.items())), tuple(sorted(host_api)))
+        host_data.update(data)
+    return HelperSet(tuple(sources), tuple(sorted(provides.items())), tuple(sorted(host_api)),
+                     tuple(sorted(host_data)))
 
 
 @lru_cache(maxsize=64)
-def _definitions(src: HelperSource) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """The helper ids a source defines, and its host API functions."""
-    defined = [fn.name for fn in _parse(src).functions
+def _definitions(src: HelperSource) -> tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...]]:
+    """The helper ids a source defines, its host API functions and its host variables."""
+    mod = _parse(src)
+    defined = [fn.name for fn in mod.functions
                if not fn.is_declaration and fn.linkage == llvm.Linkage.external]
+    data = tuple(gv.name for gv in mod.global_variables if not gv.is_declaration
+                 and gv.linkage == llvm.Linkage.external and gv.name.startswith(HOST_API_PREFIX))
     return (tuple(hid for name in defined if (hid := helper_id(name)) is not None),
-            tuple(name for name in defined if name.startswith(HOST_API_PREFIX)))
+            tuple(name for name in defined if name.startswith(HOST_API_PREFIX)), data)
 
 
 @lru_cache(maxsize=64)

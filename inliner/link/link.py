@@ -41,3 +41,13 @@ def internalize(mod: llvm.ModuleRef, keep: set[str], tm: llvm.TargetMachine) -> 
     mpm = llvm.create_new_module_pass_manager()
     mpm.add_global_dead_code_eliminate_pass()
     mpm.run(mod, pb)
+
+
+def export_used(mod: llvm.ModuleRef, names) -> list[str]:
+    """Export again those of `names` that `internalize` left (something uses them):
+    the records a host reads and writes, kept only where the program's helpers use them."""
+    present = {gv.name: gv for gv in mod.global_variables if not gv.is_declaration}
+    kept = [name for name in names if name in present]
+    for name in kept:
+        present[name].linkage = llvm.Linkage.external
+    return kept

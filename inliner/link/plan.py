@@ -18,7 +18,7 @@ import networkx as nx
 
 from ..errors import EbpfLtoError
 from ..facts.abi import helper_id, helper_symbol
-from ..facts.helpers import HELPER_IDS, helper_name
+from ..facts.helpers import HELPER_IDS, REDIRECT_HELPERS, helper_name
 from ..lift import Site
 from .helpers import HelperSet
 
@@ -185,7 +185,8 @@ def _decide_each(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[
         if site.lowered:
             out.append(d("inline", site.lowered))
         elif site.helper_id in options.runtime_helpers:
-            out.append(d("external", "the runtime owns the maps (--abi bpftime)"))
+            owns = "the redirect" if site.helper_id in REDIRECT_HELPERS else "the maps"
+            out.append(d("external", f"the runtime owns {owns} (--abi bpftime)"))
         elif site.helper_id in options.host_helpers:
             out.append(d("external", "it needs the C library, which bpftime's loader does "
                                      "not give (--abi bpftime)"))

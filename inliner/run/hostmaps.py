@@ -121,7 +121,8 @@ class MapAccess:
             if kind == "ringbuf":
                 out[name] = {"type": kind, "records": [r.hex() for r in self.records(name)]}
             elif kind in ("hash", "array", "percpu_hash", "percpu_array", "lru_hash",
-                          "lru_percpu_hash", "lpm_trie"):
+                          "lru_percpu_hash", "lpm_trie", "devmap", "devmap_hash", "cpumap",
+                          "xskmap"):
                 entries = []
                 for key in self.keys(name):
                     value = self.lookup(name, key)

@@ -27,6 +27,17 @@ class FaultRecord(ctypes.Structure):
         ("function", ctypes.c_char_p)]
 
 
+class RedirectRecord(ctypes.Structure):
+    """struct ebpf_lto_redirect (facts/abi.py, docs/abi.md)."""
+    _fields_ = [(name, ctypes.c_uint32 if ctype == "uint32_t" else ctypes.c_uint64)
+                for ctype, name in abi.REDIRECT_FIELDS]
+
+
+class PrandomState(ctypes.Structure):
+    """struct ebpf_lto_prandom (facts/abi.py)."""
+    _fields_ = [("key", ctypes.c_uint64), ("counter", ctypes.c_uint64)]
+
+
 class ProgramFault(Exception):
     """A checked program stopped by a failed check or its spent budget."""
 
@@ -78,6 +89,28 @@ class LoadedObjects:
             self.fault = FaultRecord.from_address(self.address(abi.FAULT))
         except (KeyError, RuntimeError):  # an object built with --no-checks
             self.fault = None
+        self._redirect = self._record(RedirectRecord, abi.REDIRECT)
+        self._prandom = self._record(PrandomState, abi.PRANDOM)
+
+    def _record(self, struct, symbol: str):
+        """The helper library's exported record, or None when no helper set defines it."""
+        try:
+            return struct.from_address(self.address(symbol))
+        except (KeyError, RuntimeError):
+            return None
+
+    def seed(self, seed: int) -> None:
+        """Key bpf_get_prandom_u32's generator for a reproducible sequence (facts/abi.py)."""
+        if self._prandom is not None:
+            self._prandom.key, self._prandom.counter = abi.prandom_key(seed), 0
+
+    def redirect(self) -> abi.Redirect | None:
+        """The target the last call_packet's redirect helpers recorded, or None."""
+        rec = self._redirect
+        if rec is None or rec.helper == 0:
+            return None
+        return abi.Redirect(rec.helper, rec.map_type, rec.map_index, rec.key, rec.target,
+                            rec.flags)
 
     def address(self, symbol: str) -> int:
         return self._tracker[symbol]
@@ -115,8 +148,12 @@ class LoadedObjects:
         """Run on one packet; returns r0 and the packet as data..data_end say after the run.
 
         With a context layout r1 points at the userspace context (docs/abi.md);
-        without one, r1 is the packet itself and r2 its length.
+        without one, r1 is the packet itself and r2 its length. The redirect
+        record is cleared first; `redirect()` reads it after.
         """
+        if self._redirect is not None:
+            self._redirect.helper = 0
+            self._redirect.xdp = layout is contexts.XDP
         if layout is None:
             memory = bytearray(packet)
             return self.call(symbol, memory), bytes(memory)

@@ -249,6 +249,7 @@ class _Program:
     code: dict[str, list]
     refs: Mapping[tuple[str, int], object] = field(default_factory=dict)
     data: dict[str, int] = field(default_factory=dict)   # data section -> base address
+    maps: Mapping[str, int] = field(default_factory=dict)  # map -> the handle lddw gives
 
 
 class _Machine:
@@ -380,6 +381,8 @@ class _Machine:
                 if ref.target not in self.prog.data:
                     raise self.fail(f"data section {ref.target} is not mapped")
                 return self.prog.data[ref.target] + ref.offset
+            if kind == "map" and ref.target in self.prog.maps:
+                return self.prog.maps[ref.target]
             raise self.fail(f"lddw of a {kind} ({ref.target}): maps need a map runtime")
         if insn.src == 0:                      # dst = (next_imm << 32) | imm
             return insn.imm64
@@ -701,15 +704,18 @@ def run(slots: list, memory: bytearray | None, helpers: Mapping[int, Callable[..
 
 def run_object(obj, memory: bytearray | None, helpers: Mapping[int, Callable[..., int]],
                *, program: str | None = None, max_steps: int = DEFAULT_MAX_STEPS,
-               check_reads: bool = True) -> int:
+               check_reads: bool = True, mem: Memory | None = None,
+               maps: Mapping[str, int] | None = None) -> int:
     """Run one program of a loaded `EbpfObject` (the first, or the one named).
 
     Calls and function addresses follow the object's resolved references;
     global data sections are mapped (read-only unless writable) and start
-    with their initial contents. Maps are not modelled: lddw of one raises.
+    with their initial contents. `mem` may hold regions mapped beforehand (a
+    packet, say). Maps are the helpers' business: lddw of one gives its handle
+    in `maps` (tools/interp_net.py), and raises for a map not there.
     """
-    prog = _Program(obj.code, obj.refs)
-    mem = Memory()
+    prog = _Program(obj.code, obj.refs, maps=maps or {})
+    mem = mem if mem is not None else Memory()
     for i, (name, section) in enumerate(obj.data.items()):
         base = DATA_BASE + (i << 32)
         if section.data:

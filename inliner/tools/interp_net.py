@@ -1,0 +1,192 @@
+"""The reference interpreter's packet world: a program on a packet in its kernel
+context, the redirect maps, and the forwarding helpers, written from the
+kernel's documentation (include/uapi/linux/bpf.h) and net/core/filter.c, not
+from the helper library.
+
+- The context is the kernel's own struct (`struct xdp_md`, `struct
+  __sk_buff`), not the userspace one the lifter rewrites accesses to: the
+  packet's buffer is mapped below 4 GiB, so the kernel's 32-bit `data` and
+  `data_end` fields hold its addresses whole, and the program reads them as
+  it would in the kernel.
+- Maps: `lddw` of a map gives a handle; the redirect maps (devmap,
+  devmap_hash, cpumap, xskmap) hold entries set with `update`, which follows
+  the kernel's update rules (a devmap's ifindex 0 and a cpumap's qsize 0
+  empty the slot). A lookup maps the value read-only, as the kernel's devmap
+  values are to programs.
+- Helpers: map_lookup_elem (1) on those maps, get_prandom_u32 (7) from the
+  generator of facts/abi.py keyed by `seed`, redirect (23), redirect_map
+  (51), redirect_peer (155), fib_lookup (69: "not forwarded", there being no
+  routes), sk_lookup_tcp/udp and skc_lookup_tcp (84, 85, 99: no socket) and
+  sk_release (86). `Net.redirect` is the target the last run left, as
+  facts.abi.Redirect, for comparison with the native code's.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from ..facts import abi, contexts
+from ..facts.maps import MAP_TYPE_IDS, REDIRECT_TYPES
+from . import interp
+
+PACKET_BASE = 0x4000_0000             # below 4 GiB: kernel context fields hold it whole
+MAP_HANDLE_BASE = 0x0000_5000_0000_0000  # + map index << 32
+MAP_VALUE_BASE = 0x0000_6000_0000_0000   # + map index << 32 + key * 16
+KERNEL_CTX_SIZE = {"xdp_md": 24, "__sk_buff": 192}  # sizeof the kernel's structs
+
+XDP_ABORTED, XDP_REDIRECT = 0, 4
+TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
+DEVMAP, DEVMAP_HASH, CPUMAP = (MAP_TYPE_IDS[n] for n in ("devmap", "devmap_hash", "cpumap"))
+EINVAL, EAFNOSUPPORT = 22, 97
+AF_INET, AF_INET6 = 2, 10
+FIB_PARAMS_SIZE, FIB_FLAGS, FIB_NOT_FWDED = 64, 0x3F, 4
+
+
+def kernel_context(layout: contexts.Layout, buffer: int, packet: bytes) -> bytearray:
+    """The kernel struct for a packet at buffer + HEADROOM: each field the value the
+    userspace context (contexts.build) gives it, a pointer as its low 32 bits."""
+    user = contexts.build(layout, buffer, len(packet), contexts.ethertype_be(packet))
+    ctx = bytearray(KERNEL_CTX_SIZE[layout.name])
+    for f in layout.fields:
+        fmt = "<Q" if f.kind != contexts.SCALAR else "<" + "I" * (f.kernel_size // 4)
+        values = struct.unpack_from(fmt, user, f.user_off)
+        if f.kind == contexts.META_POINTER:  # the userspace field is the metadata's length
+            values = (struct.unpack_from("<Q", user, layout.data)[0] - values[0] % 2**32,)
+        struct.pack_into("<" + "I" * len(values), ctx, f.kernel_off,
+                         *(v & 0xFFFFFFFF for v in values))
+    return ctx
+
+
+@dataclass
+class NetMap:
+    name: str
+    type: int
+    index: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    entries: dict[int, bytes] = field(default_factory=dict)
+
+
+class Net:
+    """Maps, helpers and the redirect record of interpreted packet runs."""
+
+    def __init__(self, obj, seed: int | None = None):
+        self.maps = {name: NetMap(name, m.type, i, m.key_size, m.value_size, m.max_entries)
+                     for i, (name, m) in enumerate(obj.maps.items())}
+        self.handles = {name: MAP_HANDLE_BASE + (m.index << 32) for name, m in self.maps.items()}
+        self.by_handle = {self.handles[name]: m for name, m in self.maps.items()}
+        self.key = abi.prandom_key(seed) if seed is not None else None
+        self.draws = 0
+        self.xdp = False
+        self.redirect: abi.Redirect | None = None
+
+    def update(self, name: str, key: bytes, value: bytes) -> None:
+        """Set an entry as BPF_MAP_UPDATE_ELEM does for a redirect map."""
+        m = self.maps[name]
+        index, = struct.unpack("<I", key)
+        first = int.from_bytes(value[:4], "little")
+        if m.type not in REDIRECT_TYPES:
+            raise ValueError(f"map {name}: only redirect maps are modelled")
+        if m.type != DEVMAP_HASH and index >= m.max_entries:
+            raise ValueError(f"map {name}: index {index} past max_entries")
+        if first == 0 and m.type in (DEVMAP, CPUMAP):  # no device / no queue: empty
+            m.entries.pop(index, None)
+        else:
+            m.entries[index] = bytes(value)
+
+    def helpers(self) -> dict[int, object]:
+        return {1: self._lookup, 7: self._prandom, 23: self._redirect, 51: self._redirect_map,
+                155: self._redirect_peer, 69: self._fib_lookup, 84: _no_socket,
+                85: _no_socket, 99: _no_socket, 86: _no_socket}
+
+    def run(self, obj, packet: bytes, program: str | None = None,
+            max_steps: int = interp.DEFAULT_MAX_STEPS) -> tuple[int, bytes]:
+        """r0 and the packet after one run (data..data_end); `redirect` is then set."""
+        prog = obj.program(program)
+        layout = contexts.for_program_type(prog.prog_type)
+        if layout is None:
+            raise ValueError(f"program {prog.name} of type {prog.prog_type} takes no packet")
+        self.xdp, self.redirect = layout is contexts.XDP, None
+        buf = bytearray(contexts.HEADROOM) + bytearray(packet) + bytearray(contexts.TAILROOM)
+        mem = interp.Memory()
+        mem.map(PACKET_BASE, buf, True, "packet")
+        ctx = kernel_context(layout, PACKET_BASE, packet)
+        r0 = interp.run_object(obj, ctx, self.helpers(), program=program, max_steps=max_steps,
+                               mem=mem, maps=self.handles)
+        data, data_end = (int.from_bytes(ctx[f.kernel_off:f.kernel_off + 4], "little")
+                          for f in layout.fields if f.name in ("data", "data_end"))
+        return r0, bytes(buf[data - PACKET_BASE:data_end - PACKET_BASE])
+
+    # -- helpers: fn(memory, r1, ..., r5) -> r0
+
+    def _map(self, handle: int) -> NetMap | None:
+        return self.by_handle.get(handle)
+
+    def _lookup(self, mem, r1, r2, r3, r4, r5) -> int:
+        m = self._map(r1)
+        if m is None:
+            raise interp.InterpError(f"map_lookup_elem on {r1:#x}: not a modelled map")
+        key, = struct.unpack("<I", mem.read(r2, 4))
+        value = m.entries.get(key)
+        if value is None:
+            return 0
+        addr = MAP_VALUE_BASE + (m.index << 32) + key * 16
+        if not any(r.base == addr for r in mem.regions):
+            mem.map(addr, bytearray(value), False, f"map {m.name} value")
+        return addr
+
+    def _prandom(self, mem, r1, r2, r3, r4, r5) -> int:
+        if self.key is None:
+            raise interp.InterpError("get_prandom_u32 needs a seed")
+        self.draws += 1
+        return abi.prandom_u32(self.key, self.draws - 1)
+
+    def _redirect_map(self, mem, r1, r2, r3, r4, r5) -> int:
+        # __bpf_xdp_redirect_map (net/core/filter.c): the low two flag bits are the
+        # action on a missing key; devmaps also take BROADCAST and EXCLUDE_INGRESS.
+        m = self._map(r1)
+        if m is None or m.type not in REDIRECT_TYPES:
+            return XDP_ABORTED
+        allowed = 3 | ((abi.BPF_F_BROADCAST | abi.BPF_F_EXCLUDE_INGRESS)
+                       if m.type in (DEVMAP, DEVMAP_HASH) else 0)
+        if r3 & ~allowed:
+            return XDP_ABORTED
+        key = r2 & 0xFFFFFFFF
+        value = m.entries.get(key)
+        if value is None and not r3 & abi.BPF_F_BROADCAST:
+            self.redirect = None
+            return r3 & 3
+        target = key if m.type == CPUMAP else int.from_bytes(value[:4], "little") if value else 0
+        self.redirect = abi.Redirect(51, m.type, m.index, key, target, r3 & ~3)
+        return XDP_REDIRECT
+
+    def _device(self, helper: int, ifindex: int, flags: int) -> int:
+        self.redirect = abi.Redirect(helper, 0, abi.NO_MAP, 0, ifindex & 0xFFFFFFFF, flags)
+        return XDP_REDIRECT if self.xdp else TC_ACT_REDIRECT
+
+    def _redirect(self, mem, r1, r2, r3, r4, r5) -> int:
+        # bpf_xdp_redirect: no flags; tc's bpf_redirect: BPF_F_INGRESS only
+        if self.xdp:
+            return XDP_ABORTED if r2 else self._device(23, r1, 0)
+        return TC_ACT_SHOT if r2 & ~abi.BPF_F_INGRESS else self._device(23, r1, r2)
+
+    def _redirect_peer(self, mem, r1, r2, r3, r4, r5) -> int:
+        if self.xdp:  # tc only
+            return XDP_ABORTED
+        return TC_ACT_SHOT if r2 else self._device(155, r1, 0)
+
+    def _fib_lookup(self, mem, r1, r2, r3, r4, r5) -> int:
+        # bpf_xdp_fib_lookup/bpf_skb_fib_lookup's checks, then no route: NOT_FWDED
+        plen = r3 & 0xFFFFFFFF
+        if plen >= 2**31 or plen < FIB_PARAMS_SIZE or r4 & 0xFFFFFFFF & ~FIB_FLAGS:
+            return -EINVAL & interp.U64
+        family = mem.read(r2, FIB_PARAMS_SIZE)[0]
+        if family not in (AF_INET, AF_INET6):
+            return -EAFNOSUPPORT & interp.U64
+        return FIB_NOT_FWDED
+
+
+def _no_socket(mem, r1, r2, r3, r4, r5) -> int:
+    """No socket table: every lookup finds nothing (NULL), nothing to release."""
+    return 0
