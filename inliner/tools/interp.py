@@ -241,6 +241,7 @@ class _Program:
     code: dict[str, list]
     refs: Mapping[tuple[str, int], object] = field(default_factory=dict)
     data: dict[str, int] = field(default_factory=dict)   # data section -> base address
+    maps: Mapping[str, int] = field(default_factory=dict)  # map -> what lddw of it gives
 
 
 class _Machine:
@@ -350,6 +351,8 @@ class _Machine:
                 if ref.target not in self.prog.data:
                     raise self.fail(f"data section {ref.target} is not mapped")
                 return self.prog.data[ref.target] + ref.offset
+            if kind == "map" and ref.target in self.prog.maps:
+                return self.prog.maps[ref.target]
             raise self.fail(f"lddw of a {kind} ({ref.target}): maps need a map runtime")
         if insn.src == 0:                      # dst = (next_imm << 32) | imm
             return insn.imm64
@@ -638,14 +641,14 @@ def _prepare(mem: Memory, memory: bytearray | None) -> tuple[int, int]:
         return 0, 0
     if not isinstance(memory, bytearray):
         raise TypeError("memory must be a bytearray (the program may write it)")
-    mem.map(INPUT_BASE, memory, True, "input memory")
-    return INPUT_BASE, len(memory)
+    return mem.map(INPUT_BASE, memory, True, "input memory").base, len(memory)
 
 
 def _start(prog: _Program, mem: Memory, memory, helpers, max_steps, check_reads,
-           section: str, entry: int, trace: Trace | None = None) -> int:
+           section: str, entry: int, trace: Trace | None = None,
+           args: tuple[int, int] | None = None) -> int:
     machine = _Machine(prog, mem, helpers, max_steps, check_reads, trace)
-    r1, r2 = _prepare(mem, memory)
+    r1, r2 = args or _prepare(mem, memory)
     machine.reg[1], machine.reg[2] = r1, r2   # r3-r5 = 0 (docs/abi.md)
     return machine.run(section, entry)
 
@@ -665,19 +668,29 @@ def run(slots: list, memory: bytearray | None, helpers: Mapping[int, Callable[..
 
 def run_object(obj, memory: bytearray | None, helpers: Mapping[int, Callable[..., int]],
                *, program: str | None = None, max_steps: int = DEFAULT_MAX_STEPS,
-               check_reads: bool = True) -> int:
+               check_reads: bool = True, mem: Memory | None = None,
+               maps: Mapping[str, int] | None = None,
+               data: dict[str, bytearray] | None = None,
+               args: tuple[int, int] | None = None) -> int:
     """Run one program of a loaded `EbpfObject` (the first, or the one named).
 
     Calls and function addresses follow the object's resolved references;
     global data sections are mapped (read-only unless writable) and start
-    with their initial contents. Maps are not modelled: lddw of one raises.
+    with their initial contents. Maps are not modelled here: lddw of a map
+    gives its value in `maps` (what the helpers take for it), or raises.
+    `mem` may hold regions mapped beforehand (what `memory` points into);
+    `data` keeps the data sections' contents from one run to the next;
+    `args`, r1 and r2 into regions of `mem`, take the place of `memory`.
     """
-    prog = _Program(obj.code, obj.refs)
-    mem = Memory()
+    prog = _Program(obj.code, obj.refs, maps=maps or {})
+    mem = Memory() if mem is None else mem
+    contents = {} if data is None else data
     for i, (name, section) in enumerate(obj.data.items()):
         base = DATA_BASE + (i << 32)
         if section.data:
-            mem.map(base, bytearray(section.data), section.writable, f"section {name}")
+            kept = contents.setdefault(name, bytearray(section.data))
+            base = mem.map(base, kept, section.writable, f"section {name}").base
         prog.data[name] = base
     entry = obj.program(program).entry
-    return _start(prog, mem, memory, helpers, max_steps, check_reads, entry.section, entry.start)
+    return _start(prog, mem, memory, helpers, max_steps, check_reads, entry.section, entry.start,
+                  args=args)
