@@ -25,6 +25,7 @@ import ctypes
 import dataclasses
 import os
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .. import codegen, pipeline
@@ -49,6 +50,8 @@ CALLBACK_HELPERS = frozenset({164, 170, 180, 181, 209})
 PROG_ARRAY_GET = "ebpf_lto_prog_array_get"   # the map runtime's slot lookup, for tail calls
 HELPER_FN = ctypes.CFUNCTYPE(ctypes.c_uint64, *[ctypes.c_uint64] * 5)
 PROG_ARRAY_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32)
+MAP_RELEASE = "ebpf_lto_map_release"         # the host API's: a map's storage freed
+MAP_RELEASE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 ENOENT = 2
 
 
@@ -238,8 +241,20 @@ class Build:
         if missing:  # only programs that never call them run (`verdicts`)
             self.objects.append(_trap_stubs(missing, options))
 
-    def load(self, extra: list[str] = ()) -> LoadedObjects:
-        return LoadedObjects(self.objects, self.exports + list(extra))
+    @contextmanager
+    def load(self, extra: list[str] = ()):
+        """A fresh load (LoadedObjects), its maps' storage freed afterwards: a
+        worker makes thousands of loads, and storage left mapped spreads the
+        address space until a JIT's 32-bit relocations no longer reach."""
+        loaded = LoadedObjects(self.objects, list(dict.fromkeys(self.exports + list(extra))))
+        try:
+            yield loaded
+        finally:
+            maps = MapAccess(loaded).maps
+            if maps:
+                release = MAP_RELEASE_FN(loaded.address(MAP_RELEASE))
+                for m in maps.values():
+                    release(m.address)
 
 
 def _trap_stubs(ids: list[int], options: pipeline.LinkOptions) -> bytes:
@@ -365,19 +380,23 @@ def run_three(obj, name: str, options: pipeline.LinkOptions,
               else sample_packets())
     results = {}
     for label, build in (("inlined", inlined), ("not inlined", outlined)):
-        loaded = build.load()
-        try:
-            runs = [Input(layout, data).run_native(loaded, name) for data in inputs]
-        except ProgramFault as fault:
-            raise NotRun(f"the {label} native code stops: {fault.describe()}") from None
-        results[label] = (runs, MapAccess(loaded).dump())
+        with build.load() as loaded:
+            try:
+                runs = [Input(layout, data).run_native(loaded, name) for data in inputs]
+            except ProgramFault as fault:
+                raise NotRun(f"the {label} native code stops: {fault.describe()}") from None
+            results[label] = (runs, MapAccess(loaded).dump())
     results["interpreter"] = _interpret(obj, name, layout, inputs, outlined,
                                         sorted(called & hset.ids), TAIL_CALL in called)
     return results
 
 
 def _interpret(obj, name, layout, inputs, outlined: Build, ids, tail_calls: bool):
-    loaded = outlined.load([helper_symbol(h) for h in ids] + [PROG_ARRAY_GET] * tail_calls)
+    with outlined.load([helper_symbol(h) for h in ids] + [PROG_ARRAY_GET] * tail_calls) as loaded:
+        return _interpret_with(obj, name, layout, inputs, loaded, ids, tail_calls)
+
+
+def _interpret_with(obj, name, layout, inputs, loaded: LoadedObjects, ids, tail_calls: bool):
     maps = MapAccess(loaded)
     current = []
     helpers = _host_helpers(loaded, lambda: current[-1].mem, ids, maps, tail_calls)
