@@ -40,11 +40,12 @@ from . import interp
 from .corpus import called_helpers
 
 # Bytes of a tracing program's context: x86_64's struct pt_regs (21 u64),
-# bpf_perf_event_data (pt_regs, sample_period, addr), bpf_raw_tracepoint_args
-# (at most 12 arguments), and for a tracepoint the event's record, whose
-# format only the kernel's tracefs gives: 256 bytes hold the common ones.
+# bpf_perf_event_data (pt_regs, sample_period, addr), the arguments of a raw
+# tracepoint or of fentry/fexit/tp_btf (`tracing`; at most 12, u64 each), and
+# for a tracepoint the event's record, whose format only the kernel's
+# tracefs gives: 256 bytes hold the common ones.
 TRACING_CONTEXTS = {"kprobe": 168, "perf_event": 184, "raw_tracepoint": 96,
-                    "raw_tracepoint_writable": 96, "tracepoint": 256}
+                    "raw_tracepoint_writable": 96, "tracing": 96, "tracepoint": 256}
 # Helpers that call a function of the program: native code cannot call into the interpreter.
 CALLBACK_HELPERS = frozenset({164, 170, 180, 181, 209})
 PROG_ARRAY_GET = "ebpf_lto_prog_array_get"   # the map runtime's slot lookup, for tail calls
