@@ -247,7 +247,7 @@ class Build:
         """A fresh load (LoadedObjects), its maps' storage freed afterwards: a
         worker makes thousands of loads, and storage left mapped spreads the
         address space until a JIT's 32-bit relocations no longer reach."""
-        loaded = LoadedObjects(self.objects, list(dict.fromkeys(self.exports + list(extra))))
+        loaded = LoadedObjects(self.objects, self.exports + list(extra))
         try:
             yield loaded
         finally:
@@ -393,7 +393,9 @@ def run_three(obj, name: str, options: pipeline.LinkOptions,
 
 
 def _interpret(obj, name, layout, inputs, outlined: Build, ids, tail_calls: bool):
-    with outlined.load([helper_symbol(h) for h in ids] + [PROG_ARRAY_GET] * tail_calls) as loaded:
+    # The helpers stay out of line, in the helper set's object: export them.
+    # (The map runtime's host API, ebpf_lto_prog_array_get among it, is exported.)
+    with outlined.load([helper_symbol(h) for h in ids]) as loaded:
         return _interpret_with(obj, name, layout, inputs, loaded, ids, tail_calls)
 
 
