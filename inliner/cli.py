@@ -239,11 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--helpers", metavar="SETS", default="default",
                    help="helper sets to link in, as for link (default: default)")
     p.add_argument("--compare", action="store_true",
-                   help="also run each packet program on built-in packets, inlined and not; "
-                        "any difference in r0, packet or maps fails the run")
-    p.add_argument("--profile", metavar="DIR", help="train each packet program on "
-                   "examples/traffic.pcap, write its profile into DIR, relink with it, and "
-                   "time both builds (docs/corpus.md)")
+                   help="also run each packet and tracing program inlined, not inlined and in "
+                        "the reference interpreter; any difference in r0, memory or maps fails "
+                        "the run")
+    p.add_argument("--profile", metavar="DIR", help="train each packet program on examples/"
+                   "traffic.pcap, profile into DIR, relink, time both builds (docs/corpus.md)")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("bench", help="time the benchmark suite in every mode (--inline none, "

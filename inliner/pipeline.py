@@ -277,17 +277,25 @@ def images(obj: EbpfObject, options: LinkOptions) -> tuple[list[bytes], list[str
         raise EbpfLtoError("an --abi bpftime object runs in bpftime's runtime, which owns its "
                            "maps; ebpf-lto runs the ebpf-lto ABI")
     image, linked = link(obj, options)
+    objects, exports = native_images(image, linked, options, obj.path)
+    return objects, exports, linked
+
+
+def native_images(image: bytes, linked: Linked, options: LinkOptions,
+                  path: str | None = None) -> tuple[list[bytes], list[str]]:
+    """A linked image and the helper set's own object when its helpers stay
+    out of line; and the symbols a host reaches."""
     hset = linked.helper_set
     missing = [h for h in linked.external_helpers if hset is None or h not in hset.ids]
     if missing:
         names = ", ".join(f"{h} ({helper_name(h)})" for h in missing)
-        raise EbpfLtoError(f"program calls helpers no helper set provides: {names}", file=obj.path)
+        raise EbpfLtoError(f"program calls helpers no helper set provides: {names}", file=path)
     objects, exports = [image], list(linked.entries)
     if hset is not None and not linked.linked_in and (linked.external_helpers or hset.host_api):
         target = codegen.make_target(options.arch, options.cpu)
         objects.append(helper_object(hset, target, options.opt_level))
         exports += hset.host_api + hset.host_data
-    return objects, exports, linked
+    return objects, exports
 
 
 def load(obj: EbpfObject, options: LinkOptions) -> tuple[LoadedObjects, Linked]:

@@ -96,6 +96,9 @@ def check_names(option: str, names: Iterable[str], functions: Iterable[str] = ()
 
 
 @lru_cache(maxsize=16)
+# Both walk every instruction of the helper library: once per set and process,
+# not once per link (a corpus links hundreds of programs against one set).
+@lru_cache(maxsize=8)
 def helper_costs(hset: HelperSet) -> dict[str, int]:
     """Each helper-library function's size in IR instructions, optimized alone.
 
@@ -107,7 +110,8 @@ def helper_costs(hset: HelperSet) -> dict[str, int]:
             for mod in hset.modules() for fn in mod.functions if not fn.is_declaration}
 
 
-def callee_edges(hset: HelperSet) -> list[tuple[str, str]]:
+@lru_cache(maxsize=8)
+def callee_edges(hset: HelperSet) -> tuple[tuple[str, str], ...]:
     """Calls made inside the helper library, for the graph."""
     edges = []
     for mod in hset.modules():
@@ -118,7 +122,7 @@ def callee_edges(hset: HelperSet) -> list[tuple[str, str]]:
                         callee = list(ins.operands)[-1].name
                         if callee and not callee.startswith("llvm."):
                             edges.append((fn.name, callee))
-    return edges
+    return tuple(edges)
 
 
 def build_graph(sites: list[Site], costs: dict[str, int], library_edges,

@@ -1,18 +1,19 @@
 """`ebpf-lto corpus DIR`: link every program of every object under DIR.
 
-With `--compare`, each linked packet program (xdp, tc, socket filter) also
-runs on a few built-in packets, linked with inlining on and off; r0, the
-packet after the run and every map must agree.
+With `--compare`, each linked packet or tracing program also runs inlined,
+not inlined and in the reference interpreter (corpus_compare.py); r0, the
+memory after each run and every map must agree.
 
-Each object is handled in a child process, one program at a time (or, where
-its programs tail-call each other, all in one link), so that an LLVM abort or
-a hang costs one program and is reported as an internal error rather than
-ending the run. Refusals (EbpfLtoError) are expected
+Each object is handled in a child process, all its programs in one link (one
+by one when that link fails, to say which program fails), so that an LLVM
+abort or a hang costs one object or program and is reported as an internal
+error rather than ending the run. Refusals (EbpfLtoError) are expected
 outcomes; they are grouped by their reason with names and numbers masked,
 so that one cause is one row however many places it shows up in.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import re
@@ -29,12 +30,10 @@ from pathlib import Path
 from .. import pipeline
 from ..elf import loader
 from ..errors import EbpfLtoError
-from ..facts import contexts, isa
-from ..facts.helpers import NONDETERMINISTIC_HELPERS, TAIL_CALL, helper_name
-from ..run.hostmaps import MapAccess
+from ..facts import isa
+from ..facts.helpers import helper_name
 
 ELF_MAGIC = b"\x7fELF"
-COMPARE_TAIL_CALLING = 4000   # instructions of an object whose programs tail-call, compared
 EXAMPLES = 2           # examples kept per refusal reason
 STDERR_TAIL = 2000     # characters of a dead worker's stderr kept in its report
 
@@ -84,69 +83,16 @@ def _internal(err: Exception) -> dict:
 
 # --- the child process --------------------------------------------------------
 
-def sample_packets() -> list[bytes]:
-    """Packets that reach the common parse paths: TCP and UDP over IPv4, TCP over IPv6, ARP."""
-    import logging
-    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import ARP, Ether
-    return [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80,
-                                                                      flags="S")),
-            bytes(Ether() / IP(src="192.168.1.1", dst="8.8.8.8") / UDP(sport=5353, dport=53)
-                  / (b"q" * 40)),
-            bytes(Ether() / IPv6(src="fe80::1", dst="fe80::2") / TCP(sport=443, dport=5555)),
-            bytes(Ether() / ARP())]
+def object_events(path: str, opt_level: int, helpers: str, start: int, compare: bool,
+                  together: bool = True):
+    """What happens to each program of one object, from the `start`-th on.
 
-
-def compare_inlining(obj, name: str, opt_level: int, helpers: str) -> str:
-    """Run a packet program inlined and not; "same", "differs: ..." or "not run: ...".
-
-    Each build owns fresh maps, so after the same packets they must agree too.
-    The runs stay on one cpu, so that per-cpu maps fill the same copy.
+    The object's programs are linked in one module, once (`together`): one
+    lift, one optimization and one emission of the helpers they share, where
+    a link per program repeated them for each; when that link fails, each
+    program is linked on its own to say which one fails. With `compare`,
+    ("compared", program, verdict) events follow (tools/corpus_compare.py).
     """
-    prog = obj.program(name)
-    if contexts.for_program_type(prog.prog_type) is None:
-        return "not run: no packet context"
-    size = sum(len(slots) for slots in obj.code.values())
-    if size > COMPARE_TAIL_CALLING and _tail_calls(obj):
-        # Each of the two links per program would lift every program of the object.
-        return (f"not run: its programs tail-call each other, {size} instructions in all, "
-                f"lifted whole for each program (compared up to {COMPARE_TAIL_CALLING})")
-    allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(allowed)})
-    try:
-        return _compare_on_one_cpu(obj, name, opt_level, helpers)
-    finally:
-        os.sched_setaffinity(0, allowed)
-
-
-def _compare_on_one_cpu(obj, name: str, opt_level: int, helpers: str) -> str:
-    packets = sample_packets()
-    outcomes = []
-    for inline in ("auto", "none"):
-        options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers,
-                                       inline=inline)
-        try:
-            loaded, linked = pipeline.load(obj, options)
-        except EbpfLtoError as err:
-            return f"not run: {err.reason}"
-        called = {d.site.helper_id for d in linked.decisions} & NONDETERMINISTIC_HELPERS
-        if called:
-            return "not run: calls " + ", ".join(helper_name(h) for h in sorted(called))
-        runs = list(pipeline.run_packets(obj, [bytearray(p) for p in packets],
-                                         options, loaded=loaded))
-        outcomes.append((runs, MapAccess(loaded).dump()))
-    (runs_in, maps_in), (runs_out, maps_out) = outcomes
-    for n, (a, b) in enumerate(zip(runs_in, runs_out)):
-        if a != b:
-            return f"differs: packet {n}: inlined r0 {a[0]:#x}, out of line r0 {b[0]:#x}" + (
-                "" if a[0] != b[0] else " (the packet bytes differ)")
-    return "same" if maps_in == maps_out else "differs: the maps after the packets"
-
-
-def object_events(path: str, opt_level: int, helpers: str, start: int, compare: bool):
-    """What happens to each program of one object, from the `start`-th on."""
     try:
         obj = loader.load(path)
         if not obj.refused:
@@ -161,54 +107,68 @@ def object_events(path: str, opt_level: int, helpers: str, start: int, compare: 
     # on) count as refused at load, one by one.
     names = [p.name for p in obj.programs] + list(obj.refused)
     yield ("programs", names)
-    if start == 0 and _tail_calls(obj):
-        whole = _link_together(obj, names, opt_level, helpers, compare)
-        if whole is not None:
-            yield from whole
-            return
+    options = pipeline.LinkOptions(opt_level=opt_level, helpers=helpers)
+    whole = _link_together(obj, options) if start == 0 and together else None
+    linked = []
     for name in names[start:]:
         if name in obj.refused:
             yield ("refused", name, obj.refused[name].reason, _message(obj.refused[name]), "load")
             continue
-        options = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers)
+        if whole is not None:
+            external = sorted(set(whole[1].external_helpers)
+                              & called_helpers(obj, obj.program(name)))
+            linked.append(name)
+            yield ("linked", name, external)
+            continue
         try:
-            _, linked = pipeline.link(obj, options, emit="obj")
+            _, one = pipeline.link(obj, dataclasses.replace(options, program=name), emit="obj")
         except EbpfLtoError as err:
             yield ("refused", name, err.reason, _message(err))
         except Exception as err:  # as above
             yield ("internal", name, _internal(err))
         else:
-            yield ("linked", name, list(linked.external_helpers),
-                   _verdict(obj, name, opt_level, helpers) if compare else None)
+            linked.append(name)
+            yield ("linked", name, list(one.external_helpers))
+    if compare and linked:
+        from .corpus_compare import compare_object
+        verdicts = compare_object(obj, linked, options,
+                                  whole if len(linked) == len(obj.programs) else None)
+        for name in linked:
+            yield ("comparing", name)  # what a worker that dies now was on
+            yield ("compared", name, next(verdicts))
 
 
-def _verdict(obj, name: str, opt_level: int, helpers: str) -> str:
-    """compare_inlining's verdict, or why the program could not be run."""
+def called_helpers(obj, prog) -> set[int]:
+    """The helper ids the code a program reaches calls (bpf-to-bpf calls and
+    function addresses followed), as written: what one link of the program
+    alone could leave external."""
+    seen, todo, ids = set(), [prog.entry], set()
+    while todo:
+        key = todo.pop()
+        if key in seen or key not in obj.functions:
+            continue
+        seen.add(key)
+        slots = obj.code[key.section]
+        for pc in range(key.start, obj.functions[key].end):
+            insn = slots[pc]
+            ref = obj.refs.get((key.section, pc))
+            if ref is not None and ref.function is not None:
+                todo.append(ref.function)
+            kind = isa.call_kind(insn)
+            if kind is isa.CallKind.HELPER:
+                ids.add(insn.imm)
+            elif kind is isa.CallKind.LOCAL and ref is None:
+                todo.append(dataclasses.replace(key, start=pc + insn.imm + 1))
+    return ids
+
+
+def _link_together(obj, options: pipeline.LinkOptions):
+    """(image, Linked) of all the object's programs in one module, or None when
+    that link fails (then each program is linked on its own, to say which fails)."""
     try:
-        return compare_inlining(obj, name, opt_level, helpers)
-    except EbpfLtoError as err:
-        return f"not run: {err.reason}"
-
-
-def _tail_calls(obj) -> bool:
-    """Whether a program of the object tail-calls. Then linking any one program
-    lifts every program the object has (each is a possible target), so the
-    object's programs are linked together, once, not each with all the others."""
-    return any(insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER
-               and insn.imm == TAIL_CALL for slots in obj.code.values() for insn in slots)
-
-
-def _link_together(obj, names: list[str], opt_level: int, helpers: str, compare: bool):
-    """The events of linking all the object's programs in one module, or None when
-    that link fails (then each program is linked on its own, to say which fails).
-    Each program is counted with the helpers the one link leaves external."""
-    options = pipeline.LinkOptions(opt_level=opt_level, helpers=helpers)
-    try:
-        _, linked = pipeline.link(obj, options, emit="obj")
+        return pipeline.link(obj, options, emit="obj")
     except Exception:  # noqa: BLE001 - the programs one by one say what it was
         return None
-    return [("linked", name, list(linked.external_helpers),
-             _verdict(obj, name, opt_level, helpers) if compare else None) for name in names]
 
 
 def _worker_main(conn, stderr_path: str) -> None:
@@ -233,6 +193,7 @@ def _worker_main(conn, stderr_path: str) -> None:
 class _Job:
     path: Path
     start: int = 0  # the first program to link: past 0 when a worker died on an earlier one
+    together: bool = True  # link the programs in one module first (false after it died)
 
 
 @dataclass
@@ -244,6 +205,7 @@ class _Worker:
     job: _Job | None = None
     names: list[str] | None = None
     next: int = 0          # index of the program being linked
+    comparing: str | None = None  # the program --compare is running, once the links are done
     started: float = 0.0   # when the job was handed over
     deadline: float = 0.0
 
@@ -356,11 +318,11 @@ class Survey:
         return _Worker(process, parent, stderr_path)
 
     def _assign(self, w: _Worker, job: _Job) -> None:
-        w.job, w.names, w.next = job, None, job.start
+        w.job, w.names, w.next, w.comparing = job, None, job.start, None
         w.started = time.monotonic()
         w.deadline = w.started + self.timeout
         w.conn.send((str(job.path), self.opt_level, self.helpers_spec, job.start,
-                     self.compare))
+                     self.compare, job.together))
 
     @staticmethod
     def _stop(w: _Worker) -> None:
@@ -397,6 +359,10 @@ class Survey:
             elif kind == "programs":
                 w.names = event[1]
                 self.objects[w.job.path].programs = len(event[1])
+            elif kind == "comparing":
+                w.comparing = event[1]
+            elif kind == "compared":
+                self._compared(self.objects[w.job.path].file, event[1], event[2])
             else:
                 self._record(w.job.path, event)
                 if event[1] is not None:
@@ -410,12 +376,20 @@ class Survey:
         tail = w.stderr_tail()
         job = w.job
         self.objects[job.path].seconds += time.monotonic() - w.started
+        w.job = None
+        if job.together and w.names is not None and w.next == job.start == 0:
+            # It died linking the programs together: one by one says which.
+            pending.appendleft(_Job(job.path, 0, together=False))
+            return False
+        if w.comparing is not None:  # the programs left are not compared
+            self._record(job.path, ("internal", w.comparing,
+                                    {"error": f"{why} (--compare)", "where": "", "stderr": tail}))
+            return True
         if w.names is None or w.next >= len(w.names):
             program = None
         else:
             program = w.names[w.next]
         self._record(job.path, ("internal", program, {"error": why, "where": "", "stderr": tail}))
-        w.job = None
         if w.names is not None and w.next + 1 < len(w.names):
             pending.appendleft(_Job(job.path, w.next + 1))
             return False
@@ -429,12 +403,6 @@ class Survey:
         if kind == "linked":
             result.linked += 1
             self.helpers.update(set(event[2]))
-            verdict = event[3]
-            if verdict is not None and verdict.startswith("differs"):
-                self.differences.append({"file": result.file, "program": program,
-                                         "difference": verdict.removeprefix("differs: ")})
-            elif verdict is not None:
-                self.compared[normalise(verdict)] += 1
         elif kind == "refused":
             stage = event[4] if len(event) > 4 else "link" if program is not None else "load"
             if program is None:
@@ -457,6 +425,13 @@ class Survey:
                 "file": result.file, "program": program, "error": info["error"],
                 "where": info.get("where", ""), "stderr": info.get("stderr", ""),
                 "reproducer": self._reproducer(path, program)})
+
+    def _compared(self, file: str, program: str | None, verdict: str) -> None:
+        if verdict.startswith("differs"):
+            self.differences.append({"file": file, "program": program,
+                                     "difference": verdict.removeprefix("differs: ")})
+        else:
+            self.compared[normalise(verdict)] += 1
 
     def _reproducer(self, path: Path, program: str | None) -> str:
         cmd = ["ebpf-lto", "link", str(path)]
@@ -596,10 +571,10 @@ def print_report(report: dict, console=None) -> None:
 
     compared = report.get("compared")
     if compared is not None:
-        table = Table(title="packet programs run with inlining on and off")
+        table = Table(title="programs run inlined, not inlined and by the interpreter")
         table.add_column("outcome", overflow="fold")
         table.add_column("programs", justify="right")
-        table.add_row("same r0, packets and maps", str(compared["same"]))
+        table.add_row("same r0, memory and maps", str(compared["same"]))
         for reason, n in compared["not_run"].items():
             table.add_row(Text(f"not run: {reason}"), str(n))
         for d in compared["differ"]:

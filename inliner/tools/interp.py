@@ -249,7 +249,7 @@ class _Program:
     code: dict[str, list]
     refs: Mapping[tuple[str, int], object] = field(default_factory=dict)
     data: dict[str, int] = field(default_factory=dict)   # data section -> base address
-    maps: Mapping[str, int] = field(default_factory=dict)  # map -> the handle lddw gives
+    maps: Mapping[str, int] = field(default_factory=dict)  # map -> what lddw of it gives
 
 
 class _Machine:
@@ -677,14 +677,14 @@ def _prepare(mem: Memory, memory: bytearray | None) -> tuple[int, int]:
         return 0, 0
     if not isinstance(memory, bytearray):
         raise TypeError("memory must be a bytearray (the program may write it)")
-    mem.map(INPUT_BASE, memory, True, "input memory")
-    return INPUT_BASE, len(memory)
+    return mem.map(INPUT_BASE, memory, True, "input memory").base, len(memory)
 
 
 def _start(prog: _Program, mem: Memory, memory, helpers, max_steps, check_reads,
-           section: str, entry: int, trace: Trace | None = None) -> int:
+           section: str, entry: int, trace: Trace | None = None,
+           args: tuple[int, int] | None = None) -> int:
     machine = _Machine(prog, mem, helpers, max_steps, check_reads, trace)
-    r1, r2 = _prepare(mem, memory)
+    r1, r2 = args or _prepare(mem, memory)
     machine.reg[1], machine.reg[2] = r1, r2   # r3-r5 = 0 (docs/abi.md)
     return machine.run(section, entry)
 
@@ -705,21 +705,28 @@ def run(slots: list, memory: bytearray | None, helpers: Mapping[int, Callable[..
 def run_object(obj, memory: bytearray | None, helpers: Mapping[int, Callable[..., int]],
                *, program: str | None = None, max_steps: int = DEFAULT_MAX_STEPS,
                check_reads: bool = True, mem: Memory | None = None,
-               maps: Mapping[str, int] | None = None) -> int:
+               maps: Mapping[str, int] | None = None,
+               data: dict[str, bytearray] | None = None,
+               args: tuple[int, int] | None = None) -> int:
     """Run one program of a loaded `EbpfObject` (the first, or the one named).
 
     Calls and function addresses follow the object's resolved references;
     global data sections are mapped (read-only unless writable) and start
-    with their initial contents. `mem` may hold regions mapped beforehand (a
-    packet, say). Maps are the helpers' business: lddw of one gives its handle
-    in `maps` (tools/interp_net.py), and raises for a map not there.
+    with their initial contents. Maps are not modelled here: lddw of a map
+    gives its value in `maps` (what the helpers take for it), or raises.
+    `mem` may hold regions mapped beforehand (what `memory` points into);
+    `data` keeps the data sections' contents from one run to the next;
+    `args`, r1 and r2 into regions of `mem`, take the place of `memory`.
     """
     prog = _Program(obj.code, obj.refs, maps=maps or {})
-    mem = mem if mem is not None else Memory()
+    mem = Memory() if mem is None else mem
+    contents = {} if data is None else data
     for i, (name, section) in enumerate(obj.data.items()):
         base = DATA_BASE + (i << 32)
         if section.data:
-            mem.map(base, bytearray(section.data), section.writable, f"section {name}")
+            kept = contents.setdefault(name, bytearray(section.data))
+            base = mem.map(base, kept, section.writable, f"section {name}").base
         prog.data[name] = base
     entry = obj.program(program).entry
-    return _start(prog, mem, memory, helpers, max_steps, check_reads, entry.section, entry.start)
+    return _start(prog, mem, memory, helpers, max_steps, check_reads, entry.section, entry.start,
+                  args=args)
