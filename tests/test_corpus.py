@@ -290,3 +290,23 @@ def test_a_refused_program_among_them_is_found_one_by_one(tmp_path: Path, monkey
     assert links == [None, "dispatch", "second", "chain"]
     assert [(e[0], e[1]) for e in events[1:]] == [
         ("linked", "dispatch"), ("refused", "second"), ("linked", "chain")]
+
+
+def test_compare_sees_the_redirect_target():
+    """bpf_redirect(5, 0) in XDP (tests/redirect_c): XDP_REDIRECT with ifindex 5 as
+    the target, as net/core/filter.c records it, in both native builds and in the
+    interpreter; a run whose target differs is a difference."""
+    obj = loader.load(str(Path(__file__).parent / "redirect_c" / "redirect.o"))
+    name, layout = "xdp_redirect_dev", corpus_compare.contexts.XDP
+    packet = (5).to_bytes(4, "little") + bytes(60)
+    inlined, outlined = corpus_compare._builds(obj, pipeline.LinkOptions(program=name))
+    seen = []
+    for build in (inlined, outlined):
+        with build.load() as loaded:
+            seen.append(corpus_compare.Input(layout, packet).run_native(loaded, name))
+    runs, _ = corpus_compare._interpret(obj, name, layout, [packet], outlined, [23], False)
+    seen += runs
+    assert [(o.r0, o.redirect.helper, o.redirect.target) for o in seen] == [(4, 23, 5)] * 3
+    other = corpus_compare.Outcome(4, seen[0].memory, seen[0].redirect._replace(target=6))
+    results = {"interpreter": ([seen[2]], {}), "inlined": ([other], {})}
+    assert corpus_compare.agreement(results).startswith("differs: input 0: redirect:")

@@ -104,6 +104,12 @@ class LoadedObjects:
         if self._prandom is not None:
             self._prandom.key, self._prandom.counter = abi.prandom_key(seed), 0
 
+    def clear_redirect(self, xdp: bool) -> None:
+        """Before a run: no target yet, and whether bpf_redirect answers as in XDP."""
+        if self._redirect is not None:
+            self._redirect.helper = 0
+            self._redirect.xdp = xdp
+
     def redirect(self) -> abi.Redirect | None:
         """The target the last call_packet's redirect helpers recorded, or None."""
         rec = self._redirect
@@ -151,9 +157,7 @@ class LoadedObjects:
         without one, r1 is the packet itself and r2 its length. The redirect
         record is cleared first; `redirect()` reads it after.
         """
-        if self._redirect is not None:
-            self._redirect.helper = 0
-            self._redirect.xdp = layout is contexts.XDP
+        self.clear_redirect(layout is contexts.XDP)
         if layout is None:
             memory = bytearray(packet)
             return self.call(symbol, memory), bytes(memory)

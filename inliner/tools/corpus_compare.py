@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .. import codegen, pipeline
 from ..errors import EbpfLtoError
-from ..facts import contexts
+from ..facts import abi, contexts
 from ..facts.abi import helper_symbol
 from ..facts.helpers import (HELPER_ARGS, MAP_LOOKUP, MAP_LOOKUP_PERCPU, NONDETERMINISTIC_HELPERS,
                              RINGBUF_RESERVE, TAIL_CALL, ArgKind, helper_name)
@@ -82,6 +82,7 @@ class Outcome:
     """What one run left; compared field by field (`difference`)."""
     r0: int
     memory: bytes   # the packet as data..data_end say after the run, or the context
+    redirect: abi.Redirect | None = None   # the target a redirect helper recorded
 
 
 def difference(a, b) -> str | None:
@@ -213,17 +214,20 @@ class Input:
 
     def run_native(self, loaded: LoadedObjects, name: str) -> Outcome:
         ctx = (ctypes.c_char * len(self.ctx)).from_buffer(self.ctx)
+        loaded.clear_redirect(self.layout is contexts.XDP)
         return Outcome(loaded.call_address(name, ctypes.addressof(ctx), len(self.ctx)),
-                       self.after())
+                       self.after(), loaded.redirect())
 
     def run_interp(self, obj, name: str, helpers: dict, maps: dict[str, int],
-                   data: dict) -> Outcome:
-        """Raw memory is mapped by the interpreter; a context is mapped already."""
+                   data: dict, loaded: LoadedObjects) -> Outcome:
+        """Raw memory is mapped by the interpreter; a context is mapped already.
+        The helpers are `loaded`'s, which record a redirect's target."""
         raw = self.layout is None
+        loaded.clear_redirect(self.layout is contexts.XDP)
         r0 = interp.run_object(obj, self.ctx if raw else None, helpers, program=name,
                                mem=self.mem, maps=maps, data=data,
                                args=None if raw else (self.address, len(self.ctx)))
-        return Outcome(r0, self.after())
+        return Outcome(r0, self.after(), loaded.redirect())
 
 
 # --- the builds ------------------------------------------------------------------
@@ -409,7 +413,7 @@ def _interpret_with(obj, name, layout, inputs, loaded: LoadedObjects, ids, tail_
     for packet in inputs:
         current.append(Input(layout, packet))
         try:
-            runs.append(current[-1].run_interp(obj, name, helpers, addresses, data))
+            runs.append(current[-1].run_interp(obj, name, helpers, addresses, data, loaded))
         except interp.InterpError as err:
             raise NotRun(f"the interpreter stops: {err.reason}") from None
     return runs, maps.dump()
@@ -430,4 +434,6 @@ def agreement(results: dict) -> str:
 
 
 def _shown(value) -> str:
-    return f"{value:#x}" if isinstance(value, int) else f"{len(value)} bytes"
+    if isinstance(value, int):
+        return f"{value:#x}"
+    return f"{len(value)} bytes" if isinstance(value, bytes) else str(value)
