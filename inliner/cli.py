@@ -19,7 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import __version__, codegen, inputs, pipeline
+from . import __version__, cli_raw, codegen, inputs, pipeline
 from .elf import loader
 from .errors import EbpfLtoError
 from .facts import contexts, isa, maps, progtypes
@@ -40,6 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_link_options(p: argparse.ArgumentParser) -> None:
+    cli_raw.add_options(p)
     p.add_argument("-O", dest="opt_level", type=int, choices=codegen.OPT_LEVELS, default=2,
                    metavar="N", help="optimization level 0-3, as clang's -O (default 2)")
     p.add_argument("--target", default="x86_64", choices=sorted(codegen.TRIPLES),
@@ -106,22 +107,6 @@ def _seed(text: str) -> int:
     return value
 
 
-def _map_fds(specs: list[str]) -> dict[str, int]:
-    fds: dict[str, int] = {}
-    for spec in specs:
-        name, _, fd = spec.rpartition("=")
-        try:
-            number = int(fd)
-        except ValueError:
-            number = None
-        if not name or number is None:
-            raise EbpfLtoError(f"--map-fd wants NAME=FD with FD a number, not {spec!r}")
-        if name in fds:
-            raise EbpfLtoError(f"--map-fd gives map {name!r} twice")
-        fds[name] = number
-    return fds
-
-
 def _options(args) -> pipeline.LinkOptions:
     if args.ncpus < 1:
         raise EbpfLtoError(f"--ncpus must be at least 1, not {args.ncpus}")
@@ -136,7 +121,7 @@ def _options(args) -> pipeline.LinkOptions:
                                 no_inline=tuple(args.no_inline),
                                 force_inline=tuple(args.force_inline),
                                 instrument=args.instrument, profile=args.profile,
-                                abi=args.abi, map_fds=_map_fds(args.map_fd),
+                                abi=args.abi, map_fds=cli_raw.map_fds(args.map_fd),
                                 map_handle=args.map_handle,
                                 checks=args.checks, max_steps=args.max_steps)
 
@@ -148,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("link", help="compile an eBPF object to a native object")
-    p.add_argument("input", help="eBPF ELF object (clang -target bpf), or LLVM IR or bitcode "
-                   "from link --emit llvm|bc or from another lifter using "
+    p.add_argument("input", nargs="?", help="eBPF ELF object (clang -target bpf), or LLVM IR "
+                   "or bitcode from link --emit llvm|bc or from another lifter using "
                    "_bpf_helper_ext_NNNN helper names")
     p.add_argument("-o", dest="output", required=True, help="output file")
     p.add_argument("--emit", choices=codegen.EMIT_KINDS, default="obj",
@@ -163,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_link)
 
     p = sub.add_parser("run", help="compile and run a program in-process")
-    p.add_argument("input", help="eBPF ELF object")
+    p.add_argument("input", nargs="?", help="eBPF ELF object")
     p.add_argument("--mem", metavar="HEX|@FILE",
                    help="memory for r1 (r2 = its length): hex bytes, or @file of raw bytes")
     p.add_argument("--packet", metavar="HEX|@FILE", action="append",
@@ -181,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="show which call sites the plan splices in, and why")
-    p.add_argument("input", help="eBPF ELF object")
+    p.add_argument("input", nargs="?", help="eBPF ELF object")
     p.add_argument("--dot", metavar="FILE",
                    help="also write the program's call graph (its functions and the helpers "
                         "they call, edges coloured by decision) in Graphviz DOT; render it "
@@ -290,7 +275,7 @@ def write_atomically(path: str, data: bytes) -> None:
 
 def _input_paths(args) -> list[str]:
     """Every file the command reads, named by its options."""
-    paths = [args.input]
+    paths = [cli_raw.input_path(args)]
     helper_files = getattr(args, "helpers", "") or ""
     paths += [h.strip() for h in helper_files.split(",") if h.strip().endswith((".bc", ".ll"))]
     for spec in (getattr(args, "mem", None), *(getattr(args, "packet", None) or ())):
@@ -325,10 +310,13 @@ def _refuse_clobbering(args, option: str, output: str | None) -> None:
 
 def _load_object(path: str, args=None, data: bytes | None = None) -> loader.EbpfObject:
     """The eBPF object at `path`, refused by its first bytes if it is something else;
-    with the type `--type` gives its chosen programs."""
-    if data is None:
-        _, data = inputs.read(path, "input", (inputs.ELF,))
-    obj = loader.load(inputs.display_name(path), data)
+    with the type `--type` gives its chosen programs. Raw input (cli_raw) instead."""
+    if args is not None and cli_raw.given(args):
+        obj = cli_raw.load(args)
+    else:
+        if data is None:
+            _, data = inputs.read(path, "input", (inputs.ELF,))
+        obj = loader.load(inputs.display_name(path), data)
     for note in obj.notes:
         pipeline.log.info("load: %s", note)
     if getattr(args, "prog_type", None):
@@ -399,9 +387,12 @@ def _verbose(enabled: bool):
 def cmd_link(args) -> int:
     _refuse_clobbering(args, "-o", args.output)
     with _verbose(args.verbose):
-        kind, source = inputs.read(args.input, "input", inputs.OBJECT_KINDS)
-        name = inputs.display_name(args.input)
-        pipeline.log.info("read %s: %s, %d bytes", name, kind, len(source))
+        raw = cli_raw.given(args)
+        kind, source = ((inputs.ELF, b"") if raw
+                        else inputs.read(args.input, "input", inputs.OBJECT_KINDS))
+        name = inputs.display_name(cli_raw.input_path(args))
+        pipeline.log.info("read %s: %s", name, "raw bytecode" if raw
+                          else f"{kind}, {len(source)} bytes")
         if kind == inputs.ELF:
             with pipeline.stage("load"):
                 obj = _load_object(args.input, args, source)

@@ -77,6 +77,8 @@ class EbpfObject:
     refused: dict[str, EbpfLtoError] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # refused parts no program needs
     notes: list[str] = field(default_factory=list)     # kernel-only attributes ignored
+    # Raw bytecode's maps by the fd its lddw names (elf/raw.py): bpftime's handles.
+    map_fds: dict[str, int] = field(default_factory=dict)
 
     def retype(self, prog_type: str, name: str | None = None) -> None:
         """Give program `name` (every program: None) this type, as `--type` does."""

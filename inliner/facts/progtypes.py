@@ -163,3 +163,20 @@ def type_names() -> list[str]:
     """The names `--type` takes, as its help lists them: a few common ones."""
     return ["xdp", "tc", "classifier", "action", "socket", "sk_skb", "sk_msg", "cgroup/skb",
             "lwt_in", "kprobe", "tracepoint", "raw_tracepoint", "perf_event", "raw"]
+
+
+# enum bpf_prog_type (include/uapi/linux/bpf.h) by number, as bpftime records a
+# program's type; 0 (unspec, bpftime's uprobes) is raw memory.
+BY_ID: tuple[str, ...] = (
+    RAW, "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
+    "perf_event", "cgroup_skb", "cgroup_sock", "lwt", "lwt", "lwt", "sock_ops", "sk_skb",
+    "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt", "lirc_mode2",
+    "sk_reuseport", "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable",
+    "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm", "sk_lookup", "syscall",
+    "netfilter",
+)
+
+
+def by_id(number: int) -> str | None:
+    """The type of the kernel's BPF_PROG_TYPE_* number; None for a number it lacks."""
+    return BY_ID[number] if 0 <= number < len(BY_ID) else None

@@ -478,14 +478,15 @@ class ModuleLifter:
 
     def _bpftime_map_fds(self) -> dict[str, int]:
         """With the bpftime ABI each map is known by the fd the runtime gave it:
-        --map-fd's, else the one bpftime's loader gives it (facts/abi.py)."""
+        --map-fd's, else the one raw bytecode names it by, else the one bpftime's
+        loader gives it (facts/abi.py)."""
         fds = self.options.map_fds
         unknown = sorted(set(fds) - set(self.obj.maps))
         if unknown:
             known = ", ".join(self.obj.maps) or "none"
             raise self.error(f"--map-fd names {unknown[0]!r}, which is not a map of the object "
                              f"(maps: {known})")
-        given = abi.default_map_fds(self.obj.maps)
+        given = dict(self.obj.map_fds) or abi.default_map_fds(self.obj.maps)
         given.update(fds)
         by_fd: dict[int, str] = {}
         for name, fd in given.items():
