@@ -453,6 +453,25 @@ def test_the_blocks_after_a_loop_copy_keep_their_checks():
         (Fault.LOAD, 11, 1, 64)
 
 
+def test_a_function_without_loops_is_emitted_twice_for_its_helpers_arguments():
+    """Two calls handed bytes 0..8 and 56..64 of the memory (whole_function): the
+    copy without their checks runs where the region holds all 64 bytes; with 63
+    the checked function runs, and the second call gets -EFAULT and leaves its
+    bytes be, as it does with no copy."""
+    text = ("mov %r6, %r1\nmov %r2, 8\ncall 1\nmov %r1, %r6\nadd %r1, 56\nmov %r2, 8\n"
+            "call 1\nexit")
+    _, linked = pipeline.link(loader.from_raw(assembler.assemble_bytes(text), path="<t>"),
+                              pipeline.LinkOptions(helpers="conformance"))
+    assert [c.how for c in linked.checks if c.what == "copy"] == [
+        "the function is emitted twice: a copy without 2 of its checks runs when the "
+        "regions hold argument r1 bytes 0..64 (written)"]
+    for level in LEVELS:
+        r0, mem = run(text, bytes(64), level)
+        assert r0 != EFAULT and mem == bytes([42]) * 8 + bytes(48) + bytes([42]) * 8
+        r0, mem = run(text, bytes(63), level)
+        assert r0 == EFAULT and mem == bytes([42]) * 8 + bytes(55)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

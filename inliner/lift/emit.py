@@ -98,7 +98,7 @@ class FunctionEmitter:
                                 for leader in cfg.order if leader in version.blocks}
                             for h, version in self.versions.items()}
         self.copy = None
-        b.branch(self.blocks[cfg.start])
+        b.branch(self.guard.dispatch(cfg.start) if cfg.start in self.versions else self.blocks[cfg.start])
         # Instrumented code keeps the trees: their branches are what the counters count.
         self.switches = {} if instrument else switches.find(self.slots, cfg.order, cfg.succs,
                                                             cfg.insns)

@@ -306,10 +306,14 @@ class Guard:
                 f"{'the packet' if root == PACKET_ROOT else f'argument r{root}'} bytes "
                 f"{lo}..{hi}{' (written)' if write else ''}"
                 for (root, write), (lo, hi) in sorted(version.extents.items()))
-            em.ml.add_check(em.func, h, "copy", False, f"loop L{h} is emitted twice: a copy "
-                            f"without {len(version.covered)} of its checks runs when the "
-                            f"regions hold {spans}")
+            em.ml.add_check(em.func, h, "copy", False, f"{self.copy_of(h)} is emitted twice: "
+                            f"a copy without {len(version.covered)} of its checks runs when "
+                            f"the regions hold {spans}")
         return found
+
+    def copy_of(self, header: int) -> str:
+        """What a version copies, for explain: a loop, or the function (whole_function)."""
+        return f"loop L{header}" if header in self.em.cfg.natural_loops else "the function"
 
     def dispatch(self, header: int) -> ir.Block:
         """Where a loop emitted twice is entered: its copy when the regions hold all its
@@ -548,7 +552,7 @@ class Guard:
             loop = next((h for h, v in em.versions.items() if idx in v.covered), None)
             em.record(idx, what, False, f"against the region of r{base} ({fact.kind.value} "
                       "pointer)" + ("" if loop is None else f"; not at all in the copy of "
-                      f"loop L{loop} that runs when one check before it finds the region "
+                      f"{self.copy_of(loop)} that runs when one check before it finds the region "
                       "holds every offset the facts allow"))
 
     # -- maps ----------------------------------------------------------------------
@@ -640,7 +644,7 @@ class Guard:
             self.em.record(idx, "helper", ok is None, "pointer arguments proven" if ok is None
                            else "pointer arguments against the caller's regions: -EFAULT "
                            "if outside" + ("" if loop is None else
-                                           f"; not at all in the copy of loop L{loop}"))
+                                           f"; not at all in the copy of {self.copy_of(loop)}"))
         return ok
 
     def call_args(self, args: list, hid: int, specs: tuple[HelperArg, ...]) -> ir.Value | None:

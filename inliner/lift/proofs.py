@@ -269,7 +269,9 @@ def versions(cfg: Cfg, facts: Facts, slots: Sequence, unwind: Collection[int],
     packet, entered when their regions hold every offset the facts allow, and the
     checked loop otherwise, so that LLVM vectorizes and unrolls the copy as it
     does an unchecked build. Outermost first; not loops with calls that may end
-    the run. helper_args: the helpers' pointer arguments (LiftOptions.helper_args)."""
+    the run. helper_args: the helpers' pointer arguments (LiftOptions.helper_args).
+    And a function with no loop whose helpers are handed memory at bounded offsets
+    from its pointer arguments (`whole_function`), under its entry's leader."""
     out, taken = {}, set()
     for h in sorted(cfg.natural_loops, key=lambda h: -len(cfg.loop_body(h))):
         body = cfg.loop_body(h)
@@ -286,29 +288,67 @@ def versions(cfg: Cfg, facts: Facts, slots: Sequence, unwind: Collection[int],
             if fact.offsets is None and walk is not None and \
                     (fact.kind, fact.root) == (walk.start.kind, walk.start.root):
                 fact = walked(cfg, h, walk, leader_of[idx], idx) or fact
-            offsets = fact.offsets
-            if fact.kind not in (Kind.ARG, Kind.PACKET) or offsets is None \
-                    or offsets.umin + lo < 0:
-                return None
-            root = fact.root if fact.kind is Kind.ARG else PACKET_ROOT
-            return root, offsets.umin + lo, offsets.umax + hi
+            return _span(fact, lo, hi, (Kind.ARG, Kind.PACKET))
 
-        extents: dict[tuple[int, bool], list[int]] = {}
-        covered: dict = {}
-        for idx in insns:
-            for key, base, lo, hi, write in _touches(facts, slots, idx, helper_args):
-                found = span(idx, base, lo, hi)
-                if found is None:
-                    continue
-                root, lo, hi = found
-                have = extents.setdefault((root, write), [lo, hi])
-                have[0], have[1] = min(have[0], lo), max(have[1], hi)
-                covered[key] = root
-        if covered:
-            out[h] = Version(body, covered, {k: (v[0], v[1]) for k, v in extents.items()},
-                             loop_tail(cfg, body))
+        found = _covering(facts, slots, insns, helper_args, span)
+        if found is not None:
+            out[h] = Version(body, *found, loop_tail(cfg, body))
             taken |= body
+    whole = whole_function(cfg, facts, slots, unwind, helper_args)
+    if whole is not None:
+        out[cfg.start] = whole
     return out
+
+
+WHOLE_INSNS = 1000   # instructions of a function without loops that may be emitted twice
+
+
+def whole_function(cfg: Cfg, facts: Facts, slots: Sequence, unwind: Collection[int],
+                   helper_args: Mapping[int, tuple]) -> Version | None:
+    """A function without loops emitted twice, as a loop is: its helpers' memory
+    arguments at constant offsets from its pointer arguments are checked before
+    each call, and a failed check gives the helper's -EFAULT and goes on, so it
+    cannot join the entry's check (which stops the program). The copy without
+    them is entered when the arguments' regions hold them all (csum_hdrs: sixteen
+    csum_diff calls over sixteen headers)."""
+    insns = [idx for leader in cfg.order for idx in cfg.insns(leader)]
+    if cfg.loop_blocks or len(insns) > WHOLE_INSNS \
+            or any(may_end_run(facts, slots, i, unwind) for i in insns):
+        return None
+    found = _covering(facts, slots, insns, helper_args,
+                      lambda idx, base, lo, hi: _span(facts[idx].regs[base], lo, hi, (Kind.ARG,)))
+    if found is None or not any(isinstance(key, tuple) for key in found[0]):
+        return None
+    return Version(frozenset(cfg.order), *found)
+
+
+def _span(fact: Value, lo: int, hi: int, kinds: tuple) -> tuple[int, int, int] | None:
+    """(root, lo, hi): bytes [lo, hi) past a pointer of one of `kinds`, from its root."""
+    offsets = fact.offsets
+    if fact.kind not in kinds or offsets is None or offsets.umin + lo < 0:
+        return None
+    root = fact.root if fact.kind is Kind.ARG else PACKET_ROOT
+    return root, offsets.umin + lo, offsets.umax + hi
+
+
+def _covering(facts: Facts, slots: Sequence, insns, helper_args: Mapping[int, tuple], span
+              ) -> tuple[dict, Extents] | None:
+    """The accesses and helper arguments among `insns` that `span` bounds, and the
+    extents of their roots; None if there are none."""
+    extents: dict[tuple[int, bool], list[int]] = {}
+    covered: dict = {}
+    for idx in insns:
+        for key, base, lo, hi, write in _touches(facts, slots, idx, helper_args):
+            found = span(idx, base, lo, hi)
+            if found is None:
+                continue
+            root, lo, hi = found
+            have = extents.setdefault((root, write), [lo, hi])
+            have[0], have[1] = min(have[0], lo), max(have[1], hi)
+            covered[key] = root
+    if not covered:
+        return None
+    return covered, {k: (v[0], v[1]) for k, v in extents.items()}
 
 
 TAIL_INSNS = 64   # instructions after a loop its copy may take with it
