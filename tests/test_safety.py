@@ -425,16 +425,22 @@ def test_a_helper_handed_a_walked_pointer_is_checked_to_its_last_byte():
     text = ("mov %r6, %r1\nmov %r7, 0\nloop:\nmov %r3, %r7\nlsh %r3, 2\nmov %r1, %r6\n"
             "add %r1, %r3\nmov %r2, 4\ncall 1\nmov %r9, %r0\nadd %r7, 1\njlt %r7, 16, loop\n"
             "mov %r0, %r9\nexit")
+    _check_copy(text, "loop L2 is emitted twice: a copy without 1 of its checks runs when "
+                "the regions hold argument r1 bytes 0..64 (written)",
+                bytes([42]) * 64, bytes([42]) * 60 + bytes(3))
+
+
+def _check_copy(text: str, copy: str, whole: bytes, short: bytes) -> None:
+    """explain names the copy; with 64 bytes memfrob's calls set them as `whole`;
+    with 63 the last call gets -EFAULT and the memory is `short` after."""
     _, linked = pipeline.link(loader.from_raw(assembler.assemble_bytes(text), path="<t>"),
                               pipeline.LinkOptions(helpers="conformance"))
-    assert [c.how for c in linked.checks if c.what == "copy"] == [
-        "loop L2 is emitted twice: a copy without 1 of its checks runs when the regions "
-        "hold argument r1 bytes 0..64 (written)"]
+    assert [c.how for c in linked.checks if c.what == "copy"] == [copy]
     for level in LEVELS:
         r0, mem = run(text, bytes(64), level)
-        assert r0 != EFAULT and mem == bytes([42]) * 64
+        assert r0 != EFAULT and mem == whole
         r0, mem = run(text, bytes(63), level)
-        assert r0 == EFAULT and mem == bytes([42]) * 60 + bytes(3)
+        assert r0 == EFAULT and mem == short
 
 
 def test_the_blocks_after_a_loop_copy_keep_their_checks():
@@ -460,16 +466,9 @@ def test_a_function_without_loops_is_emitted_twice_for_its_helpers_arguments():
     bytes be, as it does with no copy."""
     text = ("mov %r6, %r1\nmov %r2, 8\ncall 1\nmov %r1, %r6\nadd %r1, 56\nmov %r2, 8\n"
             "call 1\nexit")
-    _, linked = pipeline.link(loader.from_raw(assembler.assemble_bytes(text), path="<t>"),
-                              pipeline.LinkOptions(helpers="conformance"))
-    assert [c.how for c in linked.checks if c.what == "copy"] == [
-        "the function is emitted twice: a copy without 2 of its checks runs when the "
-        "regions hold argument r1 bytes 0..64 (written)"]
-    for level in LEVELS:
-        r0, mem = run(text, bytes(64), level)
-        assert r0 != EFAULT and mem == bytes([42]) * 8 + bytes(48) + bytes([42]) * 8
-        r0, mem = run(text, bytes(63), level)
-        assert r0 == EFAULT and mem == bytes([42]) * 8 + bytes(55)
+    _check_copy(text, "the function is emitted twice: a copy without 2 of its checks runs "
+                "when the regions hold argument r1 bytes 0..64 (written)",
+                bytes([42]) * 8 + bytes(48) + bytes([42]) * 8, bytes([42]) * 8 + bytes(55))
 
 
 ROOT = Path(__file__).resolve().parent.parent
