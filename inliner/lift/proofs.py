@@ -9,6 +9,7 @@ a function's CFG, its facts and its instructions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from collections.abc import Collection, Mapping, Sequence
 
 from ..facts import isa
@@ -30,9 +31,9 @@ class Version:
     extents: Extents
     tail: frozenset[int] = frozenset()  # blocks after it the copy goes on into (loop_tail)
 
-    @property
+    @cached_property
     def blocks(self) -> frozenset[int]:
-        """The blocks the copy has: the loop's and its tail's."""
+        """The blocks the copy has: the loop's and its tail's (asked at every branch)."""
         return self.body | self.tail
 
 

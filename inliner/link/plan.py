@@ -95,10 +95,9 @@ def check_names(option: str, names: Iterable[str], functions: Iterable[str] = ()
         raise EbpfLtoError(f"{option} {name}: no helper or function of that name{hint}")
 
 
-@lru_cache(maxsize=16)
 # Both walk every instruction of the helper library: once per set and process,
 # not once per link (a corpus links hundreds of programs against one set).
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def helper_costs(hset: HelperSet) -> dict[str, int]:
     """Each helper-library function's size in IR instructions, optimized alone.
 

@@ -85,15 +85,12 @@ class LoadedObjects:
         except RuntimeError as err:
             raise EbpfLtoError(f"cannot load the native object: {str(err).strip()}") from None
         self._entries: dict[str, ENTRY] = {}
-        try:
-            self.fault = FaultRecord.from_address(self.address(abi.FAULT))
-        except (KeyError, RuntimeError):  # an object built with --no-checks
-            self.fault = None
+        self.fault = self._record(FaultRecord, abi.FAULT)  # None: built with --no-checks
         self._redirect = self._record(RedirectRecord, abi.REDIRECT)
         self._prandom = self._record(PrandomState, abi.PRANDOM)
 
     def _record(self, struct, symbol: str):
-        """The helper library's exported record, or None when no helper set defines it."""
+        """An exported record, or None when nothing defines it."""
         try:
             return struct.from_address(self.address(symbol))
         except (KeyError, RuntimeError):

@@ -224,13 +224,14 @@ def object_rows(path: Path, root: Path, outdir: Path, opt_level: int, helpers: s
         yield {"file": file, "program": None, "status": "not loaded", "reason": err.reason}
         return
     size = sum(len(slots) for slots in obj.code.values())
-    too_big = size > TAIL_CALLING_LIMIT and _tail_calls(obj)
+    called = _helpers_called(obj)
+    too_big = size > TAIL_CALLING_LIMIT and TAIL_CALL in called
     for prog in obj.programs:
         if contexts.for_program_type(prog.prog_type) is None:
             continue
         row = {"file": file, "program": prog.name, "type": prog.prog_type}
         if too_big:  # each of the three links would lift every program of the object
-            yield {**row, "status": "not run", "reason": _too_big(obj, size, helpers)}
+            yield {**row, "status": "not run", "reason": _too_big(called, size, helpers)}
             continue
         yield ("working", prog.name)
         try:
@@ -243,18 +244,17 @@ def object_rows(path: Path, root: Path, outdir: Path, opt_level: int, helpers: s
         yield row
 
 
-def _tail_calls(obj) -> bool:
-    """Whether a program of the object tail-calls: then any program's link lifts them all."""
-    return any(insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER
-               and insn.imm == TAIL_CALL for slots in obj.code.values() for insn in slots)
+def _helpers_called(obj) -> set[int]:
+    """The helper ids any code of the object calls: with TAIL_CALL among them, any
+    program's link lifts them all."""
+    return {insn.imm for slots in obj.code.values() for insn in slots
+            if insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER}
 
 
-def _too_big(obj, size: int, helpers: str) -> str:
+def _too_big(called: set[int], size: int, helpers: str) -> str:
     """Why an object whose programs tail-call each other is not trained: the helpers its
     programs call that no set provides (every link holds them all), or its size."""
     hset = pipeline.helper_set(pipeline.LinkOptions(helpers=helpers))
-    called = {insn.imm for slots in obj.code.values() for insn in slots
-              if insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER}
     missing = sorted(called - (hset.ids if hset else set()) - {TAIL_CALL})
     if missing:
         return ("its programs tail-call each other and call helpers no helper set provides: "
