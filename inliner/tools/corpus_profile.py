@@ -10,6 +10,11 @@ and every map must agree with each other and with the instrumented run, so a
 PGO bug shows as a difference. Last, both builds are timed on the frames in
 interleaved rounds by a native loop (the medians, less the loop's own cost).
 
+An object whose programs tail-call each other is linked whole, once for each
+of the three builds (any one program's link would lift them all): each program
+runs in a fresh load of it, and one profile, trained on all of them, serves
+the object (OUTDIR/<object>/object.profdata).
+
 Each object is handled in a child process pinned to one cpu, so that an LLVM
 abort costs one object and per-cpu maps fill one copy.
 """
@@ -37,14 +42,15 @@ from ..pgo import profile
 from ..run.hostmaps import MapAccess
 from ..run.runner import LoadedObjects, ProgramFault
 from . import traffic
-from .corpus import find_objects
+from .corpus import called_helpers, find_objects
+from .corpus_compare import Build
 
 ROUNDS = 9             # timed rounds of each build, interleaved
 ROUND_SECONDS = 0.02   # one build's share of a round
 RESOLUTION_NS = 5.0    # per frame: a build faster than this is not told apart from the loop
 TOP = 10               # the largest speedups listed
 STDERR_TAIL = 2000     # characters of a dead worker's stderr kept
-TAIL_CALLING_LIMIT = 4000  # instructions of an object whose programs tail-call, trained
+WHOLE_PROFILE = "object.profdata"  # the profile of an object linked whole
 
 # The timing loop: before each run the frame and the context are copied back
 # from pristine copies (a program may rewrite or move the packet; what it
@@ -127,11 +133,12 @@ class Timer:
         self.loop(entry, ctypes.addressof(self.jobs), len(self.jobs), reps)
         return time.thread_time() - began
 
-    def compare(self, plain: LoadedObjects, pgo: LoadedObjects) -> tuple[float, float, float]:
+    def compare(self, plain: LoadedObjects, pgo: LoadedObjects,
+                entry: str = ENTRY_SYMBOL) -> tuple[float, float, float]:
         """Nanoseconds per frame of each build, the median of interleaved rounds less
         the loop's own, and the loop's own."""
-        entries = {"loop": self.loaded.address(_NOTHING), "plain": plain.address(ENTRY_SYMBOL),
-                   "pgo": pgo.address(ENTRY_SYMBOL)}
+        entries = {"loop": self.loaded.address(_NOTHING), "plain": plain.address(entry),
+                   "pgo": pgo.address(entry)}
         slowest = max(self.seconds(e, 1) for e in entries.values())
         reps = max(1, int(ROUND_SECONDS / max(slowest, 1e-9)))
         times: dict[str, list[float]] = {k: [] for k in entries}
@@ -148,12 +155,13 @@ class Timer:
 
 # --- one program ----------------------------------------------------------------
 
-def _outcomes(loaded: LoadedObjects, layout, frames: list[bytes]) -> tuple[list, dict]:
+def _outcomes(loaded: LoadedObjects, layout, frames: list[bytes],
+              entry: str = ENTRY_SYMBOL) -> tuple[list, dict]:
     """Each frame's r0 (or fault) and packet after, then every map: a build's answer."""
     runs = []
     for frame in frames:
         try:
-            runs.append(loaded.call_packet(ENTRY_SYMBOL, layout, frame))
+            runs.append(loaded.call_packet(entry, layout, frame))
         except ProgramFault as fault:
             runs.append(("fault", str(fault)))
     return runs, MapAccess(loaded).dump()
@@ -195,18 +203,27 @@ def profile_program(obj, name: str, frames: list[bytes], out: Path, opt_level: i
         return {**row, "status": "internal",
                 "reason": "the profile does not fit the program it was trained on: "
                           + ", ".join(relinked.stale)}
-    called = {d.site.helper_id for d in linked.decisions} & NONDETERMINISTIC_HELPERS
+    called = {d.site.helper_id for d in linked.decisions}
+    return check_and_time(row, base, pgo, layout, frames, trained, called, ENTRY_SYMBOL)
+
+
+def check_and_time(row: dict, base: LoadedObjects, pgo: LoadedObjects, layout,
+                   frames: list[bytes], trained, called: set[int], entry: str) -> dict:
+    """A trained program's row finished: the PGO build checked against the plain one
+    and the instrumented run (unless it calls a nondeterministic helper), then both
+    timed."""
+    called &= NONDETERMINISTIC_HELPERS
     if called:
         row["agreement"] = "not compared: calls " + ", ".join(helper_name(h)
                                                              for h in sorted(called))
     else:
-        expected = _outcomes(base, layout, frames)
-        differs = (_difference(expected, _outcomes(pgo, layout, frames), "PGO build")
+        expected = _outcomes(base, layout, frames, entry)
+        differs = (_difference(expected, _outcomes(pgo, layout, frames, entry), "PGO build")
                    or _difference(expected, trained, "instrumented build"))
         if differs:
             return {**row, "status": "differs", "reason": differs}
         row["agreement"] = "same"
-    plain_ns, pgo_ns, loop_ns = Timer(layout, frames).compare(base, pgo)
+    plain_ns, pgo_ns, loop_ns = Timer(layout, frames).compare(base, pgo, entry)
     measurable = min(plain_ns, pgo_ns) >= RESOLUTION_NS
     row.update(plain_ns=round(plain_ns, 2), pgo_ns=round(pgo_ns, 2), loop_ns=round(loop_ns, 2),
                speedup=round(plain_ns / pgo_ns, 3) if measurable else None)
@@ -223,16 +240,14 @@ def object_rows(path: Path, root: Path, outdir: Path, opt_level: int, helpers: s
     except EbpfLtoError as err:
         yield {"file": file, "program": None, "status": "not loaded", "reason": err.reason}
         return
-    size = sum(len(slots) for slots in obj.code.values())
+    progs = [p for p in obj.programs if contexts.for_program_type(p.prog_type) is not None]
     called = _helpers_called(obj)
-    too_big = size > TAIL_CALLING_LIMIT and TAIL_CALL in called
-    for prog in obj.programs:
-        if contexts.for_program_type(prog.prog_type) is None:
-            continue
+    if progs and TAIL_CALL in called:
+        yield from whole_object_rows(obj, file, progs, called, outdir / file, opt_level,
+                                     helpers, frames)
+        return
+    for prog in progs:
         row = {"file": file, "program": prog.name, "type": prog.prog_type}
-        if too_big:  # each of the three links would lift every program of the object
-            yield {**row, "status": "not run", "reason": _too_big(called, size, helpers)}
-            continue
         yield ("working", prog.name)
         try:
             row.update(profile_program(obj, prog.name, frames, outdir / file
@@ -251,16 +266,63 @@ def _helpers_called(obj) -> set[int]:
             if insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER}
 
 
-def _too_big(called: set[int], size: int, helpers: str) -> str:
-    """Why an object whose programs tail-call each other is not trained: the helpers its
-    programs call that no set provides (every link holds them all), or its size."""
+def whole_object_rows(obj, file: str, progs: list, called: set[int], outdir: Path,
+                      opt_level: int, helpers: str, frames: list[bytes]):
+    """The rows of an object whose programs tail-call each other, linked whole: once
+    plain and once instrumented; every program trained in a fresh load of the
+    instrumented build; one profile of them all; once again with it."""
+    rows = {p.name: {"file": file, "program": p.name, "type": p.prog_type} for p in progs}
+
+    def every(**outcome):
+        return [{**row, **outcome} for row in rows.values()]
+
     hset = pipeline.helper_set(pipeline.LinkOptions(helpers=helpers))
     missing = sorted(called - (hset.ids if hset else set()) - {TAIL_CALL})
-    if missing:
-        return ("its programs tail-call each other and call helpers no helper set provides: "
-                + ", ".join(f"{h} ({helper_name(h)})" for h in missing))
-    return (f"its programs tail-call each other, {size} instructions in all, lifted whole for "
-            f"each program (trained up to {TAIL_CALLING_LIMIT})")
+    if missing:  # each link holds every program, so none of them runs
+        yield from every(status="not run", reason=(
+            "its programs tail-call each other and call helpers no helper set provides: "
+            + ", ".join(f"{h} ({helper_name(h)})" for h in missing)))
+        return
+    plain = pipeline.LinkOptions(opt_level=opt_level, helpers=helpers)
+    out = outdir / WHOLE_PROFILE
+    try:
+        yield ("working", progs[0].name)  # each message restarts the child's deadline
+        base = Build(obj, plain)
+        instrumented = Build(obj, dataclasses.replace(plain, instrument=True))
+        trained, counts = {}, {}
+        for prog in progs:
+            yield ("working", prog.name)
+            with instrumented.load() as loaded:
+                layout = contexts.for_program_type(prog.prog_type)
+                trained[prog.name] = _outcomes(loaded, layout, frames, prog.name)
+                for fn, (fhash, values) in profile.read_counters(loaded).items():
+                    total = counts.setdefault(fn, (fhash, [0] * len(values)))[1]
+                    total[:] = [a + b for a, b in zip(total, values)]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".part")
+        partial.write_bytes(profile.save(counts, str(out)))
+        os.replace(partial, out)
+        pgo = Build(obj, dataclasses.replace(plain, profile=str(out)))
+    except EbpfLtoError as err:
+        yield from every(status="not run", reason=err.reason)
+        return
+    if pgo.linked.stale:
+        yield from every(status="internal", reason="the profile does not fit the program it "
+                         "was trained on: " + ", ".join(pgo.linked.stale))
+        return
+    for prog in progs:
+        yield ("working", prog.name)
+        row = {**rows[prog.name], "status": "trained", "profile": str(out),
+               "functions": len(counts),
+               "entry_count": counts[obj.functions[prog.entry].name][1][0]}
+        layout = contexts.for_program_type(prog.prog_type)
+        try:
+            with base.load() as plain_run, pgo.load() as pgo_run:
+                row = check_and_time(row, plain_run, pgo_run, layout, frames,
+                                     trained[prog.name], called_helpers(obj, prog), prog.name)
+        except EbpfLtoError as err:
+            row.update(status="not run", reason=err.reason)
+        yield row
 
 
 def _child(conn, stderr_path: str, cpu: int, args: tuple) -> None:
