@@ -52,6 +52,17 @@ def _ipv4_checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _csum_hdrs(headers: bytes) -> int:
+    """benchmarks/csum_hdrs.c's r0: the sum of the 16 headers' IPv4 checksums."""
+    expected = 0
+    for i in range(16):
+        h = bytearray(headers[20 * i:20 * i + 20])
+        h[10:12] = b"\0\0"
+        # The program adds each checksum as it reads it back: a little-endian u16.
+        expected += int.from_bytes(_ipv4_checksum(bytes(h)).to_bytes(2, "big"), "little")
+    return expected
+
+
 def _tlv_parse(batch: bytes) -> int:
     """benchmarks/tlv_parse.c in Python: r0 for one batch of records.
 
@@ -125,13 +136,7 @@ def test_the_twin_itself_is_right(quick_report):
     crc_input = next(b for b in BENCHMARKS if b.name == "crc32").input
     assert by_name["crc32"]["modes"]["twin"]["r0"] == zlib.crc32(crc_input)
     hdrs = next(b for b in BENCHMARKS if b.name == "csum_hdrs").input
-    expected = 0
-    for i in range(16):
-        h = bytearray(hdrs[20 * i:20 * i + 20])
-        h[10:12] = b"\0\0"
-        # The program adds each checksum as it reads it back: a little-endian u16.
-        expected += int.from_bytes(_ipv4_checksum(bytes(h)).to_bytes(2, "big"), "little")
-    assert by_name["csum_hdrs"]["modes"]["twin"]["r0"] == expected
+    assert by_name["csum_hdrs"]["modes"]["twin"]["r0"] == _csum_hdrs(hdrs)
     assert by_name["tlv_parse"]["modes"]["twin"]["r0"] == _tlv_parse(tlv_records())
 
 
@@ -252,6 +257,53 @@ def test_llvmbpf_modes_give_the_twins_r0_and_memory(capsys, monkeypatch):
             assert (got["r0"], got["output_sha256"]) == (twin["r0"], twin["output_sha256"])
 
 
+@needs_shared("peers", "llvmbpf")
+def test_ebpf_lto_on_bpftimes_inputs_gives_the_known_answers(capsys, monkeypatch):
+    """ebpf-lto linking what bpftime's toolchain holds of a program, loaded by llvmbpf's
+    load_aot_object: llvmbpf's own IR (llvmbpf-ir) and the bytecode with its maps
+    relocated to fds (raw). r0 is Python's answer: crc32's is zlib's CRC-32 of the
+    input, csum_hdrs' the sum of its headers' checksums (bpf_csum_diff, which ebpf-lto
+    splices into llvmbpf's IR), katran_lb's XDP_TX (maps a setup program fills,
+    xdp_adjust_head), its packet the twin's."""
+    monkeypatch.setenv("EBPF_LTO_SHARED", str(shared_dir()))
+    status, report = _quick(capsys, "--modes", "llvmbpf-ir,raw", "crc32", "csum_hdrs",
+                            "katran_lb")
+    unavailable = [o["reason"] for b in report["benchmarks"] for o in b["modes"].values()
+                   if o["status"] == "unavailable"]
+    if unavailable:
+        pytest.skip(unavailable[0])
+    assert status == 0
+    inputs = {b.name: b.input for b in BENCHMARKS}
+    expected = {"crc32": zlib.crc32(inputs["crc32"]),
+                "csum_hdrs": _csum_hdrs(inputs["csum_hdrs"]), "katran_lb": 3}
+    for b in report["benchmarks"]:
+        twin = b["modes"]["twin"]
+        mask = 0xFFFFFFFF if b["type"] == "xdp" else 2**64 - 1  # an XDP action is an int
+        for mode in ("llvmbpf-ir", "raw"):
+            got = b["modes"][mode]
+            assert got["status"] == "ok", (b["name"], mode, got["reason"])
+            assert got["r0"] & mask == expected[b["name"]], (b["name"], mode)
+            assert got["output_sha256"] == twin["output_sha256"], (b["name"], mode)
+
+
+@needs_shared("peers", "llvmbpf")
+def test_raw_refuses_a_program_its_input_cannot_express(tmp_path, monkeypatch):
+    """bpftime holds an lddw of a global's value as src 2 (map fd + offset), which
+    raw input does not take: the mode is refused, saying so; llvmbpf's IR of the
+    same program links."""
+    monkeypatch.setenv("EBPF_LTO_SHARED", str(shared_dir()))
+    builder = Builder(tmp_path, Toolchain.find())
+    if not isinstance(builder.llvmbpf_library(), Path):
+        pytest.skip(f"llvmbpf cannot be built here: {builder.llvmbpf_library()}")
+    bench = Benchmark("globals", "../tests/fixtures/progs/globals.v3", "globals",
+                      lambda: bytes(64))
+    obj = loader.load(str(bench_dir() / f"{bench.source}.o"))
+    built = builder.build("raw", bench, obj)
+    assert built.status == "refused" and built.line is None
+    assert "BPF_PSEUDO_MAP_VALUE" in built.reason, built.reason
+    assert builder.build("llvmbpf-ir", bench, obj).status == "ok"
+
+
 def test_without_dpdk_the_peer_is_unavailable_and_the_run_passes(capsys, monkeypatch):
     status, report = _quick(capsys, "csum_hdrs", env={"EBPF_LTO_BENCH_DPDK_LIB":
                                                       "libno-such-dpdk.so"},
@@ -269,12 +321,13 @@ def test_off_a_terminal_quick_prints_a_line_per_benchmark_and_a_summary(capsys, 
     monkeypatch.delenv("EBPF_LTO_SHARED", raising=False)  # and no llvmbpf
     assert main(["bench", "--quick", "csum_hdrs", "crc32"]) == 0
     lines = [re.sub(r"\d+ s;", "T s;", line) for line in capsys.readouterr().err.splitlines()]
-    peers = "unavailable: bpftime-lto, dpdk-interp, dpdk-jit, llvmbpf-jit, llvmbpf-aot"
+    peers = "unavailable: bpftime-lto, llvmbpf-ir, raw, dpdk-interp, dpdk-jit, llvmbpf-jit, " \
+        "llvmbpf-aot"
     linked = "none, lto, unchecked, pgo, lto-generic, twin-clang19"
     assert lines == [f"bench --quick [1/2] csum_hdrs: same as the twin: {linked}; {peers}",
                      f"bench --quick [2/2] crc32: same as the twin: {linked}; {peers}",
                      "bench --quick: 2 benchmarks, T s; modes: 12 same as the twin, "
-                     "10 unavailable"]
+                     "14 unavailable"]
 
 
 def test_off_a_terminal_a_timed_run_ends_with_its_headline_ratios(capsys):

@@ -784,6 +784,17 @@ Compiled load_object(const std::vector<uint8_t> &obj, const std::string &what)
 	return c;
 }
 
+// --emit-obj: the object llvmbpf's AOT made, where one is asked for
+void write_object(const std::string &path, const std::vector<uint8_t> &obj)
+{
+	if (path.empty())
+		return;
+	std::ofstream f(path, std::ios::binary);
+	f.write((const char *)obj.data(), obj.size());
+	if (!f)
+		fail("cannot write " + path);
+}
+
 Compiled compile(const Program &p, const std::string &engine,
 		 const std::string &emit_obj, const std::string &emit_llvm)
 {
@@ -793,12 +804,7 @@ Compiled compile(const Program &p, const std::string &engine,
 		double aot_ms = std::chrono::duration<double, std::milli>(
 					std::chrono::steady_clock::now() - t0)
 					.count();
-		if (!emit_obj.empty()) {
-			std::ofstream f(emit_obj, std::ios::binary);
-			f.write((const char *)obj.data(), obj.size());
-			if (!f)
-				fail("cannot write " + emit_obj);
-		}
+		write_object(emit_obj, obj);
 		Compiled c = load_object(obj, "llvmbpf's AOT of " + p.name);
 		c.compile_ms += aot_ms;
 		return c;
@@ -949,6 +955,8 @@ const char *USAGE =
 	"  --load OBJ          run this native object through load_aot_object() instead\n"
 	"  --emit-obj FILE     with --engine aot: write llvmbpf's object\n"
 	"  --emit-llvm FILE    with --engine aot: write llvmbpf's IR (before optimization)\n"
+	"  --compile-only      with --engine aot: write --emit-llvm and --emit-obj, and\n"
+	"                      neither load nor run the program (bpftime-aot compile)\n"
 	"  --ctx raw|xdp|xdp-kernel  r1 = the memory; bpftime's struct xdp_md_userspace\n"
 	"                      around it; or the kernel's struct xdp_md (32-bit fields,\n"
 	"                      buffer below 4 GiB). Default for xdp programs: xdp-kernel\n"
@@ -961,7 +969,10 @@ const char *USAGE =
 	"  --ncpus N           copies per per-cpu map value (default 1)\n"
 	"  --repeat N          after the checked call, 5 rounds of N timed calls (input\n"
 	"                      reset before each); ns per call net of the reset, best round\n"
-	"  --list              print the programs and maps and exit\n"
+	"  --fd-floor N        maps and programs get the lowest free fds from N up (default:\n"
+	"                      the lowest free), as the bench's library gives a mode's\n"
+	"  --list              print the programs (with their instructions as loaded: maps\n"
+	"                      relocated to fds) and maps, and exit\n"
 	"  -v                  libbpf's and llvmbpf's logs on stderr\n";
 
 uint64_t parse_count(const std::string &opt, const std::string &text)
@@ -978,7 +989,7 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 {
 	std::string elf, program, engine = "aot", load, emit_obj, emit_llvm,
 		ctx_kind, mem, setup, handle = "fd", semantics = "bpftime",
-		ncpus = "1", repeat_text = "0";
+		ncpus = "1", repeat_text = "0", fd_floor = "0";
 	// The options that take a value, and where it goes.
 	const std::map<std::string, std::string *> valued = {
 		{ "--elf", &elf },	       { "--program", &program },
@@ -987,9 +998,9 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 		{ "--ctx", &ctx_kind },	       { "--mem", &mem },
 		{ "--setup", &setup },	       { "--handle", &handle },
 		{ "--semantics", &semantics }, { "--ncpus", &ncpus },
-		{ "--repeat", &repeat_text },
+		{ "--repeat", &repeat_text },  { "--fd-floor", &fd_floor },
 	};
-	bool list = false;
+	bool list = false, compile_only = false;
 	for (int i = 1; i < argc; i++) {
 		std::string a = argv[i];
 		if (auto it = valued.find(a); it != valued.end()) {
@@ -998,6 +1009,8 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 			*it->second = argv[++i];
 		} else if (a == "--list")
 			list = true;
+		else if (a == "--compile-only")
+			compile_only = true;
 		else if (a == "-v")
 			g_verbose = true;
 		else if (a == "-h" || a == "--help") {
@@ -1016,6 +1029,9 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 	if (!g_ncpus)
 		fail("--ncpus must be at least 1");
 	uint64_t repeat = parse_count("--repeat", repeat_text);
+	uint64_t first_fd = parse_count("--fd-floor", fd_floor);
+	if (first_fd > 65536)
+		fail("--fd-floor is 0 to 65536");
 	if (engine != "jit" && engine != "aot")
 		fail("--engine is jit or aot");
 	if (elf.empty())
@@ -1031,7 +1047,7 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 	// The ELF first, before this process opens anything else, so its maps
 	// get the fds bpftime's loader would give them.
 	if (!elf.empty())
-		load_elf(elf);
+		load_elf(elf, (int)first_fd);
 	if (list) {
 		std::string out = "{\"programs\": [";
 		for (size_t i = 0; i < g_programs.size(); i++)
@@ -1044,7 +1060,10 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 			       std::to_string(g_programs[i].type) +
 			       ", \"insns\": " +
 			       std::to_string(g_programs[i].insns.size()) +
-			       "}";
+			       ", \"code\": \"" +
+			       hex((const uint8_t *)g_programs[i].insns.data(),
+				   g_programs[i].insns.size() * 8) +
+			       "\"}";
 		printf("%s], \"maps\": %s}\n", out.c_str(), maps_json().c_str());
 		return 0;
 	}
@@ -1066,6 +1085,14 @@ uint64_t parse_count(const std::string &opt, const std::string &text)
 					    CtxKind::xdp;
 	} else
 		g_ctx_kind = parse_ctx_kind(ctx_kind);
+	if (compile_only) {
+		if (!load.empty() || engine != "aot" || !prog)
+			fail("--compile-only compiles a program with --engine aot");
+		write_object(emit_obj, aot_object(*prog, emit_llvm));
+		printf("{\"program\": %s, \"engine\": \"aot\"}\n",
+		       json_str(prog->name).c_str());
+		return 0;
+	}
 	if (!setup.empty()) {
 		Compiled s = compile(find_program(setup), "jit", "", "");
 		s.fn(nullptr, 0);

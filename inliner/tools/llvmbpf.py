@@ -178,13 +178,25 @@ def _build(source: Path, jobs: int | None, shared: bool) -> Path:
     return host
 
 
-def bench_library() -> Path:
-    """libllvmbpf-bench.so from the shared data's peers/llvmbpf (EBPF_LTO_SHARED names it,
-    as for the tests), built if not cached; Unavailable says why not."""
+def _shared_source() -> Path:
+    """The shared data's peers/llvmbpf (EBPF_LTO_SHARED names the shared data, as for
+    the tests)."""
     shared = os.environ.get("EBPF_LTO_SHARED")
     if not shared:
         raise Unavailable("EBPF_LTO_SHARED is not set (llvmbpf's source is its peers/llvmbpf)")
-    return build_library(Path(shared) / "peers" / "llvmbpf")
+    return Path(shared) / "peers" / "llvmbpf"
+
+
+def bench_library() -> Path:
+    """libllvmbpf-bench.so from the shared data's llvmbpf, built if not cached;
+    Unavailable says why not."""
+    return build_library(_shared_source())
+
+
+def bench_host() -> "Host":
+    """The host executable from the same llvmbpf: what the bench asks for llvmbpf's IR
+    of a program and its instructions as bpftime holds them."""
+    return Host(build(_shared_source()))
 
 
 @dataclass(frozen=True)
@@ -200,9 +212,19 @@ class Host:
             raise HostError(lines[-1] if lines else f"llvmbpf-host exit {done.returncode}")
         return json.loads(done.stdout)
 
-    def list(self, elf: Path, timeout: float = 60) -> dict:
-        """The programs and maps (with the fds bpftime's loader gives them) of an ELF."""
-        return self._call(["--elf", elf, "--list"], timeout)
+    def list(self, elf: Path, fd_floor: int = 0, timeout: float = 60) -> dict:
+        """The programs (each one's instructions as loaded, "code", in hex) and maps of
+        an ELF, with the fds bpftime's loader gives them: the lowest free, from
+        fd_floor up."""
+        return self._call(["--elf", elf, "--list", "--fd-floor", fd_floor], timeout)
+
+    def compile(self, elf: Path, program: str, emit_llvm: Path, fd_floor: int = 0,
+                timeout: float = 120) -> None:
+        """Write llvmbpf's IR of `program` to emit_llvm, as `bpftime-aot compile -e`
+        prints it, without loading or running it. The IR holds the maps' fds, given
+        as `list` says."""
+        self._call(["--elf", elf, "--program", program, "--engine", "aot", "--compile-only",
+                    "--emit-llvm", emit_llvm, "--fd-floor", fd_floor], timeout)
 
     def run(self, elf: Path, program: str, data: bytes, *, load: Path | None = None,
             engine: str = "aot", setup: str | None = None, handle: str = "fd",

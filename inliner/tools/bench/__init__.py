@@ -29,12 +29,16 @@ Modes:
   compiles for: the gain from inlining apart from the gain from the target.
 - `bpftime-lto`: `ebpf-lto link --abi bpftime`, loaded by llvmbpf's
   `load_aot_object` as bpftime's runtime loads it.
+- `llvmbpf-ir`: llvmbpf's own IR of the program (`bpftime-aot compile -e`)
+  linked by `ebpf-lto link --abi bpftime`, loaded the same way.
+- `raw`: the bytecode as bpftime holds it (maps relocated to fds) linked by
+  `ebpf-lto link --raw --map-def --abi bpftime`, loaded the same way.
 - `dpdk-interp`, `dpdk-jit`: DPDK's librte_bpf (Debian's librte-bpf23),
   interpreter and x86-64 JIT, given the helpers as C functions.
 - `llvmbpf-jit`, `llvmbpf-aot`: bpftime's engine (llvmbpf, built from the
   shared data's peers/llvmbpf) compiling the bytecode, bpftime's helpers out
   of line; the driver calls its code through libllvmbpf-bench.so
-  (inliner/tools/llvmbpf.py). Without llvmbpf these three are unavailable.
+  (inliner/tools/llvmbpf.py). Without llvmbpf these five are unavailable.
 
 `--quick` is a correctness check, not a measurement: one call per mode,
 every mode's r0 and memory compared with the native twin's.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ... import codegen, pipeline
+from ...elf import raw
 from ...elf.model import EbpfObject, Program
 from ...errors import EbpfLtoError
 from ...facts import abi, contexts, isa, maps
@@ -22,13 +24,19 @@ from .twin import twin_shim, twin_source
 
 OPT_LEVEL = 3
 TRAINING_RUNS = 100  # calls that train the pgo mode: a first call's map inserts weigh little
-# The bpftime-lto mode's maps get fds from here up in the driver (its other files hold
-# low ones); its object is linked for them with --map-fd.
-LLVMBPF_FD_FLOOR = 512
+# The modes whose objects llvmbpf loads get their maps' fds from here up in the driver
+# (its other files, and the other modes' maps, hold lower ones); each object is made for
+# them: bpftime-lto's linked with --map-fd, llvmbpf-ir's and raw's from what llvmbpf's
+# host, asked for the same floor, holds.
+FD_FLOORS = {"bpftime-lto": 512, "llvmbpf-ir": 640, "raw": 768}
 # clang stamps its cpu on every function it emits; the fair twin's functions lose it,
 # so that the target machine's cpu applies, as to the lifted module (helper_bitcode's
 # Makefile strips the helpers' alike).
 _CPU_ATTRIBUTE = re.compile(r' "(target-cpu|target-features|tune-cpu)"="[^"]*"')
+
+
+class Refused(Exception):
+    """The mode cannot express this program; the message says why, in a line."""
 
 
 @dataclass
@@ -42,6 +50,14 @@ class Built:
 def _version_script(path: Path, symbols: list[str]) -> Path:
     path.write_text("{ global: " + " ".join(f"{s};" for s in symbols) + " local: *; };\n")
     return path
+
+
+def _or_why(make: Callable):
+    """What make() builds of llvmbpf, or why it cannot be built here."""
+    try:
+        return make()
+    except llvmbpf.Unavailable as err:
+        return str(err)
 
 
 def called_helpers(obj: EbpfObject) -> set[int]:
@@ -70,6 +86,7 @@ class Builder:
         self._built: dict[tuple[str, str], Built] = {}
         self._ops = None
         self._llvmbpf: Path | str | None = None   # the library, or why there is none
+        self._llvmbpf_host: llvmbpf.Host | str | None = None   # the host, or why not
         self.driver = self._build_driver()
 
     # shared pieces
@@ -131,11 +148,14 @@ class Builder:
     def llvmbpf_library(self) -> Path | str:
         """libllvmbpf-bench.so (bpftime's engine for the driver), or why it cannot be built."""
         if self._llvmbpf is None:
-            try:
-                self._llvmbpf = llvmbpf.bench_library()
-            except llvmbpf.Unavailable as err:
-                self._llvmbpf = str(err)
+            self._llvmbpf = _or_why(llvmbpf.bench_library)
         return self._llvmbpf
+
+    def llvmbpf_host(self) -> llvmbpf.Host | str:
+        """llvmbpf's host (llvmbpf's IR of a program, bpftime's load of an ELF), or why not."""
+        if self._llvmbpf_host is None:
+            self._llvmbpf_host = _or_why(llvmbpf.bench_host)
+        return self._llvmbpf_host
 
     def driver_settings(self) -> list[str]:
         """Config lines every benchmark's driver run gets: where the peers' libraries are."""
@@ -159,8 +179,9 @@ class Builder:
 
     def build(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:
         # A pgo build is trained on its benchmark's input, so each size of a
-        # program gets its own; every other mode is built once per program.
-        stem = bench.stem if mode == "pgo" else bench.source
+        # program gets its own; every other mode is built once per program. A
+        # source beside benchmarks/ (../tests/...) names its files without folders.
+        stem = bench.stem if mode == "pgo" else bench.source.replace("/", "_")
         key = (mode, stem)
         if key not in self._built:
             try:
@@ -210,6 +231,8 @@ class Builder:
             return self._build_linked(mode, bench, obj, out)
         if mode == "bpftime-lto":
             return self._build_bpftime(bench, obj, out)
+        if mode in ("llvmbpf-ir", "raw"):
+            return self._build_from_llvmbpf(mode, bench, obj, out)
         if mode == "twin":
             return self._build_twin(bench, obj, out)
         if mode == "twin-clang19":
@@ -261,13 +284,75 @@ class Builder:
     def _build_bpftime(self, bench: Benchmark, obj: EbpfObject,
                        out: Callable[[str], Path]) -> Built:
         """`ebpf-lto link --abi bpftime`, inlined, for the maps the driver's llvmbpf makes."""
-        shift = LLVMBPF_FD_FLOOR - abi.FIRST_MAP_FD
+        floor = FD_FLOORS["bpftime-lto"]
+        shift = floor - abi.FIRST_MAP_FD
         fds = {name: fd + shift for name, fd in abi.default_map_fds(obj.maps).items()}
         opts = dataclasses.replace(self.options, abi="bpftime", map_fds=fds)
         image, _ = pipeline.link(obj, opts, emit="obj")
         out(".o").write_bytes(image)
-        return self._llvmbpf_line("bpftime-lto", bench, obj, f"load:{out('.o')}", "xdp",
-                                  LLVMBPF_FD_FLOOR)
+        return self._llvmbpf_line("bpftime-lto", bench, obj, f"load:{out('.o')}", "xdp", floor)
+
+    def _build_from_llvmbpf(self, mode: str, bench: Benchmark, obj: EbpfObject,
+                            out: Callable[[str], Path]) -> Built:
+        """llvmbpf-ir, raw: ebpf-lto linking what bpftime's toolchain holds of the program,
+        made by llvmbpf's host for the maps the driver's llvmbpf gives this mode (the
+        same ELF loaded the same way, from the same fd floor); llvmbpf's host refusing
+        the program is the mode's refusal."""
+        host = self.llvmbpf_host()
+        if isinstance(host, str):
+            return Built(status="unavailable", reason=f"llvmbpf: {host}")
+        floor = FD_FLOORS[mode]
+        elf = bench_dir() / f"{bench.source}.o"
+        try:
+            if mode == "llvmbpf-ir":
+                image = self._llvmbpf_ir(host, elf, bench, floor, out)
+            else:
+                image = self._raw(host.list(elf, fd_floor=floor), bench, obj, out)
+        except (llvmbpf.HostError, subprocess.TimeoutExpired) as err:
+            return Built(status="refused", reason=f"llvmbpf: {err}")
+        except Refused as err:
+            return Built(status="refused", reason=str(err))
+        out(".o").write_bytes(image)
+        # llvmbpf's code reads the kernel's struct xdp_md; ebpf-lto's lift of the
+        # bytecode reads bpftime's (docs/abi.md)
+        ctx = "xdp-kernel" if mode == "llvmbpf-ir" else "xdp"
+        return self._llvmbpf_line(mode, bench, obj, f"load:{out('.o')}", ctx, floor)
+
+    def _llvmbpf_ir(self, host: llvmbpf.Host, elf: Path, bench: Benchmark, floor: int,
+                    out: Callable[[str], Path]) -> bytes:
+        """llvmbpf's own IR of the program, as `bpftime-aot compile -e` prints it (its
+        maps' fds baked in), linked by `ebpf-lto link --abi bpftime` with the lto mode's
+        options: its map and context helpers stay the runtime's (pipeline.ir_helper_set)."""
+        ir = out(".ll")
+        host.compile(elf, bench.program, ir, fd_floor=floor)
+        image, _ = pipeline.link_ir(ir.read_bytes(), str(ir),
+                                    dataclasses.replace(self.options, abi="bpftime"))
+        return image
+
+    def _raw(self, loaded: dict, bench: Benchmark, obj: EbpfObject,
+             out: Callable[[str], Path]) -> bytes:
+        """The program's instructions as bpftime holds them (libbpf's load: each lddw of a
+        map its fd, src 1; subprograms appended) and its maps' attributes from the same
+        load, linked as `ebpf-lto link --raw FILE --map-def FD=TYPE:KEY:VALUE:ENTRIES:NAME
+        --type TYPE --abi bpftime`. The type is the ELF's: libbpf records a `raw`
+        section as a socket filter, whose context is not the memory the driver passes."""
+        prog = next((p for p in loaded["programs"] if p["name"] == bench.program), None)
+        if prog is None:
+            raise Refused(f"bpftime's load of {bench.source}.o holds no program {bench.program}")
+        code = out(".bin")
+        code.write_bytes(bytes.fromhex(prog["code"]))
+        maps = dict(raw.parse_map_def(f"{m['fd']}={m['type'].removeprefix('type ')}:"
+                                      f"{m['key_size']}:{m['value_size']}:{m['max_entries']}"
+                                      f":{name}") for name, m in loaded["maps"].items())
+        program = raw.RawProgram(code.read_bytes(), bench.program,
+                                 obj.program(bench.program).prog_type, maps)
+        try:  # what raw input cannot say (a map's value by lddw, say) is the mode's refusal
+            loaded_raw = raw.load(program, code.name)
+        except EbpfLtoError as err:
+            raise Refused(f"raw input: {str(err).splitlines()[0]}") from None
+        image, _ = pipeline.link(loaded_raw, dataclasses.replace(
+            self.options, abi="bpftime", program=bench.program), emit="obj")
+        return image
 
     def _twin_source(self, bench: Benchmark, obj: EbpfObject) -> tuple[Path, dict[str, str]]:
         """The twin's one translation unit (twin.py), and its entries: symbol -> program."""

@@ -214,6 +214,12 @@ MODES: tuple[Mode, ...] = (
          "ebpf-lto link --cpu generic: the target llvmbpf's AOT compiles for", "navy"),
     Mode("bpftime-lto", "inline+LTO in llvmbpf",
          "ebpf-lto link --abi bpftime, loaded by llvmbpf's load_aot_object", "tab:olive"),
+    Mode("llvmbpf-ir", "inline+LTO of llvmbpf IR",
+         "llvmbpf's own IR of the program (bpftime-aot compile -e), linked by ebpf-lto link "
+         "--abi bpftime, loaded by load_aot_object", "gold"),
+    Mode("raw", "inline+LTO of raw bytecode",
+         "the bytecode as bpftime holds it (maps relocated to fds), linked by ebpf-lto link "
+         "--raw --map-def --abi bpftime, loaded by load_aot_object", "darkkhaki"),
     Mode("twin", "native twin", "the C by clang-19's front end, then optimized and emitted "
          "as inline+LTO is (ebpf-lto's LLVM, -O3, its target, its helper bitcode)", "tab:brown"),
     Mode("twin-clang19", "native twin, clang-19",
@@ -232,5 +238,7 @@ REFERENCE = "twin"
 BASELINE = "none"
 UNCHECKED = "unchecked"    # the cost of the checks is measured against it
 PEER = "llvmbpf-aot"       # what a bpftime user runs today: ebpf-lto's gain is over it
-AGAINST_PEER = ("lto", "lto-generic", "bpftime-lto")  # the summary's ebpf-lto against PEER
-LLVMBPF_MODES = ("llvmbpf-jit", "llvmbpf-aot", "bpftime-lto")  # run by libllvmbpf-bench.so
+# the summary's ebpf-lto against PEER
+AGAINST_PEER = ("lto", "lto-generic", "bpftime-lto", "llvmbpf-ir", "raw")
+# run by libllvmbpf-bench.so
+LLVMBPF_MODES = ("llvmbpf-jit", "llvmbpf-aot", "bpftime-lto", "llvmbpf-ir", "raw")
