@@ -159,8 +159,9 @@ class Builder:
 
     def build(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:
         # A pgo build is trained on its benchmark's input, so each size of a
-        # program gets its own; every other mode is built once per program.
-        stem = bench.stem if mode == "pgo" else bench.source
+        # program gets its own; every other mode is built once per program
+        # (a source may hold several: accum.c's accum_4 and accum_8).
+        stem = bench.stem if mode == "pgo" else bench.program
         key = (mode, stem)
         if key not in self._built:
             try:
