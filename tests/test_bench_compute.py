@@ -16,7 +16,9 @@ import struct
 import pytest
 
 from inliner.cli import main
-from inliner.tools.bench.suite import BENCHMARKS
+from inliner.tools.bench.suite import BENCHMARKS, LLVMBPF_MODES
+
+from conftest import needs_shared, shared_dir
 
 pytestmark = pytest.mark.skipif(shutil.which("clang-19") is None and shutil.which("clang") is None,
                                 reason="the native twins need clang")
@@ -108,13 +110,17 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def shapes_report():
+def _quick(*args: str) -> tuple[int, dict]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        status = main(["bench", "--quick", "--json", "--modes", "twin,none,lto,unchecked,pgo",
-                       "spill", "accum", "mulconst", "select_chain", "straight"])
+        status = main(["bench", "--quick", "--json", *args])
     return status, json.loads(buf.getvalue())
+
+
+@pytest.fixture(scope="module")
+def shapes_report():
+    return _quick("--modes", "twin,none,lto,unchecked,pgo", "spill", "accum", "mulconst",
+                  "select_chain", "straight")
 
 
 def test_the_suite_has_each_compute_shape():
@@ -141,3 +147,18 @@ def test_each_shape_links_to_the_twins_answer(shapes_report):
             got = b["modes"][mode]
             assert got["status"] == "ok", (b["name"], mode, got["reason"])
             assert (got["r0"], got["output_sha256"]) == (twin["r0"], twin["output_sha256"])
+
+
+@needs_shared("peers", "llvmbpf")
+def test_bpftimes_engine_runs_each_program_of_a_source(monkeypatch):
+    """llvmbpf's JIT and AOT, and the --abi bpftime object through load_aot_object
+    (which runs its bpf_main), give each program's own answer, not its source's first."""
+    monkeypatch.setenv("EBPF_LTO_SHARED", str(shared_dir()))
+    status, report = _quick("--modes", ",".join(LLVMBPF_MODES), "accum", "straight")
+    assert status == 0
+    inputs = {b.name: b.input for b in BENCHMARKS}
+    for b in report["benchmarks"]:
+        for mode in LLVMBPF_MODES:
+            got = b["modes"][mode]
+            assert got["status"] == "ok", (b["name"], mode, got["reason"])
+            assert got["r0"] == EXPECTED[b["name"]](inputs[b["name"]]), (b["name"], mode)

@@ -264,7 +264,9 @@ class Builder:
         """`ebpf-lto link --abi bpftime`, inlined, for the maps the driver's llvmbpf makes."""
         shift = LLVMBPF_FD_FLOOR - abi.FIRST_MAP_FD
         fds = {name: fd + shift for name, fd in abi.default_map_fds(obj.maps).items()}
-        opts = dataclasses.replace(self.options, abi="bpftime", map_fds=fds)
+        # load_aot_object runs the object's bpf_main: this program alone, so that it is.
+        opts = dataclasses.replace(self.options, abi="bpftime", map_fds=fds,
+                                   program=bench.program)
         image, _ = pipeline.link(obj, opts, emit="obj")
         out(".o").write_bytes(image)
         return self._llvmbpf_line("bpftime-lto", bench, obj, f"load:{out('.o')}", "xdp",
