@@ -179,9 +179,9 @@ class Builder:
 
     def build(self, mode: str, bench: Benchmark, obj: EbpfObject) -> Built:
         # A pgo build is trained on its benchmark's input, so each size of a
-        # program gets its own; every other mode is built once per program. A
-        # source beside benchmarks/ (../tests/...) names its files without folders.
-        stem = bench.stem if mode == "pgo" else bench.source.replace("/", "_")
+        # program gets its own; every other mode is built once per program (a
+        # source may hold several: accum.c's accum_4 and accum_8).
+        stem = bench.stem if mode == "pgo" else bench.program
         key = (mode, stem)
         if key not in self._built:
             try:
@@ -287,7 +287,9 @@ class Builder:
         floor = FD_FLOORS["bpftime-lto"]
         shift = floor - abi.FIRST_MAP_FD
         fds = {name: fd + shift for name, fd in abi.default_map_fds(obj.maps).items()}
-        opts = dataclasses.replace(self.options, abi="bpftime", map_fds=fds)
+        # load_aot_object runs the object's bpf_main: this program alone, so that it is.
+        opts = dataclasses.replace(self.options, abi="bpftime", map_fds=fds,
+                                   program=bench.program)
         image, _ = pipeline.link(obj, opts, emit="obj")
         out(".o").write_bytes(image)
         return self._llvmbpf_line("bpftime-lto", bench, obj, f"load:{out('.o')}", "xdp", floor)

@@ -133,6 +133,11 @@ def _packet(size: int) -> Callable[[], bytes]:
     return lambda: tcp_packet(size)
 
 
+def _words(count: int) -> Callable[[], bytes]:
+    """`count` random 64-bit words, the same on every call."""
+    return lambda: _u64s(_rng(9).getrandbits(64) for _ in range(count))
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("csum_counter/64", "csum_counter", "csum_counter", _packet(64),
               about="bpf_csum_diff over the packet + array-map counter", heavy=True),
@@ -174,6 +179,22 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               about="a chain of 8 bpf-to-bpf calls, 256 times"),
     Benchmark("tlv_parse", "tlv_parse", "tlv_parse", tlv_records,
               about="1024-record parser whose common records take its unlikely() branches"),
+    # Compute shapes where lifted bytecode can trail a compiler that saw the C (issue 19).
+    Benchmark("spill", "spill", "spill", _words(512),
+              about="12 accumulators over 512 words: eBPF keeps some on the stack"),
+    Benchmark("accum/4", "accum", "accum_4", _words(1024),
+              about="4 independent sums over 1024 words"),
+    Benchmark("accum/8", "accum", "accum_8", _words(1024),
+              about="8 independent sums over 1024 words"),
+    Benchmark("mulconst", "mulconst", "mulconst", _words(512),
+              about="multiplies by 3, 5, 9, 10, 31 and 33 over 512 words"),
+    Benchmark("select_chain", "select_chain", "select_chain",
+              lambda: _u32s(_rng(10).getrandbits(32) for _ in range(1024)),
+              about="512 chains of six dependent selects, unpredictable"),
+    Benchmark("straight/500", "straight", "straight_500", _words(32),
+              about="a straight-line block of 500 instructions"),
+    Benchmark("straight/1000", "straight", "straight_1000", _words(32),
+              about="a straight-line block of 1000 instructions"),
 )
 
 
