@@ -508,6 +508,17 @@ def test_a_binary_search_is_bounded_by_walking_it(capsys):
         (True, "runs at most 11 times"), (True, "runs at most 64 times")]
 
 
+def test_a_counter_clang_starts_below_zero_bounds_its_loop(capsys):
+    """benchmarks/select_chain.c's loop takes i = 0, 2, ..., 1022: 512 times. clang's
+    bytecode counts it from -2 (added to before the compare), so read unsigned the
+    counter could wrap; read signed it climbs from -2 to 1020 without wrapping."""
+    from inliner.cli import main
+    assert main(["explain", "--checks", "--json", str(ROOT / "benchmarks" / "select_chain.o")]) == 0
+    loops = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["what"] == "loop"]
+    assert [(c["proven"], c["how"].split(" (")[0]) for c in loops] == [
+        (True, "runs at most 512 times")]
+
+
 def test_a_loop_walked_back_to_a_state_it_was_in_keeps_its_count():
     # r2 is the byte's value when it is 1, else 1: the second compare always jumps
     # back, whatever the first did, so the loop never ends; walking it finds the

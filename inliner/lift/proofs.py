@@ -16,7 +16,7 @@ from ..facts import isa
 from ..facts.helpers import LIBC_FUNCTIONS, TAIL_CALL, ArgKind
 from .cfg import Cfg
 from .dataflow import Facts, Libc, run_block
-from .values import M64, Kind, Range, Value
+from .values import M64, S64_MAX, S64_MIN, Kind, Range, Value
 
 PACKET_ROOT = 0   # the root of accesses through PACKET pointers (ARG roots are 1-5)
 
@@ -102,7 +102,11 @@ def bounded_loops(cfg: Cfg, facts: Facts, slots: Sequence, cap: int
             step = insn.imm if isa.op(insn.opcode) == isa.ADD else -insn.imm
             lo, hi = at.range.umin, at.range.umax
             if (step > 0 and hi + step > M64) or (step < 0 and lo + step < 0):
-                continue   # it could wrap round
+                # It could wrap round unsigned: a counter clang starts below zero
+                # (i = -2; i += 2) may still stay clear of the signed wrap.
+                lo, hi = at.range.smin, at.range.smax
+                if (step > 0 and hi + step > S64_MAX) or (step < 0 and lo + step < S64_MIN):
+                    continue
             times = (hi - lo) // abs(step) + 1
             if times <= cap:
                 out[h] = (times, f"at most {times} times (r{r} in [{lo}, {hi}] by {step:+d})")
