@@ -34,3 +34,13 @@ def test_loops_vectorize_with_contiguous_loads(name, about, cpu, tmp_path):
     asm = out.read_text()
     assert re.search(r"\bv\w+\s+[^\n]*%[yz]mm", asm), f"{about}: no 256- or 512-bit vector instruction"
     assert "gather" not in asm, f"{about}: vectorized only with gathers"
+
+
+def test_strided_loads_are_not_gathered_on_zen(tmp_path):
+    """accum_8 reads its words eight apart: LLVM's znver cost model would vectorize
+    that with vpgatherqq, which Zen runs as microcode (AMD's optimization guide),
+    1.9x slower there than the loads it replaces (docs/benchmarks.md)."""
+    out = tmp_path / "accum.s"
+    assert cli.main(["link", str(ROOT / "benchmarks" / "accum.o"), "--program", "accum_8",
+                     "--cpu", "znver4", "--emit", "asm", "-o", str(out)]) == 0
+    assert "gather" not in out.read_text()

@@ -65,9 +65,15 @@ def target_machine(target: Target, opt_level: int) -> llvm.TargetMachine:
     init()
     if target.cpu not in ("generic", "") and not target.features and not _cpu_known(target):
         raise EbpfLtoError(f"LLVM does not know cpu {target.cpu!r} for {target.arch}")
+    features = target.features
+    if target.arch == "x86_64" and target.cpu.startswith("znver"):
+        # Zen's gathers are microcoded, slower than the scalar loads they replace,
+        # which LLVM's znver cost model does not say: accum/8's loop vectorized with
+        # vpgatherqq ran 1.9x its time without (docs/benchmarks.md).
+        features = ",".join(filter(None, (features, "+prefer-no-gather")))
     llvm_target = llvm.Target.from_triple(target.triple)
     return llvm_target.create_target_machine(cpu="" if target.cpu == "generic" else target.cpu,
-                                             features=target.features, opt=opt_level,
+                                             features=features, opt=opt_level,
                                              reloc="pic", codemodel="small")
 
 
