@@ -301,6 +301,23 @@ def test_ktime_is_monotonic_across_calls():
         last = mono2
 
 
+@pytest.mark.parametrize("opt", OPT_LEVELS)
+def test_a_fixed_clock_is_read_by_every_clock_helper(opt):
+    # ebpf_lto_clock (docs/helpers.md): while ns is set every clock reads it, jiffies64
+    # as the kernel derives jiffies at HZ = 1000; ns = 0 gives the host's clocks back.
+    loaded, _ = pipeline.load(obj("time"), options("clocks", opt))
+    fixed = 7_200_000_123_456_789
+    loaded.fix_clock(fixed)
+    mem = bytearray(48)
+    loaded.call(abi.ENTRY_SYMBOL, mem)
+    assert struct.unpack("<6Q", mem) == (fixed, fixed, fixed,
+                                         INITIAL_JIFFIES + 7_200_000_123, fixed, fixed)
+    loaded.fix_clock(0)
+    t0 = time.monotonic_ns()
+    loaded.call(abi.ENTRY_SYMBOL, mem)
+    assert t0 <= struct.unpack_from("<Q", mem)[0] <= time.monotonic_ns()
+
+
 # -- the current task (7, 8, 14, 15, 16, 42) ------------------------------------
 
 ID_LAYOUT = "<6Q16s4s4x16I"

@@ -139,4 +139,9 @@ struct ebpf_lto_prandom {
 #define PRANDOM_MIX3 0x94d049bb133111ebull
 #define PRANDOM_MIX4 31
 
+/* A fixed time for every clock helper; 0: the host's clocks (docs/helpers.md). */
+struct ebpf_lto_clock {
+	uint64_t ns;
+};
+
 #endif

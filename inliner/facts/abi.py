@@ -213,6 +213,13 @@ def prandom_key(seed: int) -> int:
     return prandom_mix(seed & M64) | 1
 
 
+# A fixed clock for repeatable runs (docs/helpers.md): the exported
+# `struct ebpf_lto_clock {uint64_t ns;}`. 0, the default, means the host's
+# clocks; a host that writes ns makes every clock helper read ns as its
+# clock's time (jiffies64 derived from it), so runs that read the time repeat.
+CLOCK = "ebpf_lto_clock"
+
+
 def prandom_u32(key: int, n: int) -> int:
     """Draw n of the generator keyed `key`."""
     return prandom_mix((key + n * PRANDOM_GAMMA) & M64) >> 32
