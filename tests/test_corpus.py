@@ -164,6 +164,22 @@ def test_compare_runs_random_numbers_and_clocks_three_ways():
     assert [r.r0 for r in stamp["interpreter"][0]] == [expected] * len(frames)
 
 
+def test_compare_checks_the_flow_hash_with_the_interpreters_own(monkeypatch):
+    """get_hash_recalc in the interpreter is interp_net's, not the helper
+    library's: the three agree on every frame, and an interpreter whose flow
+    hash is off makes them differ."""
+    from inliner.tools import interp_net
+    obj = loader.load(str(Path(__file__).parent / "packet_c" / "tc.o"))
+    results = corpus_compare.run_three(obj, "tc_hash", pipeline.LinkOptions())
+    assert corpus_compare.agreement(results) == "same"
+    hashes = [r.r0 >> 32 for r in results["interpreter"][0]]
+    assert hashes[0] == hashes[1] != hashes[6]   # a TCP SYN and its answer; DNS
+    real = interp_net.flow_hash
+    monkeypatch.setattr(interp_net, "flow_hash", lambda packet: real(packet) ^ 1)
+    results = corpus_compare.run_three(obj, "tc_hash", pipeline.LinkOptions())
+    assert corpus_compare.agreement(results).startswith("differs: input 0: r0:")
+
+
 def test_a_mismatch_is_reported_as_differs(monkeypatch):
     # An interpreter that is off by one in r0: the worker says where it differs.
     real = corpus_compare.interp.run_object

@@ -477,3 +477,88 @@ def test_packet_helpers_are_in_the_default_set():
         provided = dict(helpers.resolve("default", arch).provides)
         for hid in (9, 10, 11, 26, 44, 54, 65):
             assert provided[hid] == "default:packet"
+
+
+# -- get_hash_recalc (34) --------------------------------------------------------
+# The kernel's flow hash (net/core/flow_dissector.c, docs/helpers.md): the
+# flow's keys, both ends ordered, under SipHash-2-4; the key here is fixed
+# (abi.FLOW_HASH_KEY), so a record written out by hand gives the hash.
+
+def _hashes(program: str, packets, config: str) -> list[int]:
+    """r0 of each run, checked the same in the reference interpreter (interp_net)."""
+    from inliner.tools import interp_net
+    results = run("tc", program, packets, config)
+    net = interp_net.Net(obj("tc"))
+    assert [net.run(obj("tc"), bytes(p), program) for p in packets] == results
+    return [r0 for r0, _ in results]
+
+
+def test_siphash_reference_vectors():
+    # The SipHash paper's test vectors: key 00..0f, message 00..len-1.
+    from inliner.tools.interp_net import siphash24
+    key = (0x0706050403020100, 0x0F0E0D0C0B0A0908)
+    assert siphash24(b"", *key) == 0x726FDB47DD0E0E31
+    assert siphash24(bytes(range(15)), *key) == 0xA129CA6149BE45E5
+    assert siphash24(bytes(range(8)), *key) == 0x93F5F5799A932462
+
+
+def test_hash_is_siphash_of_the_flow_keys(config):
+    from inliner.tools.interp_net import siphash24
+    pkt = Ether(**MACS) / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=80, dport=40000)
+    # n_proto, ip_proto, pad, vlan id, pad, flow label; the ports and the
+    # addresses each ordered as the kernel compares them (little-endian loads):
+    # 40000 (40 9c) before 80 (50 00); 10.0.0.1 before 10.0.0.2
+    record = bytes.fromhex("0800 06 00 0000 0000 00000000 9c40 0050 0a000001 0a000002")
+    expected = siphash24(record, *abi.FLOW_HASH_KEY) & 0xFFFFFFFF
+    assert _hashes("tc_hash", [pkt], config) == [expected << 32 | expected]
+
+
+def test_hash_keys_are_the_flow(config):
+    tcp = IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80)
+    variants = [
+        Ether(**MACS) / tcp,
+        Ether(dst="02:00:00:00:00:09", src="02:00:00:00:00:08") / IP(
+            src="10.0.0.2", dst="10.0.0.1", ttl=3, id=99) / TCP(sport=80, dport=1234) / b"x",
+        Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1235, dport=80),
+        Ether(**MACS) / Dot1Q(vlan=7) / tcp,
+        Ether(**MACS) / Dot1Q(vlan=8) / tcp,
+        # fragments give no ports: the first and a later one of a datagram alike
+        Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF", proto=17) / UDP(sport=1),
+        Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2", frag=100, proto=17) / b"later",
+    ]
+    h = _hashes("tc_hash", variants, config)
+    assert all(x >> 32 == x & 0xFFFFFFFF != 0 for x in h)   # stored in skb->hash, never 0
+    assert h[0] == h[1]            # the reverse direction, other MACs, TTL, id, payload
+    assert len({h[0], h[2], h[3], h[4]}) == 4   # a port, a VLAN id
+    assert h[5] == h[6] != h[0]
+
+
+def test_ipv6_flow_label_ends_the_keys(config):
+    from scapy.layers.inet6 import IPv6
+    pkts = [Ether(**MACS) / IPv6(src="fe80::1", dst="fe80::2", fl=fl) / UDP(sport=s, dport=53)
+            for fl, s in ((5, 1000), (5, 1001), (0, 1000), (0, 1001))]
+    h = _hashes("tc_hash", pkts, config)
+    assert h[0] == h[1] and h[2] != h[3] and h[0] != h[2]
+
+
+def test_invalidated_hash_is_recomputed(config):
+    pkt = Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80)
+    moved = Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=81)
+    first, second = _hashes("tc_hash", [pkt, moved], config)
+    invalidated, = _hashes("tc_hash_invalidated", [pkt], config)
+    kept, = _hashes("tc_hash_kept", [pkt], config)
+    assert invalidated == (first >> 32) << 32 | second >> 32
+    assert kept == (first >> 32) << 32 | first >> 32   # skb_get_hash: the hash set stays
+
+
+def test_hash_of_cut_and_tagged_frames_matches_the_interpreter(config):
+    # Every frame of the shipped traffic (VLAN tags, IPv6, fragments, ARP) and
+    # each cut short at the header boundaries: the helper library and the
+    # reference interpreter dissect them alike.
+    from inliner.tools import traffic
+    frames = [f.data for f in traffic.frames()]
+    frames.append(bytes(Ether(**MACS) / Dot1Q(vlan=3) / Dot1Q(vlan=4) / Dot1Q(vlan=5) / IP()
+                        / UDP()))   # a third tag: the dissection stops at it
+    cuts = [f[:n] for f in frames for n in (13, 14, 16, 18, 20, 22, 33, 34, 37, 38, 53, 54)
+            if n < len(f)]
+    _hashes("tc_hash", frames + cuts, config)

@@ -144,4 +144,8 @@ struct ebpf_lto_clock {
 	uint64_t ns;
 };
 
+/* get_hash_recalc's SipHash key (docs/helpers.md). */
+#define FLOW_HASH_K0 0x706050403020100ull
+#define FLOW_HASH_K1 0xf0e0d0c0b0a0908ull
+
 #endif

@@ -220,6 +220,13 @@ def prandom_key(seed: int) -> int:
 CLOCK = "ebpf_lto_clock"
 
 
+# bpf_get_hash_recalc's SipHash-2-4 key (docs/helpers.md). The kernel keys its
+# flow hash with a random number drawn once per boot, so no program can rely
+# on a value; a fixed key makes the hash of a flow the same in every run and
+# on every host. This is the SipHash paper's test key, bytes 00..0f.
+FLOW_HASH_KEY = (0x0706050403020100, 0x0F0E0D0C0B0A0908)
+
+
 def prandom_u32(key: int, n: int) -> int:
     """Draw n of the generator keyed `key`."""
     return prandom_mix((key + n * PRANDOM_GAMMA) & M64) >> 32

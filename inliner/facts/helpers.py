@@ -227,6 +227,7 @@ MAP_LOOKUP = HELPER_IDS["map_lookup_elem"]
 MAP_LOOKUP_PERCPU = HELPER_IDS["map_lookup_percpu_elem"]
 RINGBUF_RESERVE = HELPER_IDS["ringbuf_reserve"]
 TAIL_CALL = HELPER_IDS["tail_call"]
+GET_HASH_RECALC = HELPER_IDS["get_hash_recalc"]
 
 
 def helper_name(hid: int) -> str:
@@ -297,6 +298,7 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     25: (_CTX, HelperArg(ArgKind.MAP, 2), _mem(4, 5)),                # perf_event_output
     26: (_CTX, _mem(3, 4, write=True)),                               # skb_load_bytes
     28: (_mem(1, 2), _mem(3, 4)),                                     # csum_diff
+    34: (_CTX,),                                                      # get_hash_recalc
     44: (_CTX,),                                                      # xdp_adjust_head
     45: _PROBE,                                                       # probe_read_str
     54: (_CTX,),                                                      # xdp_adjust_meta

@@ -16,7 +16,8 @@ each run, then every map) must be the same three times.
 
 The interpreter runs on host memory (`HostMemory`): it calls the very helper
 functions and map runtime the not-inlined link calls, from a load of its own,
-so that its maps are fresh too and can be compared with the native ones.
+so that its maps are fresh too and can be compared with the native ones;
+get_hash_recalc is its own (interp_net), so the flow hash is checked too.
 Every load is seeded (`SEED`) and its clock fixed (`CLOCK_NS`), so random
 numbers and the time are the same in the three runs. A program is not run,
 with the reason counted, when it calls a helper no helper set provides, or
@@ -37,11 +38,11 @@ from .. import codegen, pipeline
 from ..errors import EbpfLtoError
 from ..facts import abi, contexts
 from ..facts.abi import helper_symbol
-from ..facts.helpers import (HELPER_ARGS, MAP_LOOKUP, MAP_LOOKUP_PERCPU, RINGBUF_RESERVE,
-                             TAIL_CALL, ArgKind, helper_name)
+from ..facts.helpers import (GET_HASH_RECALC, HELPER_ARGS, MAP_LOOKUP, MAP_LOOKUP_PERCPU,
+                             RINGBUF_RESERVE, TAIL_CALL, ArgKind, helper_name)
 from ..run.hostmaps import MapAccess
 from ..run.runner import LoadedObjects, ProgramFault
-from . import interp, traffic
+from . import interp, interp_net, traffic
 from .corpus import called_helpers
 
 # Bytes of a tracing program's context: x86_64's struct pt_regs (21 u64),
@@ -213,6 +214,15 @@ class Input:
         if not self.base <= data <= data_end <= self.base + len(self.buf):
             raise EbpfLtoError("the program left the packet bounds outside its buffer")
         return bytes(self.buf[data - self.base:data_end - self.base])
+
+    def get_hash_recalc(self) -> int:
+        """The reference interpreter's bpf_get_hash_recalc (interp_net) on this
+        packet, writing skb->hash as the helper does."""
+        at = self.layout.offset("hash")
+        current, = struct.unpack_from("<I", self.ctx, at)
+        value = interp_net.hash_recalc(current, self.after())
+        struct.pack_into("<I", self.ctx, at, value)
+        return value
 
     def run_native(self, loaded: LoadedObjects, name: str) -> Outcome:
         ctx = (ctypes.c_char * len(self.ctx)).from_buffer(self.ctx)
@@ -409,6 +419,8 @@ def _interpret_with(obj, name, layout, inputs, loaded: LoadedObjects, ids, tail_
     maps = MapAccess(loaded)
     current = []
     helpers = _host_helpers(loaded, lambda: current[-1].mem, ids, maps, tail_calls)
+    if GET_HASH_RECALC in helpers:  # the interpreter's own, an independent check of the C one
+        helpers[GET_HASH_RECALC] = lambda memory, *regs: current[-1].get_hash_recalc()
     addresses = {n: m.address for n, m in maps.maps.items()}
     data: dict = {}   # global data, kept from run to run as the native code keeps it
     runs = []

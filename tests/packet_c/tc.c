@@ -1,5 +1,5 @@
 /* TC programs for the packet helpers skb_store_bytes (9), l3_csum_replace
- * (10), l4_csum_replace (11) and skb_load_bytes (26), written against the
+ * (10), l4_csum_replace (11), skb_load_bytes (26) and get_hash_recalc (34), written against the
  * kernel's struct __sk_buff. tests/test_packet_helpers.py runs them on
  * packets; programs that take arguments read them from the first bytes of
  * the packet (little-endian). Rebuild: sh build.sh */
@@ -204,6 +204,43 @@ long tc_store16(struct __sk_buff *skb)
 	offset = *(__u32 *)data;
 	flags = *(__u64 *)(data + 4);
 	return bpf_skb_store_bytes(skb, offset, text, sizeof(text), flags);
+}
+
+/* get_hash_recalc: r0 = the hash << 32 | skb->hash after the call. */
+SEC("tc")
+long tc_hash(struct __sk_buff *skb)
+{
+	__u64 hash = bpf_get_hash_recalc(skb);
+
+	return hash << 32 | skb->hash;
+}
+
+/* get_hash_recalc, then the TCP destination port of an IPv4 packet without
+ * options incremented by skb_store_bytes with `flags`, then get_hash_recalc
+ * again: r0 = the first hash << 32 | the second. */
+static __always_inline long hash_around_store(struct __sk_buff *skb, __u64 flags)
+{
+	__u64 first = bpf_get_hash_recalc(skb);
+	__u16 port;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 22, &port, 2))
+		return -1000;
+	port = bpf_htons(bpf_ntohs(port) + 1);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + 22, &port, 2, flags))
+		return -1001;
+	return first << 32 | bpf_get_hash_recalc(skb);
+}
+
+SEC("tc")
+long tc_hash_invalidated(struct __sk_buff *skb)
+{
+	return hash_around_store(skb, BPF_F_INVALIDATE_HASH);
+}
+
+SEC("tc")
+long tc_hash_kept(struct __sk_buff *skb)
+{
+	return hash_around_store(skb, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";
