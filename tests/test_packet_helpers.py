@@ -32,7 +32,7 @@ from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
 PROGS = Path(__file__).parent / "packet_c"
-EINVAL, EFAULT, EACCES = 22, 14, 13
+EINVAL, EFAULT, EACCES, ENOMEM = 22, 14, 13, 12
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
 TC_ACT_OK = 0
 HEADROOM, TAILROOM = contexts.HEADROOM, contexts.TAILROOM
@@ -562,3 +562,59 @@ def test_hash_of_cut_and_tagged_frames_matches_the_interpreter(config):
     cuts = [f[:n] for f in frames for n in (13, 14, 16, 18, 20, 22, 33, 34, 37, 38, 53, 54)
             if n < len(f)]
     _hashes("tc_hash", frames + cuts, config)
+
+
+# -- skb_change_tail (38), skb_change_head (43) -----------------------------------
+# net/core/filter.c: flags must be 0; the tail may go from the network header's
+# offset (14) up to the buffer's room, grown bytes zeroed (bpf_skb_grow_rcsum);
+# the head grows into the headroom, zeroed; skb->len follows. Checked natively
+# and in the reference interpreter (interp_net).
+
+def _sizes(program: str, packet: bytes, config: str) -> tuple[int, bytes]:
+    from inliner.tools import interp_net
+    result = run1("tc", program, packet, config)
+    assert interp_net.Net(obj("tc")).run(obj("tc"), packet, program) == result
+    return result
+
+
+def _size_args(first: int, second: int, flags: int = 0, length: int = 64) -> bytes:
+    return struct.pack("<IIQ", first, second, flags) + bytes(range(16, length))
+
+
+def _u32s(a: int, b: int) -> int:
+    return (a & 0xFFFFFFFF) << 32 | b & 0xFFFFFFFF
+
+
+def test_change_tail_trims_and_grows_with_zeros(config):
+    pkt = _size_args(40, 64)
+    r0, after = _sizes("tc_change_tail", pkt, config)
+    assert r0 == _u32s(0, 0)
+    assert after == pkt[:40] + bytes(24)      # the trimmed bytes come back zeroed
+    r0, after = _sizes("tc_change_tail", _size_args(64, 64 + TAILROOM), config)
+    assert (r0, len(after)) == (0, 64 + TAILROOM)   # all the tailroom
+
+
+def test_change_tail_refuses(config):
+    pkt = _size_args(13, 64 + TAILROOM + 1)
+    assert _sizes("tc_change_tail", pkt, config) == (_u32s(-EINVAL, -EINVAL), pkt)
+    pkt = _size_args(20, 30, flags=1)
+    assert _sizes("tc_change_tail", pkt, config) == (_u32s(-EINVAL, -EINVAL), pkt)
+    r0, after = _sizes("tc_change_tail", _size_args(14, 0), config)
+    assert (r0, after) == (_u32s(0, -EINVAL), _size_args(14, 0)[:14])
+
+
+def test_change_head_grows_into_the_headroom(config):
+    pkt = _size_args(8, HEADROOM - 8)
+    r0, after = _sizes("tc_change_head", pkt, config)
+    assert r0 == _u32s(0, 0)
+    assert after == bytes(HEADROOM) + pkt
+    pkt = _size_args(HEADROOM, 1)
+    r0, after = _sizes("tc_change_head", pkt, config)
+    assert (r0, after) == (_u32s(0, -ENOMEM), bytes(HEADROOM) + pkt)
+
+
+def test_change_head_refuses(config):
+    pkt = _size_args(HEADROOM + 1, 0xFFFFFFFF)
+    assert _sizes("tc_change_head", pkt, config) == (_u32s(-ENOMEM, -EINVAL), pkt)
+    pkt = _size_args(4, 4, flags=2)
+    assert _sizes("tc_change_head", pkt, config) == (_u32s(-EINVAL, -EINVAL), pkt)

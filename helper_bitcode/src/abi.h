@@ -47,8 +47,10 @@ struct sk_buff_userspace {
 	uint64_t data;
 	uint64_t data_end;
 	uint64_t data_meta;
+	uint64_t buffer_start;
+	uint64_t buffer_end;
 };
-_Static_assert(sizeof(struct sk_buff_userspace) == 104, "skb");
+_Static_assert(sizeof(struct sk_buff_userspace) == 120, "skb");
 _Static_assert(__builtin_offsetof(struct sk_buff_userspace, len) == 0, "len");
 _Static_assert(__builtin_offsetof(struct sk_buff_userspace, pkt_type) == 4, "pkt_type");
 _Static_assert(__builtin_offsetof(struct sk_buff_userspace, mark) == 8, "mark");

@@ -1,7 +1,7 @@
 /* Packet helpers: xdp_adjust_head (44), xdp_adjust_meta (54),
  * xdp_adjust_tail (65) on struct xdp_md_userspace; skb_store_bytes (9),
- * l3_csum_replace (10), l4_csum_replace (11), skb_load_bytes (26) on
- * struct sk_buff_userspace (abi.h, docs/abi.md). r1 is the userspace context
+ * l3_csum_replace (10), l4_csum_replace (11), skb_load_bytes (26),
+ * skb_change_tail (38) and skb_change_head (43) on struct sk_buff_userspace (abi.h, docs/abi.md). r1 is the userspace context
  * the program was given.
  *
  * The semantics are net/core/filter.c's, with the userspace buffer standing
@@ -18,7 +18,8 @@
  *   metadata with it, as the kernel's memmove does.
  * - skb: the packet is data .. data_end, linear, as a socket buffer after
  *   skb_ensure_writable(); a range past data_end is what pskb_may_pull()
- *   refuses, so -EFAULT. There is no skb->csum (CHECKSUM_COMPLETE) or
+ *   refuses, so -EFAULT. It may grow into [buffer_start, buffer_end), where
+ *   the kernel would reallocate the buffer (skb_cow(), pskb_expand_head()). There is no skb->csum (CHECKSUM_COMPLETE) or
  *   CHECKSUM_PARTIAL state in userspace: every checksum in the packet is a
  *   full one (CHECKSUM_NONE), which decides the csum flags below.
  */
@@ -156,6 +157,52 @@ BPF_HELPER(0009) /* skb_store_bytes(skb, u32 offset, const void *from, u32 len, 
     __builtin_memmove(to, (const u8 *)(uintptr_t)r3, len);
     if (flags & BPF_F_INVALIDATE_HASH)
         skb->hash = 0;
+    return 0;
+}
+
+/* -- skb: size ------------------------------------------------------------ */
+
+/* __bpf_skb_change_tail(): flags must be 0 and the new length at least the
+ * network header's offset (__bpf_skb_min_len(): the packet starts with its
+ * Ethernet header, and no transport header is recorded) and at most the
+ * buffer's room past data (the kernel's limit is the device's MTU plus its
+ * header, which a userspace packet has no device for); -EINVAL otherwise.
+ * Grown bytes are zeroed (bpf_skb_grow_rcsum()); skb->len follows. */
+BPF_HELPER(0038) /* skb_change_tail(skb, u32 len, u64 flags) */
+{
+    struct sk_buff_userspace *skb = skb_ctx(r1);
+    u64 new_len = (u32)r2, len = skb->data_end - skb->data;
+    (void)r4, (void)r5;
+
+    if (r3 || new_len < ETH_HLEN || new_len > skb->buffer_end - skb->data)
+        return NEG_ERRNO(EINVAL);
+    if (new_len > len)
+        __builtin_memset((u8 *)(uintptr_t)skb->data_end, 0, new_len - len);
+    skb->data_end = skb->data + new_len;
+    skb->len = (u32)new_len;
+    return 0;
+}
+
+/* __bpf_skb_change_head(): flags must be 0 and the new length must not wrap
+ * a u32 (-EINVAL); the room comes from the buffer's headroom, where the
+ * kernel's skb_cow() would reallocate, so more than the headroom is -ENOMEM,
+ * the kernel's answer when it cannot get the memory. The new bytes in front
+ * are zeroed, skb->len grows, and the metadata (data_meta..data) keeps its
+ * length. */
+BPF_HELPER(0043) /* skb_change_head(skb, u32 head_room, u64 flags) */
+{
+    struct sk_buff_userspace *skb = skb_ctx(r1);
+    u64 room = (u32)r2, len = skb->data_end - skb->data;
+    (void)r4, (void)r5;
+
+    if (r3 || len + room > 0xffffffffu)
+        return NEG_ERRNO(EINVAL);
+    if (room > skb->data - skb->buffer_start)
+        return NEG_ERRNO(ENOMEM);
+    skb->data -= room;
+    skb->data_meta -= room;
+    __builtin_memset((u8 *)(uintptr_t)skb->data, 0, room);
+    skb->len = (u32)(len + room);
     return 0;
 }
 

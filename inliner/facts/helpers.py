@@ -299,6 +299,8 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     26: (_CTX, _mem(3, 4, write=True)),                               # skb_load_bytes
     28: (_mem(1, 2), _mem(3, 4)),                                     # csum_diff
     34: (_CTX,),                                                      # get_hash_recalc
+    38: (_CTX,),                                                      # skb_change_tail
+    43: (_CTX,),                                                      # skb_change_head
     44: (_CTX,),                                                      # xdp_adjust_head
     45: _PROBE,                                                       # probe_read_str
     54: (_CTX,),                                                      # xdp_adjust_meta

@@ -18,8 +18,8 @@ from the helper library.
   (51), redirect_peer (155), fib_lookup (69: "not forwarded", there being no
   routes), sk_lookup_tcp/udp and skc_lookup_tcp (84, 85, 99: no socket) and
   sk_release (86), get_hash_recalc (34: `flow_hash`, the kernel's flow
-  dissector's keys under SipHash-2-4), skb_load_bytes (26) and
-  skb_store_bytes (9). `Net.redirect` is the target the last
+  dissector's keys under SipHash-2-4), skb_load_bytes (26),
+  skb_store_bytes (9), skb_change_tail (38) and skb_change_head (43). `Net.redirect` is the target the last
   run left, as facts.abi.Redirect, for comparison with the native code's.
 """
 from __future__ import annotations
@@ -39,12 +39,13 @@ KERNEL_CTX_SIZE = {"xdp_md": 24, "__sk_buff": 192}  # sizeof the kernel's struct
 XDP_ABORTED, XDP_REDIRECT = 0, 4
 TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
 DEVMAP, DEVMAP_HASH, CPUMAP = (MAP_TYPE_IDS[n] for n in ("devmap", "devmap_hash", "cpumap"))
-EFAULT, EINVAL, EAFNOSUPPORT = 14, 22, 97
+ENOMEM, EFAULT, EINVAL, EAFNOSUPPORT = 12, 14, 22, 97
 INT_MAX = 0x7FFFFFFF
 BPF_F_RECOMPUTE_CSUM, BPF_F_INVALIDATE_HASH = 1, 2
 AF_INET, AF_INET6 = 2, 10
 FIB_PARAMS_SIZE, FIB_FLAGS, FIB_NOT_FWDED = 64, 0x3F, 4
-SKB_HASH, SKB_DATA, SKB_DATA_END = 68, 76, 80   # struct __sk_buff's offsets
+SKB_LEN, SKB_HASH, SKB_DATA, SKB_DATA_END, SKB_DATA_META = 0, 68, 76, 80, 140  # __sk_buff's
+ETH_HLEN = 14
 
 
 def kernel_context(layout: contexts.Layout, buffer: int, packet: bytes) -> bytearray:
@@ -85,6 +86,7 @@ class Net:
         self.draws = 0
         self.xdp = False
         self.redirect: abi.Redirect | None = None
+        self.buffer = (0, 0)
 
     def update(self, name: str, key: bytes, value: bytes) -> None:
         """Set an entry as BPF_MAP_UPDATE_ELEM does for a redirect map."""
@@ -104,7 +106,8 @@ class Net:
         return {1: self._lookup, 7: self._prandom, 23: self._redirect, 51: self._redirect_map,
                 155: self._redirect_peer, 69: self._fib_lookup, 84: _no_socket,
                 85: _no_socket, 99: _no_socket, 86: _no_socket,
-                34: self._get_hash_recalc, 26: _skb_load_bytes, 9: _skb_store_bytes}
+                34: self._get_hash_recalc, 26: _skb_load_bytes, 9: _skb_store_bytes,
+                38: self._skb_change_tail, 43: self._skb_change_head}
 
     def run(self, obj, packet: bytes, program: str | None = None,
             max_steps: int = interp.DEFAULT_MAX_STEPS) -> tuple[int, bytes]:
@@ -115,6 +118,7 @@ class Net:
             raise ValueError(f"program {prog.name} of type {prog.prog_type} takes no packet")
         self.xdp, self.redirect = layout is contexts.XDP, None
         buf = bytearray(contexts.HEADROOM) + bytearray(packet) + bytearray(contexts.TAILROOM)
+        self.buffer = (PACKET_BASE, PACKET_BASE + len(buf))   # the room a packet may grow into
         mem = interp.Memory()
         mem.map(PACKET_BASE, buf, True, "packet")
         ctx = kernel_context(layout, PACKET_BASE, packet)
@@ -187,6 +191,34 @@ class Net:
         hash_ = hash_recalc(mem.load(r1 + SKB_HASH, 4), mem.read(data, data_end - data))
         mem.store(r1 + SKB_HASH, 4, hash_)   # skb->hash, which the program may then read
         return hash_
+
+    def _skb_change_tail(self, mem, r1, r2, r3, r4, r5) -> int:
+        # __bpf_skb_change_tail: flags 0, at least the network header's offset (14), at
+        # most the buffer's room (for the device's MTU); grown bytes zeroed
+        data, data_end = mem.load(r1 + SKB_DATA, 4), mem.load(r1 + SKB_DATA_END, 4)
+        new_len = r2 & 0xFFFFFFFF
+        if r3 or new_len < ETH_HLEN or new_len > self.buffer[1] - data:
+            return -EINVAL & interp.U64
+        if data + new_len > data_end:
+            mem.write(data_end, bytes(data + new_len - data_end))
+        mem.store(r1 + SKB_DATA_END, 4, data + new_len)
+        mem.store(r1 + SKB_LEN, 4, new_len)
+        return 0
+
+    def _skb_change_head(self, mem, r1, r2, r3, r4, r5) -> int:
+        # __bpf_skb_change_head: flags 0 and no u32 wrap; the room from the headroom
+        # (skb_cow could reallocate in the kernel: -ENOMEM here), zeroed
+        data, data_end = mem.load(r1 + SKB_DATA, 4), mem.load(r1 + SKB_DATA_END, 4)
+        room = r2 & 0xFFFFFFFF
+        if r3 or data_end - data + room > 0xFFFFFFFF:
+            return -EINVAL & interp.U64
+        if room > data - self.buffer[0]:
+            return -ENOMEM & interp.U64
+        mem.write(data - room, bytes(room))
+        mem.store(r1 + SKB_DATA, 4, data - room)
+        mem.store(r1 + SKB_DATA_META, 4, mem.load(r1 + SKB_DATA_META, 4) - room)
+        mem.store(r1 + SKB_LEN, 4, data_end - data + room)
+        return 0
 
     def _fib_lookup(self, mem, r1, r2, r3, r4, r5) -> int:
         # bpf_xdp_fib_lookup/bpf_skb_fib_lookup's checks, then no route: NOT_FWDED

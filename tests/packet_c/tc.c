@@ -1,5 +1,6 @@
 /* TC programs for the packet helpers skb_store_bytes (9), l3_csum_replace
- * (10), l4_csum_replace (11), skb_load_bytes (26) and get_hash_recalc (34), written against the
+ * (10), l4_csum_replace (11), skb_load_bytes (26), get_hash_recalc (34),
+ * skb_change_tail (38) and skb_change_head (43), written against the
  * kernel's struct __sk_buff. tests/test_packet_helpers.py runs them on
  * packets; programs that take arguments read them from the first bytes of
  * the packet (little-endian). Rebuild: sh build.sh */
@@ -241,6 +242,49 @@ SEC("tc")
 long tc_hash_kept(struct __sk_buff *skb)
 {
 	return hash_around_store(skb, 0);
+}
+
+/* The arguments of the size programs: two sizes and the flags. */
+struct size_args {
+	__u32 first, second;
+	__u64 flags;
+};
+
+/* r0 = the first result << 32 | the second (each as a u32), or -2000 when
+ * skb->len is not data_end - data afterwards. */
+static __always_inline long sizes(struct __sk_buff *skb, long first, long second)
+{
+	if (skb->len != (__u32)(DATA_END(skb) - DATA(skb)))
+		return -2000;
+	return (__u64)(__u32)first << 32 | (__u32)second;
+}
+
+/* skb_change_tail to `first`, then to `second`, with `flags`. */
+SEC("tc")
+long tc_change_tail(struct __sk_buff *skb)
+{
+	struct size_args *a = DATA(skb), args;
+	long first;
+
+	if ((void *)(a + 1) > DATA_END(skb))
+		return -1000;
+	args = *a;
+	first = bpf_skb_change_tail(skb, args.first, args.flags);
+	return sizes(skb, first, bpf_skb_change_tail(skb, args.second, args.flags));
+}
+
+/* skb_change_head by `first`, then by `second`, with `flags`. */
+SEC("tc")
+long tc_change_head(struct __sk_buff *skb)
+{
+	struct size_args *a = DATA(skb), args;
+	long first;
+
+	if ((void *)(a + 1) > DATA_END(skb))
+		return -1000;
+	args = *a;
+	first = bpf_skb_change_head(skb, args.first, args.flags);
+	return sizes(skb, first, bpf_skb_change_head(skb, args.second, args.flags));
 }
 
 char LICENSE[] SEC("license") = "GPL";
