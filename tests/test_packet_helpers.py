@@ -618,3 +618,36 @@ def test_change_head_refuses(config):
     assert _sizes("tc_change_head", pkt, config) == (_u32s(-ENOMEM, -EINVAL), pkt)
     pkt = _size_args(4, 4, flags=2)
     assert _sizes("tc_change_head", pkt, config) == (_u32s(-EINVAL, -EINVAL), pkt)
+
+
+# -- skb_change_proto (31) ------------------------------------------------------
+# bpf_skb_proto_xlat (net/core/filter.c): IPv4 to IPv6 inserts 20 zero bytes
+# after the Ethernet header, IPv6 to IPv4 removes the 20 there; skb->protocol
+# becomes the new EtherType (network byte order); any other pair -ENOTSUPP
+# (524), flags -EINVAL.
+
+ENOTSUPP = 524
+IPV4_BE, IPV6_BE = 0x0008, 0xDD86   # __sk_buff.protocol as a little-endian u32 holds them
+
+
+def test_change_proto_makes_and_takes_room(config):
+    from scapy.layers.inet6 import IPv6
+    v4 = bytes(Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(dport=53))
+    r0, after = _sizes("tc_to_ipv6", v4, config)
+    assert r0 == _u32s(0, IPV6_BE)
+    assert after == v4[:14] + bytes(20) + v4[14:]
+    v6 = bytes(Ether(**MACS) / IPv6() / UDP(dport=53))
+    r0, after = _sizes("tc_to_ipv4", v6, config)
+    assert r0 == _u32s(0, IPV4_BE)
+    assert after == v6[:14] + v6[34:]
+
+
+def test_change_proto_refuses(config):
+    from scapy.layers.inet6 import IPv6
+    v4 = bytes(Ether(**MACS) / IP() / UDP())
+    assert _sizes("tc_to_ipv4", v4, config) == (_u32s(-ENOTSUPP, IPV4_BE), v4)
+    assert _sizes("tc_to_ipv6_flagged", v4, config) == (_u32s(-EINVAL, IPV4_BE), v4)
+    tagged = bytes(Ether(**MACS) / Dot1Q(vlan=3) / IP() / UDP())
+    assert _sizes("tc_to_ipv6", tagged, config) == (_u32s(-ENOTSUPP, 0x0081), tagged)
+    short = bytes(Ether(**MACS, type=0x86DD)) + bytes(10)   # no room for an IPv6 header
+    assert _sizes("tc_to_ipv4", short, config) == (_u32s(-ENOMEM, IPV6_BE), short)

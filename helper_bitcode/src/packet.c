@@ -1,7 +1,8 @@
 /* Packet helpers: xdp_adjust_head (44), xdp_adjust_meta (54),
  * xdp_adjust_tail (65) on struct xdp_md_userspace; skb_store_bytes (9),
  * l3_csum_replace (10), l4_csum_replace (11), skb_load_bytes (26),
- * skb_change_tail (38) and skb_change_head (43) on struct sk_buff_userspace (abi.h, docs/abi.md). r1 is the userspace context
+ * skb_change_proto (31), skb_change_tail (38) and skb_change_head (43) on
+ * struct sk_buff_userspace (abi.h, docs/abi.md). r1 is the userspace context
  * the program was given.
  *
  * The semantics are net/core/filter.c's, with the userspace buffer standing
@@ -203,6 +204,54 @@ BPF_HELPER(0043) /* skb_change_head(skb, u32 head_room, u64 flags) */
     skb->data_meta -= room;
     __builtin_memset((u8 *)(uintptr_t)skb->data, 0, room);
     skb->len = (u32)(len + room);
+    return 0;
+}
+
+/* bpf_skb_proto_xlat(): between IPv4 and IPv6 the network header grows or
+ * shrinks by 20 bytes right after the 14-byte Ethernet header (the mac
+ * header's length: a tagged packet's protocol is its VLAN's, which is no
+ * translation), the bytes the program then rewrites; the new ones are zeroed
+ * (bpf_skb_generic_push()). -ENOMEM where the kernel's skb_cow() or
+ * pskb_may_pull() fails: not 20 bytes of headroom, or a packet shorter than
+ * the headers. skb->protocol becomes the new one and the hash is cleared
+ * (skb_clear_hash()). Any other pair is -ENOTSUPP (524, a kernel-internal
+ * errno), flags -EINVAL. `proto` and skb->protocol are both in network byte
+ * order. */
+#define ENOTSUPP 524
+#define IPV6_GROWTH 20
+#define ETH_P_IP_BE 0x0008u
+#define ETH_P_IPV6_BE 0xdd86u
+
+BPF_HELPER(0031) /* skb_change_proto(skb, __be16 proto, u64 flags) */
+{
+    struct sk_buff_userspace *skb = skb_ctx(r1);
+    u16 to = (u16)r2;
+    u64 len = skb->data_end - skb->data;
+    u8 *data = (u8 *)(uintptr_t)skb->data;
+    (void)r4, (void)r5;
+
+    if (r3)
+        return NEG_ERRNO(EINVAL);
+    if (skb->protocol == ETH_P_IP_BE && to == ETH_P_IPV6_BE) {
+        if (skb->data - skb->buffer_start < IPV6_GROWTH)
+            return NEG_ERRNO(ENOMEM);
+        __builtin_memmove(data - IPV6_GROWTH, data, ETH_HLEN);
+        __builtin_memset(data - IPV6_GROWTH + ETH_HLEN, 0, IPV6_GROWTH);
+        skb->data -= IPV6_GROWTH;
+        skb->data_meta -= IPV6_GROWTH;
+        skb->len = (u32)(len + IPV6_GROWTH);
+    } else if (skb->protocol == ETH_P_IPV6_BE && to == ETH_P_IP_BE) {
+        if (len < ETH_HLEN + IPV6_GROWTH)
+            return NEG_ERRNO(ENOMEM);
+        __builtin_memmove(data + IPV6_GROWTH, data, ETH_HLEN);
+        skb->data += IPV6_GROWTH;
+        skb->data_meta += IPV6_GROWTH;
+        skb->len = (u32)(len - IPV6_GROWTH);
+    } else {
+        return NEG_ERRNO(ENOTSUPP);
+    }
+    skb->protocol = to;
+    skb->hash = 0;
     return 0;
 }
 

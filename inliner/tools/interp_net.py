@@ -19,7 +19,8 @@ from the helper library.
   routes), sk_lookup_tcp/udp and skc_lookup_tcp (84, 85, 99: no socket) and
   sk_release (86), get_hash_recalc (34: `flow_hash`, the kernel's flow
   dissector's keys under SipHash-2-4), skb_load_bytes (26),
-  skb_store_bytes (9), skb_change_tail (38) and skb_change_head (43). `Net.redirect` is the target the last
+  skb_store_bytes (9), skb_change_proto (31), skb_change_tail (38) and
+  skb_change_head (43). `Net.redirect` is the target the last
   run left, as facts.abi.Redirect, for comparison with the native code's.
 """
 from __future__ import annotations
@@ -45,7 +46,10 @@ BPF_F_RECOMPUTE_CSUM, BPF_F_INVALIDATE_HASH = 1, 2
 AF_INET, AF_INET6 = 2, 10
 FIB_PARAMS_SIZE, FIB_FLAGS, FIB_NOT_FWDED = 64, 0x3F, 4
 SKB_LEN, SKB_HASH, SKB_DATA, SKB_DATA_END, SKB_DATA_META = 0, 68, 76, 80, 140  # __sk_buff's
-ETH_HLEN = 14
+SKB_PROTOCOL = 16
+ETH_HLEN, IPV6_GROWTH = 14, 20   # an IPv6 header is 20 bytes longer than IPv4's
+ETH_P_IP_BE, ETH_P_IPV6_BE = 0x0008, 0xDD86   # as __sk_buff.protocol holds them
+ENOTSUPP = 524   # the kernel's own errno for "not supported"
 
 
 def kernel_context(layout: contexts.Layout, buffer: int, packet: bytes) -> bytearray:
@@ -107,7 +111,8 @@ class Net:
                 155: self._redirect_peer, 69: self._fib_lookup, 84: _no_socket,
                 85: _no_socket, 99: _no_socket, 86: _no_socket,
                 34: self._get_hash_recalc, 26: _skb_load_bytes, 9: _skb_store_bytes,
-                38: self._skb_change_tail, 43: self._skb_change_head}
+                38: self._skb_change_tail, 43: self._skb_change_head,
+                31: self._skb_change_proto}
 
     def run(self, obj, packet: bytes, program: str | None = None,
             max_steps: int = interp.DEFAULT_MAX_STEPS) -> tuple[int, bytes]:
@@ -218,6 +223,32 @@ class Net:
         mem.store(r1 + SKB_DATA, 4, data - room)
         mem.store(r1 + SKB_DATA_META, 4, mem.load(r1 + SKB_DATA_META, 4) - room)
         mem.store(r1 + SKB_LEN, 4, data_end - data + room)
+        return 0
+
+    def _skb_change_proto(self, mem, r1, r2, r3, r4, r5) -> int:
+        # bpf_skb_proto_xlat: IPv4 <-> IPv6 makes or takes 20 bytes after the Ethernet
+        # header (zeroed when made), clears the hash; any other pair -ENOTSUPP
+        data, data_end = mem.load(r1 + SKB_DATA, 4), mem.load(r1 + SKB_DATA_END, 4)
+        now, to = mem.load(r1 + SKB_PROTOCOL, 4), r2 & 0xFFFF
+        if r3:
+            return -EINVAL & interp.U64
+        if (now, to) == (ETH_P_IP_BE, ETH_P_IPV6_BE):
+            if data - self.buffer[0] < IPV6_GROWTH:
+                return -ENOMEM & interp.U64
+            delta = -IPV6_GROWTH
+            mem.write(data + delta, mem.read(data, ETH_HLEN) + bytes(IPV6_GROWTH))
+        elif (now, to) == (ETH_P_IPV6_BE, ETH_P_IP_BE):
+            if data_end - data < ETH_HLEN + IPV6_GROWTH:
+                return -ENOMEM & interp.U64
+            delta = IPV6_GROWTH
+            mem.write(data + delta, mem.read(data, ETH_HLEN))
+        else:
+            return -ENOTSUPP & interp.U64
+        for field in (SKB_DATA, SKB_DATA_META):
+            mem.store(r1 + field, 4, mem.load(r1 + field, 4) + delta)
+        mem.store(r1 + SKB_LEN, 4, data_end - data - delta)
+        mem.store(r1 + SKB_PROTOCOL, 4, to)
+        mem.store(r1 + SKB_HASH, 4, 0)
         return 0
 
     def _fib_lookup(self, mem, r1, r2, r3, r4, r5) -> int:

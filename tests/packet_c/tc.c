@@ -1,6 +1,7 @@
 /* TC programs for the packet helpers skb_store_bytes (9), l3_csum_replace
  * (10), l4_csum_replace (11), skb_load_bytes (26), get_hash_recalc (34),
- * skb_change_tail (38) and skb_change_head (43), written against the
+ * skb_change_proto (31), skb_change_tail (38) and skb_change_head (43),
+ * written against the
  * kernel's struct __sk_buff. tests/test_packet_helpers.py runs them on
  * packets; programs that take arguments read them from the first bytes of
  * the packet (little-endian). Rebuild: sh build.sh */
@@ -285,6 +286,26 @@ long tc_change_head(struct __sk_buff *skb)
 	args = *a;
 	first = bpf_skb_change_head(skb, args.first, args.flags);
 	return sizes(skb, first, bpf_skb_change_head(skb, args.second, args.flags));
+}
+
+/* skb_change_proto to IPv6, to IPv4, and with a flag: r0 = the result << 32
+ * | skb->protocol, or -2000 if skb->len is not the packet's length after. */
+SEC("tc")
+long tc_to_ipv6(struct __sk_buff *skb)
+{
+	return sizes(skb, bpf_skb_change_proto(skb, bpf_htons(ETH_P_IPV6), 0), skb->protocol);
+}
+
+SEC("tc")
+long tc_to_ipv4(struct __sk_buff *skb)
+{
+	return sizes(skb, bpf_skb_change_proto(skb, bpf_htons(ETH_P_IP), 0), skb->protocol);
+}
+
+SEC("tc")
+long tc_to_ipv6_flagged(struct __sk_buff *skb)
+{
+	return sizes(skb, bpf_skb_change_proto(skb, bpf_htons(ETH_P_IPV6), 1), skb->protocol);
 }
 
 char LICENSE[] SEC("license") = "GPL";
