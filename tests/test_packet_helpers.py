@@ -651,3 +651,38 @@ def test_change_proto_refuses(config):
     assert _sizes("tc_to_ipv6", tagged, config) == (_u32s(-ENOTSUPP, 0x0081), tagged)
     short = bytes(Ether(**MACS, type=0x86DD)) + bytes(10)   # no room for an IPv6 header
     assert _sizes("tc_to_ipv4", short, config) == (_u32s(-ENOMEM, IPV6_BE), short)
+
+
+# -- skb_vlan_push (18), skb_vlan_pop (19) --------------------------------------
+# net/core/skbuff.c: the outer tag is kept out of the data (__sk_buff.vlan_*)
+# while it can be; pushing onto a kept tag moves that one into the data after
+# the MACs; popping drops the kept tag or the first in the data, then keeps
+# the next tag in the data. skb->protocol is what follows the tags in the data.
+
+def _vlan(r: int, present: int, tci: int, protocol_be: int) -> int:
+    return (r & 0xFFFF) << 48 | present << 32 | tci << 16 | protocol_be
+
+
+def test_vlan_push_keeps_then_moves_the_tag_into_the_data(config):
+    pkt = bytes(Ether(**MACS) / IP() / UDP())
+    r0, after = _sizes("tc_vlan_push", pkt, config)
+    assert r0 == _vlan(0, 1, 0x456, 0xA888)   # protocol: the moved tag's, 802.1ad
+    assert after == pkt[:12] + bytes.fromhex("88a8 0123") + pkt[12:]
+
+
+def test_vlan_pop(config):
+    from scapy.layers.l2 import Dot1AD
+    tagged = bytes(Ether(**MACS) / Dot1Q(vlan=5) / IP() / UDP())
+    untagged = bytes(Ether(**MACS) / IP() / UDP())
+    assert _sizes("tc_vlan_pop", tagged, config) == (_vlan(0, 0, 0, 0x0008), untagged)
+    assert _sizes("tc_vlan_pop", untagged, config) == (_vlan(0, 0, 0, 0x0008), untagged)
+    qinq = bytes(Ether(**MACS) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP() / UDP())
+    # the outer tag popped, the inner one kept out of the data
+    assert _sizes("tc_vlan_pop", qinq, config) == (_vlan(0, 1, 20, 0x0008), untagged)
+    odd = dict(MACS, dst="03:00:00:00:00:02")    # popped twice: the kept tag dropped too
+    assert _sizes("tc_vlan_pop", bytes(Ether(**odd) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP()),
+                  config) == (_vlan(0, 0, 0, 0x0008), bytes(Ether(**odd) / IP()))
+    short = bytes(Ether(**MACS, type=0x8100)) + b"\x00\x05"
+    assert _sizes("tc_vlan_pop", short, config) == (_vlan(-ENOMEM, 0, 0, 0x0081), short)
+    llc = bytes(Ether(**MACS) / Dot1Q(vlan=5, type=60)) + bytes(60)   # a length: 802.2
+    assert _sizes("tc_vlan_pop", llc, config)[0] == _vlan(0, 0, 0, 0x0400)

@@ -297,6 +297,8 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     16: (_mem(1, 2, write=True),),                                    # get_current_comm
     25: (_CTX, HelperArg(ArgKind.MAP, 2), _mem(4, 5)),                # perf_event_output
     26: (_CTX, _mem(3, 4, write=True)),                               # skb_load_bytes
+    18: (_CTX,),                                                      # skb_vlan_push
+    19: (_CTX,),                                                      # skb_vlan_pop
     28: (_mem(1, 2), _mem(3, 4)),                                     # csum_diff
     31: (_CTX,),                                                      # skb_change_proto
     34: (_CTX,),                                                      # get_hash_recalc

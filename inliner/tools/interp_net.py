@@ -19,9 +19,10 @@ from the helper library.
   routes), sk_lookup_tcp/udp and skc_lookup_tcp (84, 85, 99: no socket) and
   sk_release (86), get_hash_recalc (34: `flow_hash`, the kernel's flow
   dissector's keys under SipHash-2-4), skb_load_bytes (26),
-  skb_store_bytes (9), skb_change_proto (31), skb_change_tail (38) and
-  skb_change_head (43). `Net.redirect` is the target the last
-  run left, as facts.abi.Redirect, for comparison with the native code's.
+  skb_store_bytes (9), skb_vlan_push (18), skb_vlan_pop (19),
+  skb_change_proto (31), skb_change_tail (38) and skb_change_head (43).
+  `Net.redirect` is the target the last run left, as facts.abi.Redirect, for
+  comparison with the native code's.
 """
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ BPF_F_RECOMPUTE_CSUM, BPF_F_INVALIDATE_HASH = 1, 2
 AF_INET, AF_INET6 = 2, 10
 FIB_PARAMS_SIZE, FIB_FLAGS, FIB_NOT_FWDED = 64, 0x3F, 4
 SKB_LEN, SKB_HASH, SKB_DATA, SKB_DATA_END, SKB_DATA_META = 0, 68, 76, 80, 140  # __sk_buff's
-SKB_PROTOCOL = 16
+SKB_PROTOCOL, SKB_VLAN_PRESENT, SKB_VLAN_TCI, SKB_VLAN_PROTO = 16, 20, 24, 28
+VLAN_HLEN, MACS_LEN, ETH_P_802_3_MIN = 4, 12, 0x600
+VLAN_PROTOS_BE = (0x0081, 0xA888)   # 802.1Q, 802.1ad, as __sk_buff holds them
+ETH_P_802_3_BE, ETH_P_802_2_BE = 0x0100, 0x0400
 ETH_HLEN, IPV6_GROWTH = 14, 20   # an IPv6 header is 20 bytes longer than IPv4's
 ETH_P_IP_BE, ETH_P_IPV6_BE = 0x0008, 0xDD86   # as __sk_buff.protocol holds them
 ENOTSUPP = 524   # the kernel's own errno for "not supported"
@@ -112,7 +116,7 @@ class Net:
                 85: _no_socket, 99: _no_socket, 86: _no_socket,
                 34: self._get_hash_recalc, 26: _skb_load_bytes, 9: _skb_store_bytes,
                 38: self._skb_change_tail, 43: self._skb_change_head,
-                31: self._skb_change_proto}
+                31: self._skb_change_proto, 18: self._skb_vlan_push, 19: _skb_vlan_pop}
 
     def run(self, obj, packet: bytes, program: str | None = None,
             max_steps: int = interp.DEFAULT_MAX_STEPS) -> tuple[int, bytes]:
@@ -244,11 +248,26 @@ class Net:
             mem.write(data + delta, mem.read(data, ETH_HLEN))
         else:
             return -ENOTSUPP & interp.U64
-        for field in (SKB_DATA, SKB_DATA_META):
-            mem.store(r1 + field, 4, mem.load(r1 + field, 4) + delta)
-        mem.store(r1 + SKB_LEN, 4, data_end - data - delta)
+        _move_data(mem, r1, delta)
         mem.store(r1 + SKB_PROTOCOL, 4, to)
         mem.store(r1 + SKB_HASH, 4, 0)
+        return 0
+
+    def _skb_vlan_push(self, mem, r1, r2, r3, r4, r5) -> int:
+        # bpf_skb_vlan_push/skb_vlan_push: a present accelerated tag goes into the
+        # data after the MACs (protocol = its proto); the new tag is the accelerated one
+        proto = r2 & 0xFFFF
+        proto = proto if proto in VLAN_PROTOS_BE else VLAN_PROTOS_BE[0]
+        if mem.load(r1 + SKB_VLAN_PRESENT, 4):
+            data = mem.load(r1 + SKB_DATA, 4)
+            if data - self.buffer[0] < VLAN_HLEN:
+                return -ENOMEM & interp.U64
+            tag = mem.read(r1 + SKB_VLAN_PROTO, 2) + mem.load(r1 + SKB_VLAN_TCI, 2).to_bytes(
+                2, "big")
+            mem.write(data - VLAN_HLEN, mem.read(data, MACS_LEN) + tag)
+            _move_data(mem, r1, -VLAN_HLEN)
+            mem.store(r1 + SKB_PROTOCOL, 4, mem.load(r1 + SKB_VLAN_PROTO, 4))
+        _vlan_accel(mem, r1, proto, r3 & 0xFFFF)
         return 0
 
     def _fib_lookup(self, mem, r1, r2, r3, r4, r5) -> int:
@@ -291,6 +310,56 @@ def _skb_store_bytes(mem, r1, r2, r3, r4, r5) -> int:
     mem.write(at, mem.read(r3, size))
     if r5 & BPF_F_INVALIDATE_HASH:
         mem.store(r1 + SKB_HASH, 4, 0)
+    return 0
+
+
+def _move_data(mem, skb: int, delta: int) -> None:
+    """data and data_meta moved by delta bytes, len the other way."""
+    for field in (SKB_DATA, SKB_DATA_META):
+        mem.store(skb + field, 4, mem.load(skb + field, 4) + delta)
+    mem.store(skb + SKB_LEN, 4, mem.load(skb + SKB_LEN, 4) - delta)
+
+
+def _vlan_accel(mem, skb: int, proto: int, tci: int) -> None:
+    for field, value in ((SKB_VLAN_PRESENT, 1), (SKB_VLAN_PROTO, proto), (SKB_VLAN_TCI, tci)):
+        mem.store(skb + field, 4, value)
+
+
+def _vlan_pop_data(mem, skb: int) -> int:
+    """__skb_vlan_pop: the first tag in the data taken out, skb->protocol what it
+    held (vlan_set_encap_proto); its TCI, or -ENOMEM for a packet too short."""
+    data, data_end = mem.load(skb + SKB_DATA, 4), mem.load(skb + SKB_DATA_END, 4)
+    if data_end - data < ETH_HLEN + VLAN_HLEN:
+        return -ENOMEM
+    head = mem.read(data, min(data_end - data, ETH_HLEN + VLAN_HLEN + 2))
+    tci, inner = int.from_bytes(head[14:16], "big"), int.from_bytes(head[16:18], "big")
+    if inner >= ETH_P_802_3_MIN:
+        proto = int.from_bytes(head[16:18], "little")
+    else:   # a length: 802.3 when the payload starts 0xffff, else 802.2
+        proto = ETH_P_802_3_BE if head[18:20] == b"\xff\xff" else ETH_P_802_2_BE
+    mem.store(skb + SKB_PROTOCOL, 4, proto)
+    mem.write(data + VLAN_HLEN, head[:MACS_LEN])
+    _move_data(mem, skb, VLAN_HLEN)
+    return tci
+
+
+def _skb_vlan_pop(mem, r1, r2, r3, r4, r5) -> int:
+    # skb_vlan_pop: the accelerated tag dropped, else the first in the data; then the
+    # next tag in the data, if any, becomes the accelerated one
+    if mem.load(r1 + SKB_VLAN_PRESENT, 4):
+        for field in (SKB_VLAN_PRESENT, SKB_VLAN_PROTO, SKB_VLAN_TCI):
+            mem.store(r1 + field, 4, 0)
+    elif mem.load(r1 + SKB_PROTOCOL, 4) not in VLAN_PROTOS_BE:
+        return 0
+    elif (err := _vlan_pop_data(mem, r1)) < 0:
+        return err & interp.U64
+    proto = mem.load(r1 + SKB_PROTOCOL, 4)
+    if proto not in VLAN_PROTOS_BE:
+        return 0
+    tci = _vlan_pop_data(mem, r1)
+    if tci < 0:
+        return tci & interp.U64
+    _vlan_accel(mem, r1, proto, tci)
     return 0
 
 

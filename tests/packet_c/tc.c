@@ -1,7 +1,7 @@
 /* TC programs for the packet helpers skb_store_bytes (9), l3_csum_replace
  * (10), l4_csum_replace (11), skb_load_bytes (26), get_hash_recalc (34),
- * skb_change_proto (31), skb_change_tail (38) and skb_change_head (43),
- * written against the
+ * skb_vlan_push (18), skb_vlan_pop (19), skb_change_proto (31),
+ * skb_change_tail (38) and skb_change_head (43), written against the
  * kernel's struct __sk_buff. tests/test_packet_helpers.py runs them on
  * packets; programs that take arguments read them from the first bytes of
  * the packet (little-endian). Rebuild: sh build.sh */
@@ -306,6 +306,49 @@ SEC("tc")
 long tc_to_ipv6_flagged(struct __sk_buff *skb)
 {
 	return sizes(skb, bpf_skb_change_proto(skb, bpf_htons(ETH_P_IPV6), 1), skb->protocol);
+}
+
+/* The VLAN state after a helper: the result, vlan_present, vlan_tci and
+ * skb->protocol (each 16 bits), or -2000 if skb->len is not the packet's
+ * length. */
+static __always_inline long vlan_state(struct __sk_buff *skb, long r)
+{
+	if (skb->len != (__u32)(DATA_END(skb) - DATA(skb)))
+		return -2000;
+	return (__u64)(__u16)r << 48 | (__u64)(__u16)skb->vlan_present << 32 |
+	       (__u64)(__u16)skb->vlan_tci << 16 | (__u16)skb->protocol;
+}
+
+/* skb_vlan_push of 802.1ad tag 0x123 (kept accelerated), then of an 802.1Q tag
+ * 0x456 with a bad protocol (made 802.1Q), which moves the first into the data. */
+SEC("tc")
+long tc_vlan_push(struct __sk_buff *skb)
+{
+	long r = bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021AD), 0x123);
+
+	if (r || !skb->vlan_present || skb->vlan_proto != bpf_htons(ETH_P_8021AD))
+		return vlan_state(skb, r ? r : -1);
+	r = bpf_skb_vlan_push(skb, bpf_htons(0x1234), 0x456);
+	if (skb->vlan_proto != bpf_htons(ETH_P_8021Q))
+		return -3000;
+	return vlan_state(skb, r);
+}
+
+/* skb_vlan_pop once, or twice when the packet's first byte is odd. */
+SEC("tc")
+long tc_vlan_pop(struct __sk_buff *skb)
+{
+	__u8 *first = DATA(skb);
+	long r;
+
+	if ((void *)(first + 1) > DATA_END(skb))
+		return -1000;
+	if (*first & 1) {
+		r = bpf_skb_vlan_pop(skb);
+		if (r)
+			return vlan_state(skb, r);
+	}
+	return vlan_state(skb, bpf_skb_vlan_pop(skb));
 }
 
 char LICENSE[] SEC("license") = "GPL";
