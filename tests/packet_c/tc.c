@@ -260,32 +260,32 @@ static __always_inline long sizes(struct __sk_buff *skb, long first, long second
 	return (__u64)(__u32)first << 32 | (__u32)second;
 }
 
-/* skb_change_tail to `first`, then to `second`, with `flags`. */
+/* skb_change_tail to `first`, then to `second` (head: skb_change_head by
+ * them), with `flags`. */
+static __always_inline long change_twice(struct __sk_buff *skb, int head)
+{
+	struct size_args *a = DATA(skb), args;
+	long first;
+
+	if ((void *)(a + 1) > DATA_END(skb))
+		return -1000;
+	args = *a;
+	first = head ? bpf_skb_change_head(skb, args.first, args.flags)
+		     : bpf_skb_change_tail(skb, args.first, args.flags);
+	return sizes(skb, first, head ? bpf_skb_change_head(skb, args.second, args.flags)
+				      : bpf_skb_change_tail(skb, args.second, args.flags));
+}
+
 SEC("tc")
 long tc_change_tail(struct __sk_buff *skb)
 {
-	struct size_args *a = DATA(skb), args;
-	long first;
-
-	if ((void *)(a + 1) > DATA_END(skb))
-		return -1000;
-	args = *a;
-	first = bpf_skb_change_tail(skb, args.first, args.flags);
-	return sizes(skb, first, bpf_skb_change_tail(skb, args.second, args.flags));
+	return change_twice(skb, 0);
 }
 
-/* skb_change_head by `first`, then by `second`, with `flags`. */
 SEC("tc")
 long tc_change_head(struct __sk_buff *skb)
 {
-	struct size_args *a = DATA(skb), args;
-	long first;
-
-	if ((void *)(a + 1) > DATA_END(skb))
-		return -1000;
-	args = *a;
-	first = bpf_skb_change_head(skb, args.first, args.flags);
-	return sizes(skb, first, bpf_skb_change_head(skb, args.second, args.flags));
+	return change_twice(skb, 1);
 }
 
 /* skb_change_proto to IPv6, to IPv4, and with a flag: r0 = the result << 32
