@@ -686,3 +686,10 @@ def test_vlan_pop(config):
     assert _sizes("tc_vlan_pop", short, config) == (_vlan(-ENOMEM, 0, 0, 0x0081), short)
     llc = bytes(Ether(**MACS) / Dot1Q(vlan=5, type=60)) + bytes(60)   # a length: 802.2
     assert _sizes("tc_vlan_pop", llc, config)[0] == _vlan(0, 0, 0, 0x0400)
+
+
+def test_route_realm_is_zero_without_a_route(config):
+    # get_route_realm is dst_tclassid(): 0 for a packet given no route (no dst_entry),
+    # as every userspace packet is
+    pkt = bytes(Ether(**MACS) / IP() / UDP())
+    assert _sizes("tc_realm", pkt, config) == (1000, pkt)

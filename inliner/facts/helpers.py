@@ -296,6 +296,7 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     11: (_CTX,),                                                      # l4_csum_replace
     16: (_mem(1, 2, write=True),),                                    # get_current_comm
     25: (_CTX, HelperArg(ArgKind.MAP, 2), _mem(4, 5)),                # perf_event_output
+    24: (_CTX,),                                                      # get_route_realm
     26: (_CTX, _mem(3, 4, write=True)),                               # skb_load_bytes
     18: (_CTX,),                                                      # skb_vlan_push
     19: (_CTX,),                                                      # skb_vlan_pop

@@ -17,8 +17,9 @@ from the helper library.
   generator of facts/abi.py keyed by `seed`, redirect (23), redirect_map
   (51), redirect_peer (155), fib_lookup (69: "not forwarded", there being no
   routes), sk_lookup_tcp/udp and skc_lookup_tcp (84, 85, 99: no socket) and
-  sk_release (86), get_hash_recalc (34: `flow_hash`, the kernel's flow
-  dissector's keys under SipHash-2-4), skb_load_bytes (26),
+  sk_release (86), get_route_realm (24: 0, no route), get_hash_recalc (34:
+  `flow_hash`, the kernel's flow dissector's keys under SipHash-2-4),
+  skb_load_bytes (26),
   skb_store_bytes (9), skb_vlan_push (18), skb_vlan_pop (19),
   skb_change_proto (31), skb_change_tail (38) and skb_change_head (43).
   `Net.redirect` is the target the last run left, as facts.abi.Redirect, for
@@ -116,7 +117,8 @@ class Net:
                 85: _no_socket, 99: _no_socket, 86: _no_socket,
                 34: self._get_hash_recalc, 26: _skb_load_bytes, 9: _skb_store_bytes,
                 38: self._skb_change_tail, 43: self._skb_change_head,
-                31: self._skb_change_proto, 18: self._skb_vlan_push, 19: _skb_vlan_pop}
+                31: self._skb_change_proto, 18: self._skb_vlan_push, 19: _skb_vlan_pop,
+                24: _no_route}
 
     def run(self, obj, packet: bytes, program: str | None = None,
             max_steps: int = interp.DEFAULT_MAX_STEPS) -> tuple[int, bytes]:
@@ -365,6 +367,11 @@ def _skb_vlan_pop(mem, r1, r2, r3, r4, r5) -> int:
 
 def _no_socket(mem, r1, r2, r3, r4, r5) -> int:
     """No socket table: every lookup finds nothing (NULL), nothing to release."""
+    return 0
+
+
+def _no_route(mem, r1, r2, r3, r4, r5) -> int:
+    """get_route_realm (dst_tclassid): no route was given to the packet, realm 0."""
     return 0
 
 

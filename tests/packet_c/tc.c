@@ -1,7 +1,8 @@
 /* TC programs for the packet helpers skb_store_bytes (9), l3_csum_replace
- * (10), l4_csum_replace (11), skb_load_bytes (26), get_hash_recalc (34),
- * skb_vlan_push (18), skb_vlan_pop (19), skb_change_proto (31),
- * skb_change_tail (38) and skb_change_head (43), written against the
+ * (10), l4_csum_replace (11), skb_vlan_push (18), skb_vlan_pop (19),
+ * get_route_realm (24), skb_load_bytes (26), skb_change_proto (31),
+ * get_hash_recalc (34), skb_change_tail (38) and skb_change_head (43),
+ * written against the
  * kernel's struct __sk_buff. tests/test_packet_helpers.py runs them on
  * packets; programs that take arguments read them from the first bytes of
  * the packet (little-endian). Rebuild: sh build.sh */
@@ -349,6 +350,13 @@ long tc_vlan_pop(struct __sk_buff *skb)
 			return vlan_state(skb, r);
 	}
 	return vlan_state(skb, bpf_skb_vlan_pop(skb));
+}
+
+/* get_route_realm: r0 = the realm + 1000. */
+SEC("tc")
+long tc_realm(struct __sk_buff *skb)
+{
+	return bpf_get_route_realm(skb) + 1000;
 }
 
 char LICENSE[] SEC("license") = "GPL";
