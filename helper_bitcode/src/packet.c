@@ -1,9 +1,9 @@
 /* Packet helpers: xdp_adjust_head (44), xdp_adjust_meta (54),
  * xdp_adjust_tail (65) on struct xdp_md_userspace; skb_store_bytes (9),
- * l3_csum_replace (10), l4_csum_replace (11), skb_load_bytes (26),
- * skb_vlan_push (18), skb_vlan_pop (19), skb_change_proto (31),
- * skb_change_tail (38) and skb_change_head (43) on struct sk_buff_userspace (abi.h, docs/abi.md). r1 is the userspace context
- * the program was given.
+ * l3_csum_replace (10), l4_csum_replace (11), skb_vlan_push (18),
+ * skb_vlan_pop (19), skb_load_bytes (26), skb_change_proto (31),
+ * skb_change_tail (38) and skb_change_head (43) on struct sk_buff_userspace
+ * (abi.h, docs/abi.md). r1 is the userspace context the program was given.
  *
  * The semantics are net/core/filter.c's, with the userspace buffer standing
  * in for the kernel's:
@@ -20,9 +20,10 @@
  * - skb: the packet is data .. data_end, linear, as a socket buffer after
  *   skb_ensure_writable(); a range past data_end is what pskb_may_pull()
  *   refuses, so -EFAULT. It may grow into [buffer_start, buffer_end), where
- *   the kernel would reallocate the buffer (skb_cow(), pskb_expand_head()). There is no skb->csum (CHECKSUM_COMPLETE) or
- *   CHECKSUM_PARTIAL state in userspace: every checksum in the packet is a
- *   full one (CHECKSUM_NONE), which decides the csum flags below.
+ *   the kernel would reallocate the buffer (skb_cow(), pskb_expand_head()).
+ *   There is no skb->csum (CHECKSUM_COMPLETE) or CHECKSUM_PARTIAL state in
+ *   userspace: every checksum in the packet is a full one (CHECKSUM_NONE),
+ *   which decides the csum flags below.
  */
 #include "host.h"
 #include "abi.h"
