@@ -26,7 +26,10 @@ OBJECTS = {
                        "xdp_tail_delta", "xdp_tail_regrow", "xdp_meta_delta", "xdp_meta_head",
                        "xdp_meta_write"],
     "packet_c/tc.o": ["tc_nat4", "tc_nat2", "tc_nat_diff", "tc_csum_call", "tc_load8",
-                      "tc_reverse64", "tc_store16"],
+                      "tc_reverse64", "tc_store16", "tc_hash", "tc_hash_invalidated",
+                      "tc_hash_kept", "tc_change_tail", "tc_change_head", "tc_to_ipv6",
+                      "tc_to_ipv4", "tc_to_ipv6_flagged", "tc_vlan_push", "tc_vlan_pop",
+                      "tc_realm"],
     "legacy_c/ldabs.o": ["headers", "indirect", "link_layer", "network", "nested"],
     # stamp (xdp) calls ktime_get_ns; poke (a socket filter) reads a constant address.
     "fixtures/corpus/two_programs.o": ["stamp"],

@@ -32,7 +32,7 @@ from scapy.layers.l2 import Dot1Q, Ether  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
 PROGS = Path(__file__).parent / "packet_c"
-EINVAL, EFAULT, EACCES = 22, 14, 13
+EINVAL, EFAULT, EACCES, ENOMEM = 22, 14, 13, 12
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
 TC_ACT_OK = 0
 HEADROOM, TAILROOM = contexts.HEADROOM, contexts.TAILROOM
@@ -477,3 +477,219 @@ def test_packet_helpers_are_in_the_default_set():
         provided = dict(helpers.resolve("default", arch).provides)
         for hid in (9, 10, 11, 26, 44, 54, 65):
             assert provided[hid] == "default:packet"
+
+
+# -- get_hash_recalc (34) --------------------------------------------------------
+# The kernel's flow hash (net/core/flow_dissector.c, docs/helpers.md): the
+# flow's keys, both ends ordered, under SipHash-2-4; the key here is fixed
+# (abi.FLOW_HASH_KEY), so a record written out by hand gives the hash.
+
+def _hashes(program: str, packets, config: str) -> list[int]:
+    """r0 of each run, checked the same in the reference interpreter (interp_net)."""
+    from inliner.tools import interp_net
+    results = run("tc", program, packets, config)
+    net = interp_net.Net(obj("tc"))
+    assert [net.run(obj("tc"), bytes(p), program) for p in packets] == results
+    return [r0 for r0, _ in results]
+
+
+def test_siphash_reference_vectors():
+    # The SipHash paper's test vectors: key 00..0f, message 00..len-1.
+    from inliner.tools.interp_net import siphash24
+    key = (0x0706050403020100, 0x0F0E0D0C0B0A0908)
+    assert siphash24(b"", *key) == 0x726FDB47DD0E0E31
+    assert siphash24(bytes(range(15)), *key) == 0xA129CA6149BE45E5
+    assert siphash24(bytes(range(8)), *key) == 0x93F5F5799A932462
+
+
+def test_hash_is_siphash_of_the_flow_keys(config):
+    from inliner.tools.interp_net import siphash24
+    pkt = Ether(**MACS) / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=80, dport=40000)
+    # n_proto, ip_proto, pad, vlan id, pad, flow label; the ports and the
+    # addresses each ordered as the kernel compares them (little-endian loads):
+    # 40000 (40 9c) before 80 (50 00); 10.0.0.1 before 10.0.0.2
+    record = bytes.fromhex("0800 06 00 0000 0000 00000000 9c40 0050 0a000001 0a000002")
+    expected = siphash24(record, *abi.FLOW_HASH_KEY) & 0xFFFFFFFF
+    assert _hashes("tc_hash", [pkt], config) == [expected << 32 | expected]
+
+
+def test_hash_keys_are_the_flow(config):
+    tcp = IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80)
+    variants = [
+        Ether(**MACS) / tcp,
+        Ether(dst="02:00:00:00:00:09", src="02:00:00:00:00:08") / IP(
+            src="10.0.0.2", dst="10.0.0.1", ttl=3, id=99) / TCP(sport=80, dport=1234) / b"x",
+        Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1235, dport=80),
+        Ether(**MACS) / Dot1Q(vlan=7) / tcp,
+        Ether(**MACS) / Dot1Q(vlan=8) / tcp,
+        # fragments give no ports: the first and a later one of a datagram alike
+        Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF", proto=17) / UDP(sport=1),
+        Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2", frag=100, proto=17) / b"later",
+    ]
+    h = _hashes("tc_hash", variants, config)
+    assert all(x >> 32 == x & 0xFFFFFFFF != 0 for x in h)   # stored in skb->hash, never 0
+    assert h[0] == h[1]            # the reverse direction, other MACs, TTL, id, payload
+    assert len({h[0], h[2], h[3], h[4]}) == 4   # a port, a VLAN id
+    assert h[5] == h[6] != h[0]
+
+
+def test_ipv6_flow_label_ends_the_keys(config):
+    from scapy.layers.inet6 import IPv6
+    pkts = [Ether(**MACS) / IPv6(src="fe80::1", dst="fe80::2", fl=fl) / UDP(sport=s, dport=53)
+            for fl, s in ((5, 1000), (5, 1001), (0, 1000), (0, 1001))]
+    h = _hashes("tc_hash", pkts, config)
+    assert h[0] == h[1] and h[2] != h[3] and h[0] != h[2]
+
+
+def test_invalidated_hash_is_recomputed(config):
+    pkt = Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80)
+    moved = Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=81)
+    first, second = _hashes("tc_hash", [pkt, moved], config)
+    invalidated, = _hashes("tc_hash_invalidated", [pkt], config)
+    kept, = _hashes("tc_hash_kept", [pkt], config)
+    assert invalidated == (first >> 32) << 32 | second >> 32
+    assert kept == (first >> 32) << 32 | first >> 32   # skb_get_hash: the hash set stays
+
+
+def test_hash_of_cut_and_tagged_frames_matches_the_interpreter(config):
+    # Every frame of the shipped traffic (VLAN tags, IPv6, fragments, ARP) and
+    # each cut short at the header boundaries: the helper library and the
+    # reference interpreter dissect them alike.
+    from inliner.tools import traffic
+    frames = [f.data for f in traffic.frames()]
+    frames.append(bytes(Ether(**MACS) / Dot1Q(vlan=3) / Dot1Q(vlan=4) / Dot1Q(vlan=5) / IP()
+                        / UDP()))   # a third tag: the dissection stops at it
+    cuts = [f[:n] for f in frames for n in (13, 14, 16, 18, 20, 22, 33, 34, 37, 38, 53, 54)
+            if n < len(f)]
+    _hashes("tc_hash", frames + cuts, config)
+
+
+# -- skb_change_tail (38), skb_change_head (43) -----------------------------------
+# net/core/filter.c: flags must be 0; the tail may go from the network header's
+# offset (14) up to the buffer's room, grown bytes zeroed (bpf_skb_grow_rcsum);
+# the head grows into the headroom, zeroed; skb->len follows. Checked natively
+# and in the reference interpreter (interp_net).
+
+def _sizes(program: str, packet: bytes, config: str) -> tuple[int, bytes]:
+    from inliner.tools import interp_net
+    result = run1("tc", program, packet, config)
+    assert interp_net.Net(obj("tc")).run(obj("tc"), packet, program) == result
+    return result
+
+
+def _size_args(first: int, second: int, flags: int = 0, length: int = 64) -> bytes:
+    return struct.pack("<IIQ", first, second, flags) + bytes(range(16, length))
+
+
+def _u32s(a: int, b: int) -> int:
+    return (a & 0xFFFFFFFF) << 32 | b & 0xFFFFFFFF
+
+
+def test_change_tail_trims_and_grows_with_zeros(config):
+    pkt = _size_args(40, 64)
+    r0, after = _sizes("tc_change_tail", pkt, config)
+    assert r0 == _u32s(0, 0)
+    assert after == pkt[:40] + bytes(24)      # the trimmed bytes come back zeroed
+    r0, after = _sizes("tc_change_tail", _size_args(64, 64 + TAILROOM), config)
+    assert (r0, len(after)) == (0, 64 + TAILROOM)   # all the tailroom
+
+
+def test_change_tail_refuses(config):
+    pkt = _size_args(13, 64 + TAILROOM + 1)
+    assert _sizes("tc_change_tail", pkt, config) == (_u32s(-EINVAL, -EINVAL), pkt)
+    pkt = _size_args(20, 30, flags=1)
+    assert _sizes("tc_change_tail", pkt, config) == (_u32s(-EINVAL, -EINVAL), pkt)
+    r0, after = _sizes("tc_change_tail", _size_args(14, 0), config)
+    assert (r0, after) == (_u32s(0, -EINVAL), _size_args(14, 0)[:14])
+
+
+def test_change_head_grows_into_the_headroom(config):
+    pkt = _size_args(8, HEADROOM - 8)
+    r0, after = _sizes("tc_change_head", pkt, config)
+    assert r0 == _u32s(0, 0)
+    assert after == bytes(HEADROOM) + pkt
+    pkt = _size_args(HEADROOM, 1)
+    r0, after = _sizes("tc_change_head", pkt, config)
+    assert (r0, after) == (_u32s(0, -ENOMEM), bytes(HEADROOM) + pkt)
+
+
+def test_change_head_refuses(config):
+    pkt = _size_args(HEADROOM + 1, 0xFFFFFFFF)
+    assert _sizes("tc_change_head", pkt, config) == (_u32s(-ENOMEM, -EINVAL), pkt)
+    pkt = _size_args(4, 4, flags=2)
+    assert _sizes("tc_change_head", pkt, config) == (_u32s(-EINVAL, -EINVAL), pkt)
+
+
+# -- skb_change_proto (31) ------------------------------------------------------
+# bpf_skb_proto_xlat (net/core/filter.c): IPv4 to IPv6 inserts 20 zero bytes
+# after the Ethernet header, IPv6 to IPv4 removes the 20 there; skb->protocol
+# becomes the new EtherType (network byte order); any other pair -ENOTSUPP
+# (524), flags -EINVAL.
+
+ENOTSUPP = 524
+IPV4_BE, IPV6_BE = 0x0008, 0xDD86   # __sk_buff.protocol as a little-endian u32 holds them
+
+
+def test_change_proto_makes_and_takes_room(config):
+    from scapy.layers.inet6 import IPv6
+    v4 = bytes(Ether(**MACS) / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(dport=53))
+    r0, after = _sizes("tc_to_ipv6", v4, config)
+    assert r0 == _u32s(0, IPV6_BE)
+    assert after == v4[:14] + bytes(20) + v4[14:]
+    v6 = bytes(Ether(**MACS) / IPv6() / UDP(dport=53))
+    r0, after = _sizes("tc_to_ipv4", v6, config)
+    assert r0 == _u32s(0, IPV4_BE)
+    assert after == v6[:14] + v6[34:]
+
+
+def test_change_proto_refuses(config):
+    from scapy.layers.inet6 import IPv6
+    v4 = bytes(Ether(**MACS) / IP() / UDP())
+    assert _sizes("tc_to_ipv4", v4, config) == (_u32s(-ENOTSUPP, IPV4_BE), v4)
+    assert _sizes("tc_to_ipv6_flagged", v4, config) == (_u32s(-EINVAL, IPV4_BE), v4)
+    tagged = bytes(Ether(**MACS) / Dot1Q(vlan=3) / IP() / UDP())
+    assert _sizes("tc_to_ipv6", tagged, config) == (_u32s(-ENOTSUPP, 0x0081), tagged)
+    short = bytes(Ether(**MACS, type=0x86DD)) + bytes(10)   # no room for an IPv6 header
+    assert _sizes("tc_to_ipv4", short, config) == (_u32s(-ENOMEM, IPV6_BE), short)
+
+
+# -- skb_vlan_push (18), skb_vlan_pop (19) --------------------------------------
+# net/core/skbuff.c: the outer tag is kept out of the data (__sk_buff.vlan_*)
+# while it can be; pushing onto a kept tag moves that one into the data after
+# the MACs; popping drops the kept tag or the first in the data, then keeps
+# the next tag in the data. skb->protocol is what follows the tags in the data.
+
+def _vlan(r: int, present: int, tci: int, protocol_be: int) -> int:
+    return (r & 0xFFFF) << 48 | present << 32 | tci << 16 | protocol_be
+
+
+def test_vlan_push_keeps_then_moves_the_tag_into_the_data(config):
+    pkt = bytes(Ether(**MACS) / IP() / UDP())
+    r0, after = _sizes("tc_vlan_push", pkt, config)
+    assert r0 == _vlan(0, 1, 0x456, 0xA888)   # protocol: the moved tag's, 802.1ad
+    assert after == pkt[:12] + bytes.fromhex("88a8 0123") + pkt[12:]
+
+
+def test_vlan_pop(config):
+    from scapy.layers.l2 import Dot1AD
+    tagged = bytes(Ether(**MACS) / Dot1Q(vlan=5) / IP() / UDP())
+    untagged = bytes(Ether(**MACS) / IP() / UDP())
+    assert _sizes("tc_vlan_pop", tagged, config) == (_vlan(0, 0, 0, 0x0008), untagged)
+    assert _sizes("tc_vlan_pop", untagged, config) == (_vlan(0, 0, 0, 0x0008), untagged)
+    qinq = bytes(Ether(**MACS) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP() / UDP())
+    # the outer tag popped, the inner one kept out of the data
+    assert _sizes("tc_vlan_pop", qinq, config) == (_vlan(0, 1, 20, 0x0008), untagged)
+    odd = dict(MACS, dst="03:00:00:00:00:02")    # popped twice: the kept tag dropped too
+    assert _sizes("tc_vlan_pop", bytes(Ether(**odd) / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP()),
+                  config) == (_vlan(0, 0, 0, 0x0008), bytes(Ether(**odd) / IP()))
+    short = bytes(Ether(**MACS, type=0x8100)) + b"\x00\x05"
+    assert _sizes("tc_vlan_pop", short, config) == (_vlan(-ENOMEM, 0, 0, 0x0081), short)
+    llc = bytes(Ether(**MACS) / Dot1Q(vlan=5, type=60)) + bytes(60)   # a length: 802.2
+    assert _sizes("tc_vlan_pop", llc, config)[0] == _vlan(0, 0, 0, 0x0400)
+
+
+def test_route_realm_is_zero_without_a_route(config):
+    # get_route_realm is dst_tclassid(): 0 for a packet given no route (no dst_entry),
+    # as every userspace packet is
+    pkt = bytes(Ether(**MACS) / IP() / UDP())
+    assert _sizes("tc_realm", pkt, config) == (1000, pkt)

@@ -47,8 +47,10 @@ struct sk_buff_userspace {
 	uint64_t data;
 	uint64_t data_end;
 	uint64_t data_meta;
+	uint64_t buffer_start;
+	uint64_t buffer_end;
 };
-_Static_assert(sizeof(struct sk_buff_userspace) == 104, "skb");
+_Static_assert(sizeof(struct sk_buff_userspace) == 120, "skb");
 _Static_assert(__builtin_offsetof(struct sk_buff_userspace, len) == 0, "len");
 _Static_assert(__builtin_offsetof(struct sk_buff_userspace, pkt_type) == 4, "pkt_type");
 _Static_assert(__builtin_offsetof(struct sk_buff_userspace, mark) == 8, "mark");
@@ -138,5 +140,14 @@ struct ebpf_lto_prandom {
 #define PRANDOM_MIX2 27
 #define PRANDOM_MIX3 0x94d049bb133111ebull
 #define PRANDOM_MIX4 31
+
+/* A fixed time for every clock helper; 0: the host's clocks (docs/helpers.md). */
+struct ebpf_lto_clock {
+	uint64_t ns;
+};
+
+/* get_hash_recalc's SipHash key (docs/helpers.md). */
+#define FLOW_HASH_K0 0x706050403020100ull
+#define FLOW_HASH_K1 0xf0e0d0c0b0a0908ull
 
 #endif

@@ -3,7 +3,7 @@
  * the helpers redirect (23), redirect_map (51), redirect_peer (155), and the
  * lookups a host without routing or socket tables answers "not found":
  * fib_lookup (69), sk_lookup_tcp (84), sk_lookup_udp (85), skc_lookup_tcp (99),
- * with sk_release (86).
+ * with sk_release (86), and get_route_realm (24).
  *
  * The kernel's redirect helpers only record the target in the per-cpu
  * bpf_redirect_info and return XDP_REDIRECT or TC_ACT_REDIRECT; the driver
@@ -290,3 +290,12 @@ NO_SOCKET(0084) /* sk_lookup_tcp */
 NO_SOCKET(0085) /* sk_lookup_udp */
 NO_SOCKET(0099) /* skc_lookup_tcp */
 NO_SOCKET(0086) /* sk_release */
+
+/* get_route_realm(skb) is dst_tclassid(): the realm of the route the packet
+ * was given, 0 when it has none (no dst_entry), as every packet here has:
+ * the host has no routing table. */
+BPF_HELPER(0024) /* get_route_realm */
+{
+    UNUSED_ARGS();
+    return 0;
+}

@@ -213,6 +213,20 @@ def prandom_key(seed: int) -> int:
     return prandom_mix(seed & M64) | 1
 
 
+# A fixed clock for repeatable runs (docs/helpers.md): the exported
+# `struct ebpf_lto_clock {uint64_t ns;}`. 0, the default, means the host's
+# clocks; a host that writes ns makes every clock helper read ns as its
+# clock's time (jiffies64 derived from it), so runs that read the time repeat.
+CLOCK = "ebpf_lto_clock"
+
+
+# bpf_get_hash_recalc's SipHash-2-4 key (docs/helpers.md). The kernel keys its
+# flow hash with a random number drawn once per boot, so no program can rely
+# on a value; a fixed key makes the hash of a flow the same in every run and
+# on every host. This is the SipHash paper's test key, bytes 00..0f.
+FLOW_HASH_KEY = (0x0706050403020100, 0x0F0E0D0C0B0A0908)
+
+
 def prandom_u32(key: int, n: int) -> int:
     """Draw n of the generator keyed `key`."""
     return prandom_mix((key + n * PRANDOM_GAMMA) & M64) >> 32

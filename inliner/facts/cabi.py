@@ -1,8 +1,8 @@
 """Writes helper_bitcode/src/abi.h, the C view of facts defined in Python.
 
 The context structs (contexts.py), the map descriptor (maps.py), the redirect
-record and the random generator's constants (abi.py) are used
-by both the lifter and the helper C code; the header is generated so that
+record, the random generator's constants, the fixed clock and the flow hash's
+key (abi.py) are used by both the lifter and the helper C code; the header is generated so that
 there is one definition. `python -m inliner.facts.cabi` prints it; a test checks
 that the committed header is what this prints.
 """
@@ -73,6 +73,12 @@ def header() -> str:
             f"#define PRANDOM_GAMMA {abi.PRANDOM_GAMMA:#x}ull"]
     for n, value in enumerate(abi.PRANDOM_MIX):
         out.append(f"#define PRANDOM_MIX{n} " + (f"{value:#x}ull" if value > 64 else str(value)))
+    out += ["", "/* A fixed time for every clock helper; 0: the host's clocks"
+                " (docs/helpers.md). */",
+            f"struct {abi.CLOCK} {{", "\tuint64_t ns;", "};", "",
+            "/* get_hash_recalc's SipHash key (docs/helpers.md). */",
+            f"#define FLOW_HASH_K0 {abi.FLOW_HASH_KEY[0]:#x}ull",
+            f"#define FLOW_HASH_K1 {abi.FLOW_HASH_KEY[1]:#x}ull"]
     out += ["", "#endif", ""]
     return "\n".join(out)
 

@@ -106,11 +106,15 @@ _SKB_SCALARS = (
     ("tc_classid", 72, True),
 )
 _SKB_POINTERS = (("data", 76, 80), ("data_end", 80, 88), ("data_meta", 140, 96))
-SKB = Layout("__sk_buff", "sk_buff_userspace", 104, tuple(
+# Then the buffer's bounds, which no program field shows: the room
+# bpf_skb_change_head and _tail may grow the packet into, as XDP's.
+SKB = Layout("__sk_buff", "sk_buff_userspace", 120, tuple(
     [Field(n, off, 20 if n == "cb" else 4, off, SCALAR, w) for n, off, w in _SKB_SCALARS]
     + [Field(n, k, 4, u, POINTER) for n, k, u in _SKB_POINTERS]), tuple(
     [UserField(n, off, 4, 5 if n == "cb" else 1) for n, off, _ in _SKB_SCALARS]
-    + [UserField(n, u, 8, address=True) for n, _, u in _SKB_POINTERS]))
+    + [UserField(n, u, 8, address=True) for n, _, u in _SKB_POINTERS]
+    + [UserField("buffer_start", 104, 8, address=True),
+       UserField("buffer_end", 112, 8, address=True)]))
 
 # Legacy packet loads (ld_abs, ld_ind) read the packet of the __sk_buff in r6;
 # their negative offsets name headers (linux/filter.h): from SKF_LL_OFF the
@@ -167,7 +171,8 @@ def build(layout: Layout, buffer_addr: int, packet_len: int, protocol: int = 0) 
                   "buffer_start": buffer_addr, "buffer_end": data_end + TAILROOM}
     else:  # __sk_buff.protocol holds the EtherType in network byte order
         values = {"len": packet_len, "protocol": protocol, "data": data, "data_end": data_end,
-                  "data_meta": data}
+                  "data_meta": data, "buffer_start": buffer_addr,
+                  "buffer_end": data_end + TAILROOM}
     ctx = bytearray(layout.user_size)
     for u in layout.user:
         if u.name in values:

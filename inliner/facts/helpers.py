@@ -227,6 +227,7 @@ MAP_LOOKUP = HELPER_IDS["map_lookup_elem"]
 MAP_LOOKUP_PERCPU = HELPER_IDS["map_lookup_percpu_elem"]
 RINGBUF_RESERVE = HELPER_IDS["ringbuf_reserve"]
 TAIL_CALL = HELPER_IDS["tail_call"]
+GET_HASH_RECALC = HELPER_IDS["get_hash_recalc"]
 
 
 def helper_name(hid: int) -> str:
@@ -295,8 +296,15 @@ HELPER_ARGS: dict[int, tuple[HelperArg, ...]] = {
     11: (_CTX,),                                                      # l4_csum_replace
     16: (_mem(1, 2, write=True),),                                    # get_current_comm
     25: (_CTX, HelperArg(ArgKind.MAP, 2), _mem(4, 5)),                # perf_event_output
+    24: (_CTX,),                                                      # get_route_realm
     26: (_CTX, _mem(3, 4, write=True)),                               # skb_load_bytes
+    18: (_CTX,),                                                      # skb_vlan_push
+    19: (_CTX,),                                                      # skb_vlan_pop
     28: (_mem(1, 2), _mem(3, 4)),                                     # csum_diff
+    31: (_CTX,),                                                      # skb_change_proto
+    34: (_CTX,),                                                      # get_hash_recalc
+    38: (_CTX,),                                                      # skb_change_tail
+    43: (_CTX,),                                                      # skb_change_head
     44: (_CTX,),                                                      # xdp_adjust_head
     45: _PROBE,                                                       # probe_read_str
     54: (_CTX,),                                                      # xdp_adjust_meta

@@ -28,7 +28,7 @@ from ..lift import LiftOptions
 NAMED_SETS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
     "default": (("checksum", "time", "identity", "memory", "output", "loop", "packet",
                  "maps", "map_array", "map_hash", "map_queue", "map_ringbuf", "map_perf",
-                 "map_lpm", "map_prog", "map_of_maps", "redirect"),
+                 "map_lpm", "map_prog", "map_of_maps", "redirect", "flow"),
                 frozenset()),
     "conformance": (("conformance",), frozenset({5})),
     "none": ((), frozenset()),

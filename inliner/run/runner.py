@@ -38,6 +38,11 @@ class PrandomState(ctypes.Structure):
     _fields_ = [("key", ctypes.c_uint64), ("counter", ctypes.c_uint64)]
 
 
+class ClockRecord(ctypes.Structure):
+    """struct ebpf_lto_clock (facts/abi.py)."""
+    _fields_ = [("ns", ctypes.c_uint64)]
+
+
 class ProgramFault(Exception):
     """A checked program stopped by a failed check or its spent budget."""
 
@@ -88,6 +93,7 @@ class LoadedObjects:
         self.fault = self._record(FaultRecord, abi.FAULT)  # None: built with --no-checks
         self._redirect = self._record(RedirectRecord, abi.REDIRECT)
         self._prandom = self._record(PrandomState, abi.PRANDOM)
+        self._clock = self._record(ClockRecord, abi.CLOCK)
 
     def _record(self, struct, symbol: str):
         """An exported record, or None when nothing defines it."""
@@ -100,6 +106,11 @@ class LoadedObjects:
         """Key bpf_get_prandom_u32's generator for a reproducible sequence (facts/abi.py)."""
         if self._prandom is not None:
             self._prandom.key, self._prandom.counter = abi.prandom_key(seed), 0
+
+    def fix_clock(self, ns: int) -> None:
+        """Make every clock helper read `ns` (0: the host's clocks again; facts/abi.py)."""
+        if self._clock is not None:
+            self._clock.ns = ns
 
     def clear_redirect(self, xdp: bool) -> None:
         """Before a run: no target yet, and whether bpf_redirect answers as in XDP."""

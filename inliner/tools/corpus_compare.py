@@ -8,21 +8,27 @@ with fresh maps; what the runs leave (`Outcome`: r0 and the memory after
 each run, then every map) must be the same three times.
 
 - Packet programs (a context layout: xdp, tc, socket filter, the other
-  `__sk_buff` types) run on `sample_packets()` through the userspace context.
+  `__sk_buff` types) run on every frame of the shipped traffic
+  (`sample_packets()`) through the userspace context, one after another on
+  the same maps.
 - Tracing programs run once on a synthetic context (`TRACING_CONTEXTS`):
   the bytes their section implies, filled with a fixed pattern.
 
 The interpreter runs on host memory (`HostMemory`): it calls the very helper
 functions and map runtime the not-inlined link calls, from a load of its own,
-so that its maps are fresh too and can be compared with the native ones.
-A program is not run, with the reason counted, when it calls a helper whose
-result differs from run to run, one no helper set provides, or one that
-calls back into the program (the interpreter's code has no host address).
+so that its maps are fresh too and can be compared with the native ones;
+get_hash_recalc is its own (interp_net), so the flow hash is checked too.
+Every load is seeded (`SEED`) and its clock fixed (`CLOCK_NS`), so random
+numbers and the time are the same in the three runs. A program is not run,
+with the reason counted, when it calls a helper no helper set provides, or
+one that calls back into the program (the interpreter's code has no host
+address).
 """
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import os
 import struct
 from contextlib import contextmanager
@@ -32,11 +38,11 @@ from .. import codegen, pipeline
 from ..errors import EbpfLtoError
 from ..facts import abi, contexts
 from ..facts.abi import helper_symbol
-from ..facts.helpers import (HELPER_ARGS, MAP_LOOKUP, MAP_LOOKUP_PERCPU, NONDETERMINISTIC_HELPERS,
+from ..facts.helpers import (GET_HASH_RECALC, HELPER_ARGS, MAP_LOOKUP, MAP_LOOKUP_PERCPU,
                              RINGBUF_RESERVE, TAIL_CALL, ArgKind, helper_name)
 from ..run.hostmaps import MapAccess
 from ..run.runner import LoadedObjects, ProgramFault
-from . import interp
+from . import interp, interp_net, traffic
 from .corpus import called_helpers
 
 # Bytes of a tracing program's context: x86_64's struct pt_regs (21 u64),
@@ -53,22 +59,19 @@ HELPER_FN = ctypes.CFUNCTYPE(ctypes.c_uint64, *[ctypes.c_uint64] * 5)
 PROG_ARRAY_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32)
 MAP_RELEASE = "ebpf_lto_map_release"         # the host API's: a map's storage freed
 MAP_RELEASE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+# Every load draws get_prandom_u32's numbers from this seed and reads this
+# time from every clock (an hour and a bit of uptime), so that programs that
+# read them answer the same in the three runs.
+SEED = 18
+CLOCK_NS = 3_600_123_456_789
 ENOENT = 2
 
 
-def sample_packets() -> list[bytes]:
-    """Packets that reach the common parse paths: TCP and UDP over IPv4, TCP over IPv6, ARP."""
-    import logging
-    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import ARP, Ether
-    return [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80,
-                                                                      flags="S")),
-            bytes(Ether() / IP(src="192.168.1.1", dst="8.8.8.8") / UDP(sport=5353, dport=53)
-                  / (b"q" * 40)),
-            bytes(Ether() / IPv6(src="fe80::1", dst="fe80::2") / TCP(sport=443, dport=5555)),
-            bytes(Ether() / ARP())]
+@functools.cache
+def sample_packets() -> tuple[bytes, ...]:
+    """The frames of the shipped traffic (examples/traffic.pcap, which tools/traffic.py
+    writes byte for byte), as captured: the truncated one cut short."""
+    return tuple(f.data for f in traffic.frames())
 
 
 def tracing_context(size: int) -> bytes:
@@ -212,6 +215,15 @@ class Input:
             raise EbpfLtoError("the program left the packet bounds outside its buffer")
         return bytes(self.buf[data - self.base:data_end - self.base])
 
+    def get_hash_recalc(self) -> int:
+        """The reference interpreter's bpf_get_hash_recalc (interp_net) on this
+        packet, writing skb->hash as the helper does."""
+        at = self.layout.offset("hash")
+        current, = struct.unpack_from("<I", self.ctx, at)
+        value = interp_net.hash_recalc(current, self.after())
+        struct.pack_into("<I", self.ctx, at, value)
+        return value
+
     def run_native(self, loaded: LoadedObjects, name: str) -> Outcome:
         ctx = (ctypes.c_char * len(self.ctx)).from_buffer(self.ctx)
         loaded.clear_redirect(self.layout is contexts.XDP)
@@ -252,6 +264,8 @@ class Build:
         worker makes thousands of loads, and storage left mapped spreads the
         address space until a JIT's 32-bit relocations no longer reach."""
         loaded = LoadedObjects(self.objects, self.exports + list(extra))
+        loaded.seed(SEED)
+        loaded.fix_clock(CLOCK_NS)
         try:
             yield loaded
         finally:
@@ -375,11 +389,9 @@ def run_three(obj, name: str, options: pipeline.LinkOptions,
     if missing:
         raise NotRun("calls helpers only a kernel provides: "
                      + ", ".join(helper_name(h) for h in missing))
-    for kinds, why in ((NONDETERMINISTIC_HELPERS, ""),
-                       (CALLBACK_HELPERS, ", which calls back into the program")):
-        if called & kinds:
-            raise NotRun("calls " + ", ".join(helper_name(h) for h in sorted(called & kinds))
-                         + why)
+    if called & CALLBACK_HELPERS:
+        raise NotRun("calls " + ", ".join(helper_name(h) for h in sorted(called & CALLBACK_HELPERS))
+                     + ", which calls back into the program")
     inlined, outlined = builds or _builds(obj, dataclasses.replace(options, program=name))
     inputs = ([tracing_context(TRACING_CONTEXTS[prog.prog_type])] if layout is None
               else sample_packets())
@@ -407,6 +419,8 @@ def _interpret_with(obj, name, layout, inputs, loaded: LoadedObjects, ids, tail_
     maps = MapAccess(loaded)
     current = []
     helpers = _host_helpers(loaded, lambda: current[-1].mem, ids, maps, tail_calls)
+    if GET_HASH_RECALC in helpers:  # the interpreter's own, an independent check of the C one
+        helpers[GET_HASH_RECALC] = lambda memory, *regs: current[-1].get_hash_recalc()
     addresses = {n: m.address for n, m in maps.maps.items()}
     data: dict = {}   # global data, kept from run to run as the native code keeps it
     runs = []

@@ -1,5 +1,8 @@
 /* TC programs for the packet helpers skb_store_bytes (9), l3_csum_replace
- * (10), l4_csum_replace (11) and skb_load_bytes (26), written against the
+ * (10), l4_csum_replace (11), skb_vlan_push (18), skb_vlan_pop (19),
+ * get_route_realm (24), skb_load_bytes (26), skb_change_proto (31),
+ * get_hash_recalc (34), skb_change_tail (38) and skb_change_head (43),
+ * written against the
  * kernel's struct __sk_buff. tests/test_packet_helpers.py runs them on
  * packets; programs that take arguments read them from the first bytes of
  * the packet (little-endian). Rebuild: sh build.sh */
@@ -204,6 +207,156 @@ long tc_store16(struct __sk_buff *skb)
 	offset = *(__u32 *)data;
 	flags = *(__u64 *)(data + 4);
 	return bpf_skb_store_bytes(skb, offset, text, sizeof(text), flags);
+}
+
+/* get_hash_recalc: r0 = the hash << 32 | skb->hash after the call. */
+SEC("tc")
+long tc_hash(struct __sk_buff *skb)
+{
+	__u64 hash = bpf_get_hash_recalc(skb);
+
+	return hash << 32 | skb->hash;
+}
+
+/* get_hash_recalc, then the TCP destination port of an IPv4 packet without
+ * options incremented by skb_store_bytes with `flags`, then get_hash_recalc
+ * again: r0 = the first hash << 32 | the second. */
+static __always_inline long hash_around_store(struct __sk_buff *skb, __u64 flags)
+{
+	__u64 first = bpf_get_hash_recalc(skb);
+	__u16 port;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 22, &port, 2))
+		return -1000;
+	port = bpf_htons(bpf_ntohs(port) + 1);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + 22, &port, 2, flags))
+		return -1001;
+	return first << 32 | bpf_get_hash_recalc(skb);
+}
+
+SEC("tc")
+long tc_hash_invalidated(struct __sk_buff *skb)
+{
+	return hash_around_store(skb, BPF_F_INVALIDATE_HASH);
+}
+
+SEC("tc")
+long tc_hash_kept(struct __sk_buff *skb)
+{
+	return hash_around_store(skb, 0);
+}
+
+/* The arguments of the size programs: two sizes and the flags. */
+struct size_args {
+	__u32 first, second;
+	__u64 flags;
+};
+
+/* r0 = the first result << 32 | the second (each as a u32), or -2000 when
+ * skb->len is not data_end - data afterwards. */
+static __always_inline long sizes(struct __sk_buff *skb, long first, long second)
+{
+	if (skb->len != (__u32)(DATA_END(skb) - DATA(skb)))
+		return -2000;
+	return (__u64)(__u32)first << 32 | (__u32)second;
+}
+
+/* skb_change_tail to `first`, then to `second` (head: skb_change_head by
+ * them), with `flags`. */
+static __always_inline long change_twice(struct __sk_buff *skb, int head)
+{
+	struct size_args *a = DATA(skb), args;
+	long first;
+
+	if ((void *)(a + 1) > DATA_END(skb))
+		return -1000;
+	args = *a;
+	first = head ? bpf_skb_change_head(skb, args.first, args.flags)
+		     : bpf_skb_change_tail(skb, args.first, args.flags);
+	return sizes(skb, first, head ? bpf_skb_change_head(skb, args.second, args.flags)
+				      : bpf_skb_change_tail(skb, args.second, args.flags));
+}
+
+SEC("tc")
+long tc_change_tail(struct __sk_buff *skb)
+{
+	return change_twice(skb, 0);
+}
+
+SEC("tc")
+long tc_change_head(struct __sk_buff *skb)
+{
+	return change_twice(skb, 1);
+}
+
+/* skb_change_proto to IPv6, to IPv4, and with a flag: r0 = the result << 32
+ * | skb->protocol, or -2000 if skb->len is not the packet's length after. */
+SEC("tc")
+long tc_to_ipv6(struct __sk_buff *skb)
+{
+	return sizes(skb, bpf_skb_change_proto(skb, bpf_htons(ETH_P_IPV6), 0), skb->protocol);
+}
+
+SEC("tc")
+long tc_to_ipv4(struct __sk_buff *skb)
+{
+	return sizes(skb, bpf_skb_change_proto(skb, bpf_htons(ETH_P_IP), 0), skb->protocol);
+}
+
+SEC("tc")
+long tc_to_ipv6_flagged(struct __sk_buff *skb)
+{
+	return sizes(skb, bpf_skb_change_proto(skb, bpf_htons(ETH_P_IPV6), 1), skb->protocol);
+}
+
+/* The VLAN state after a helper: the result, vlan_present, vlan_tci and
+ * skb->protocol (each 16 bits), or -2000 if skb->len is not the packet's
+ * length. */
+static __always_inline long vlan_state(struct __sk_buff *skb, long r)
+{
+	if (skb->len != (__u32)(DATA_END(skb) - DATA(skb)))
+		return -2000;
+	return (__u64)(__u16)r << 48 | (__u64)(__u16)skb->vlan_present << 32 |
+	       (__u64)(__u16)skb->vlan_tci << 16 | (__u16)skb->protocol;
+}
+
+/* skb_vlan_push of 802.1ad tag 0x123 (kept accelerated), then of an 802.1Q tag
+ * 0x456 with a bad protocol (made 802.1Q), which moves the first into the data. */
+SEC("tc")
+long tc_vlan_push(struct __sk_buff *skb)
+{
+	long r = bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021AD), 0x123);
+
+	if (r || !skb->vlan_present || skb->vlan_proto != bpf_htons(ETH_P_8021AD))
+		return vlan_state(skb, r ? r : -1);
+	r = bpf_skb_vlan_push(skb, bpf_htons(0x1234), 0x456);
+	if (skb->vlan_proto != bpf_htons(ETH_P_8021Q))
+		return -3000;
+	return vlan_state(skb, r);
+}
+
+/* skb_vlan_pop once, or twice when the packet's first byte is odd. */
+SEC("tc")
+long tc_vlan_pop(struct __sk_buff *skb)
+{
+	__u8 *first = DATA(skb);
+	long r;
+
+	if ((void *)(first + 1) > DATA_END(skb))
+		return -1000;
+	if (*first & 1) {
+		r = bpf_skb_vlan_pop(skb);
+		if (r)
+			return vlan_state(skb, r);
+	}
+	return vlan_state(skb, bpf_skb_vlan_pop(skb));
+}
+
+/* get_route_realm: r0 = the realm + 1000. */
+SEC("tc")
+long tc_realm(struct __sk_buff *skb)
+{
+	return bpf_get_route_realm(skb) + 1000;
 }
 
 char LICENSE[] SEC("license") = "GPL";
