@@ -128,7 +128,7 @@ class FunctionEmitter:
         if guard is not None:
             guard.plan_block(self.cfg.insns(leader))
         for idx in self.cfg.insns(leader):
-            self.state = self.facts[idx]
+            self.idx, self.state = idx, self.facts[idx]
             self.insn(idx, self.slots[idx])
             if guard is not None and not b.block.is_terminated:
                 guard.after(self.slots[idx])
