@@ -441,7 +441,7 @@ class Guard:
                                       ir.Constant(I64, size) if isinstance(size, int) else size,
                                       what, lo, end)):
             phi.add_incoming(v, here)
-        em.b.position_at_end(cont)
+        em.carry_to(cont)
 
     def _fault_block(self) -> ir.Block:
         """The one exit of the function's failed checks: the record written, the program stopped."""
