@@ -71,7 +71,7 @@ class FunctionEmitter:
         self.frame = b.alloca(FRAME, name="frame")
         self.frame.align = 16
         self.regs = [b.alloca(I64, name=f"r{r}") for r in range(10)]
-        self.cached, self.cached_in = {}, None   # _cached
+        self.frame_ptrs, self.cached, self.cached_in = {}, {}, None   # _frame_ptr, _cached
         for r in range(10):
             value = self.fn.args[r - 1] if 1 <= r <= 5 else ir.Constant(I64, 0)
             b.store(value, self.regs[r])
@@ -619,8 +619,7 @@ class FunctionEmitter:
                                       f"outside the {isa.STACK_SIZE}-byte frame")
             self.record(idx, what, True, f"frame slot r10{fact.off + off:+d}")
             align = min(16, pos & -pos) if pos else 16
-            ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), ptr_ty)
-            return ptr, min(align, size)
+            return self._frame_ptr(pos, size), min(align, size)
         if fact.kind is Kind.CTX:
             field = self._ctx_field(idx, fact, off, size, store)
             self.record(idx, what, True, f"context field {fact.layout.name}.{field.name}")
@@ -743,7 +742,17 @@ class FunctionEmitter:
         return pos & ~7, 8 * (pos & 7)
 
     def _frame_word(self, pos: int) -> ir.Value:
-        return self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), I64.as_pointer())
+        return self._frame_ptr(pos, 8)
+
+    def _frame_ptr(self, pos: int, size: int) -> ir.Value:
+        """Frame byte `pos` as a pointer for `size`-byte accesses, made once, in the entry
+        block (where it dominates every access): two instructions fewer an access."""
+        ptr = self.frame_ptrs.get((pos, size))
+        if ptr is None:
+            with self.b.goto_entry_block():
+                ptr = self.frame_ptrs[(pos, size)] = self.b.bitcast(
+                    self.b.gep(self.frame, [I32(0), I32(pos)]), SIZE_TYPES[size].as_pointer())
+        return ptr
 
     def _atomic(self, idx: int, insn: isa.Insn, nbytes: int) -> None:
         b = self.b
