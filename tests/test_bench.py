@@ -19,7 +19,7 @@ from inliner import codegen, pipeline
 from inliner.elf import loader
 from inliner.pgo import profile
 from inliner.tools.bench.build import OPT_LEVEL, TRAINING_RUNS, Builder
-from inliner.tools.bench.compile_cost import elf_object, synthetic_asm
+from inliner.tools.bench.compile_cost import elf_object, parse_sizes, synthetic_asm
 from inliner.tools.bench.plot import ratio_chart
 from inliner.tools.bench.report import results_from_json
 from inliner.tools.bench.stats import Outcome, Result, summary
@@ -422,3 +422,10 @@ def test_generated_programs_for_compile_cost_link(tmp_path):
     assert [p.name for p in obj.programs] == ["bench"]
     image, linked = pipeline.link(obj, pipeline.LinkOptions(opt_level=1))
     assert image[:4] == b"\x7fELF" and not linked.external_helpers
+
+
+def test_compile_cost_sizes_option():
+    assert parse_sizes("1k,10000,1M") == (1000, 10_000, 1_000_000)
+    for bad in ("ten", "2M", "1k,,2k", "8", "-5"):
+        assert main(["bench", "--compile-cost", "--compile-cost-sizes", bad]) == 2
+    assert main(["bench", "--compile-cost-sizes", "1k"]) == 2   # without --compile-cost

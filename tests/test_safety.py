@@ -526,3 +526,30 @@ def test_a_loop_walked_back_to_a_state_it_was_in_keeps_its_count():
     text = ("mov %r3, 0\nloop:\nldxb %r2, [%r1]\njeq %r2, 1, skip\nmov %r2, 1\nadd %r3, 1\n"
             "skip:\njeq %r2, 1, loop\nmov %r0, %r3\nexit")
     assert fault_of(text, max_steps=1000).code is Fault.STEPS
+
+
+# A pointer into the memory, spilled to the frame by the caller (or by a callee
+# through a pointer into the caller's frame), keeps the memory's region when
+# reloaded, and through arithmetic the data flow does not follow (`and -1`):
+# byte `off` of the memory is read, or the read faults `off` bytes into the
+# region. (Registers and slots that hold no region are left without shadows,
+# lift/shadows.py; a spilled pointer's slot must not be one of them.)
+SPILLED = {
+    "and reloaded": "stxdw [%r10-8], %r1\nmov %r1, 0\nldxdw %r2, [%r10-8]\nand %r2, -1\n"
+                    "ldxb %r0, [%r2+{off}]\nexit",
+    "across a call": "stxdw [%r10-8], %r1\nmov %r1, 0\ncall local f\nldxdw %r2, [%r10-8]\n"
+                     "and %r2, -1\nldxb %r0, [%r2+{off}]\nexit\nf:\nmov %r0, 0\nexit",
+    "by the callee": "mov %r6, %r1\nmov %r1, %r10\nadd %r1, -8\nmov %r2, %r6\ncall local f\n"
+                     "ldxdw %r3, [%r10-8]\nand %r3, -1\nldxb %r0, [%r3+{off}]\nexit\n"
+                     "f:\nstxdw [%r1], %r2\nmov %r0, 0\nexit",
+}
+
+
+@pytest.mark.parametrize("how", sorted(SPILLED))
+def test_a_spilled_pointer_keeps_its_region(how):
+    text = SPILLED[how]
+    mem = bytes(range(MEM))
+    for level in LEVELS:
+        assert run(text.format(off=5), mem, level)[0] == 5
+    fault = fault_of(text.format(off=MEM), mem)
+    assert fault.code is Fault.LOAD and fault.addr - fault.region[0] == MEM

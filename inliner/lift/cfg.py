@@ -203,3 +203,37 @@ def build(slots: Sequence, start: int, end: int) -> Cfg:
         succs[leader] = tuple(succ_of[idx])
         blocks[leader] = tuple(body)
     return Cfg(start, end, order, succs, blocks)
+
+
+IF_CONVERT_LIMIT = 20  # instructions in an arm of a branch the profile leaves unweighted
+
+
+def select_shaped(cfg: Cfg, slots: Sequence, taken: int, fall: int) -> bool:
+    """A branch around a few instructions that rejoin: a select in the source.
+
+    eBPF has no select, so the compiler for eBPF made each one a branch.
+    Weighted, LLVM would keep it a branch (a predictable one); unweighted,
+    SimplifyCFG turns it back into a select, as clang does before it reads
+    a profile of its own (lift/emit.py weighs the others).
+    """
+    succs = cfg.succs
+
+    def cheap_arm(leader: int) -> bool:
+        """A block of at most IF_CONVERT_LIMIT ALU instructions and stack accesses."""
+        body = [slots[i] for i in cfg.insns(leader)]
+        body = [i for i in body
+                if not (i.cls in (isa.JMP, isa.JMP32) and isa.op(i.opcode) == isa.JA)]
+
+        def cheap(i: isa.Insn) -> bool:
+            if i.cls in (isa.ALU, isa.ALU64):
+                return True
+            if i.cls in (isa.ST, isa.STX):
+                return i.dst == 10 and isa.mode(i.opcode) == isa.MEM
+            return i.cls == isa.LDX and i.src == 10
+        return len(body) <= IF_CONVERT_LIMIT and all(cheap(i) for i in body)
+    if succs.get(taken) == (fall,):
+        return cheap_arm(taken)
+    if succs.get(fall) == (taken,):
+        return cheap_arm(fall)
+    return (len(succs.get(taken, ())) == 1 and succs.get(taken) == succs.get(fall)
+            and cheap_arm(taken) and cheap_arm(fall))

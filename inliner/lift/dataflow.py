@@ -435,7 +435,11 @@ def analyze(cfg: Cfg, slots: Sequence, args: Sequence[Value],
             site = call_args(before[idx])
             calls[callee] = site if callee not in calls else join_args(calls[callee], site)
     entering: dict[int, State] = {}
+    # Only the blocks that enter a loop run again (a block's run is most of the cost).
     for leader in state_in:
+        if not any(succ in heads and (leader, succ) not in cfg.back_edges
+                   for succ in cfg.succs[leader]):
+            continue
         for succ, out in _block(cfg, slots, leader, state_in[leader], loaded, None):
             if succ in heads and (leader, succ) not in cfg.back_edges:
                 entering[succ] = out if succ not in entering else entering[succ].join(out)

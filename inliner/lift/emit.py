@@ -23,6 +23,7 @@ from ..facts import abi, contexts, isa, maps
 from ..facts.helpers import MAP_LOOKUP, TAIL_CALL
 from ..errors import EbpfLtoError
 from . import legacy, libcalls, switches
+from .cfg import select_shaped as cfg_select_shaped
 from .counts import Counts
 from .dataflow import Facts
 from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, LIKELY, NONE, Guard, refuse_always_outside
@@ -40,7 +41,6 @@ M64 = 0xFFFFFFFFFFFFFFFF
 MAX_TAIL_CALL_CNT = 33
 ENOENT = 2
 STOPPED_R0 = M64  # r0 when a callx names nothing callable
-IF_CONVERT_LIMIT = 20  # instructions in an arm of a branch the profile leaves unweighted
 PREDICATES = {"jeq": "==", "jne": "!=", "jgt": ">", "jge": ">=", "jlt": "<", "jle": "<=",
               "jsgt": ">", "jsge": ">=", "jslt": "<", "jsle": "<="}
 
@@ -71,6 +71,7 @@ class FunctionEmitter:
         self.frame = b.alloca(FRAME, name="frame")
         self.frame.align = 16
         self.regs = [b.alloca(I64, name=f"r{r}") for r in range(10)]
+        self.frame_ptrs, self.cached, self.cached_in = {}, {}, None   # _frame_ptr, _cached
         for r in range(10):
             value = self.fn.args[r - 1] if 1 <= r <= 5 else ir.Constant(I64, 0)
             b.store(value, self.regs[r])
@@ -128,7 +129,7 @@ class FunctionEmitter:
         if guard is not None:
             guard.plan_block(self.cfg.insns(leader))
         for idx in self.cfg.insns(leader):
-            self.state = self.facts[idx]
+            self.idx, self.state = idx, self.facts[idx]
             self.insn(idx, self.slots[idx])
             if guard is not None and not b.block.is_terminated:
                 guard.after(self.slots[idx])
@@ -160,12 +161,30 @@ class FunctionEmitter:
     def rd(self, r: int) -> ir.Value:
         if r == 10:
             return self.fp
-        return self.b.load(self.regs[r])
+        known = self._cached()
+        if r not in known:
+            known[r] = self.b.load(self.regs[r])
+        return known[r]
 
-    def wr(self, idx: int, r: int, value: ir.Value) -> None:
+    def wr(self, idx: int | None, r: int, value: ir.Value) -> None:
         if r == 10:
             raise self.error(idx, "write to r10, the read-only frame pointer")
         self.b.store(value, self.regs[r])
+        self._cached()[r] = value
+
+    def _cached(self) -> dict[int, ir.Value]:
+        """The registers' values as loaded or stored earlier in the block being emitted
+        (or in the blocks it continues, carry_to), which later reads reuse: mem2reg would
+        remove the loads, but only after they were built, printed and parsed."""
+        if self.cached_in is not self.b.block:
+            self.cached, self.cached_in = {}, self.b.block
+        return self.cached
+
+    def carry_to(self, block: ir.Block) -> None:
+        """Emit on into `block`, which only the current block enters (a passed check)."""
+        if self.cached_in is self.b.block:
+            self.cached_in = block
+        self.b.position_at_end(block)
 
     def insn(self, idx: int, insn: isa.Insn) -> None:
         c = insn.cls
@@ -195,8 +214,12 @@ class FunctionEmitter:
         if op == isa.END:
             self._end(idx, insn)
             return
-        dst = self.rd(insn.dst)
-        a = dst if wide else b.trunc(dst, I32)
+        if op == isa.MOV and not insn.opcode & isa.X:
+            # mov64 sign-extends its immediate; mov32 zero-extends.
+            self.wr(idx, insn.dst, ir.Constant(I64, insn.imm & (M64 if wide else 0xFFFFFFFF)))
+            return
+        dst = None if op == isa.MOV else self.rd(insn.dst)   # a move does not read it
+        a = dst if wide or dst is None else b.trunc(dst, I32)
         if insn.opcode & isa.X:
             src = self.rd(insn.src)
             v = src if wide else b.trunc(src, I32)
@@ -218,7 +241,8 @@ class FunctionEmitter:
         elif op == isa.XOR:
             r = b.xor(a, v)
         elif op in (isa.LSH, isa.RSH, isa.ARSH):
-            count = b.and_(v, ir.Constant(ty, bits - 1))
+            count = b.and_(v, ir.Constant(ty, bits - 1)) if insn.opcode & isa.X \
+                else ir.Constant(ty, insn.imm & (bits - 1))
             r = {isa.LSH: b.shl, isa.RSH: b.lshr, isa.ARSH: b.ashr}[op](a, count)
         elif op == isa.NEG:
             r = b.neg(a)
@@ -228,12 +252,8 @@ class FunctionEmitter:
                 if from_ty is None or (not wide and insn.off == 32):
                     raise self.error(idx, f"movsx with offset {insn.off}")
                 r = b.sext(b.trunc(src, from_ty), ty)
-            elif insn.opcode & isa.X:
-                r = v
             else:
-                # mov64 sign-extends its immediate; mov32 zero-extends.
-                r = ir.Constant(ty, insn.imm & ((1 << bits) - 1)) if not wide \
-                    else ir.Constant(I64, insn.imm & M64)
+                r = v
         else:
             raise self.error(idx, f"unknown ALU operation (opcode {insn.opcode:#04x})")
         self.wr(idx, insn.dst, r if wide else b.zext(r, I64))
@@ -319,7 +339,7 @@ class FunctionEmitter:
             b.position_at_end(target)
             self._count(len(self.cfg.order) + self.branch_index[idx])
             b.branch(self._to(leader, taken))
-        if self.counts is not None and not self._if_convertible(taken, fall):
+        if self.counts is not None and not cfg_select_shaped(self.cfg, self.slots, taken, fall):
             hits = self.counts.taken[idx]
             total = self.counts.blocks[self.cfg.block_of[idx]]
             self.weigh(br, [hits, max(total - hits, 0)])
@@ -351,35 +371,6 @@ class FunctionEmitter:
         weights = [sum(count(e) for e in sw.edges if e.leaf == sw.default)]
         weights += [count(sw.edges[n]) // sw.edges[n].values for _, _, n in sw.cases]
         self.weigh(inst, weights)
-
-    def _if_convertible(self, taken: int, fall: int) -> bool:
-        """A branch around a few instructions that rejoin: a select in the source.
-
-        eBPF has no select, so the compiler for eBPF made each one a branch.
-        Weighted, LLVM would keep it a branch (a predictable one); unweighted,
-        SimplifyCFG turns it back into a select, as clang does before it reads
-        a profile of its own.
-        """
-        succs = self.cfg.succs
-        if succs.get(taken) == (fall,):
-            return self._cheap_arm(taken)
-        if succs.get(fall) == (taken,):
-            return self._cheap_arm(fall)
-        return (len(succs.get(taken, ())) == 1 and succs.get(taken) == succs.get(fall)
-                and self._cheap_arm(taken) and self._cheap_arm(fall))
-
-    def _cheap_arm(self, leader: int) -> bool:
-        """A block of at most IF_CONVERT_LIMIT ALU instructions and stack accesses."""
-        body = [self.slots[i] for i in self.cfg.insns(leader)]
-        body = [i for i in body if not (i.cls in (isa.JMP, isa.JMP32) and isa.op(i.opcode) == isa.JA)]
-
-        def cheap(i: isa.Insn) -> bool:
-            if i.cls in (isa.ALU, isa.ALU64):
-                return True
-            if i.cls in (isa.ST, isa.STX):
-                return i.dst == 10 and isa.mode(i.opcode) == isa.MEM
-            return i.cls == isa.LDX and i.src == 10
-        return len(body) <= IF_CONVERT_LIMIT and all(cheap(i) for i in body)
 
     def stop(self, r0: ir.Value) -> None:
         """End the whole program with r0 (checked functions and unwinds)."""
@@ -493,10 +484,10 @@ class FunctionEmitter:
         result = call = b.call(callee.ir_func, args)
         if callee.may_stop:
             r0 = b.extract_value(result, 0)
-            b.store(r0, self.regs[0])
+            self.wr(None, 0, r0)
             self.stop_if(b.extract_value(result, 1), r0)
         else:
-            b.store(result, self.regs[0])
+            self.wr(None, 0, result)
         return call
 
     def _in_loop(self, idx: int) -> bool:
@@ -628,8 +619,7 @@ class FunctionEmitter:
                                       f"outside the {isa.STACK_SIZE}-byte frame")
             self.record(idx, what, True, f"frame slot r10{fact.off + off:+d}")
             align = min(16, pos & -pos) if pos else 16
-            ptr = self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), ptr_ty)
-            return ptr, min(align, size)
+            return self._frame_ptr(pos, size), min(align, size)
         if fact.kind is Kind.CTX:
             field = self._ctx_field(idx, fact, off, size, store)
             self.record(idx, what, True, f"context field {fact.layout.name}.{field.name}")
@@ -752,7 +742,17 @@ class FunctionEmitter:
         return pos & ~7, 8 * (pos & 7)
 
     def _frame_word(self, pos: int) -> ir.Value:
-        return self.b.bitcast(self.b.gep(self.frame, [I32(0), I32(pos)]), I64.as_pointer())
+        return self._frame_ptr(pos, 8)
+
+    def _frame_ptr(self, pos: int, size: int) -> ir.Value:
+        """Frame byte `pos` as a pointer for `size`-byte accesses, made once, in the entry
+        block (where it dominates every access): two instructions fewer an access."""
+        ptr = self.frame_ptrs.get((pos, size))
+        if ptr is None:
+            with self.b.goto_entry_block():
+                ptr = self.frame_ptrs[(pos, size)] = self.b.bitcast(
+                    self.b.gep(self.frame, [I32(0), I32(pos)]), SIZE_TYPES[size].as_pointer())
+        return ptr
 
     def _atomic(self, idx: int, insn: isa.Insn, nbytes: int) -> None:
         b = self.b

@@ -34,7 +34,7 @@ from llvmlite import ir
 from ..facts import abi, isa, maps
 from ..facts.abi import Fault, Region
 from ..facts.helpers import MAP_LOOKUP, MAP_LOOKUP_PERCPU, RINGBUF_RESERVE, ArgKind, HelperArg
-from . import proofs
+from . import proofs, shadows
 from .proofs import PACKET_ROOT, Version
 from .values import Kind, Value
 
@@ -139,9 +139,15 @@ class Guard:
             b.store(ir.Constant(I64, em.ml.options.max_steps), self.budget)
             self.ctx = ZERO
         else:
-            shadows, self.budget, self.ctx = hidden[:HIDDEN_SHADOWS], hidden[-2], hidden[-1]
+            incoming, self.budget, self.ctx = hidden[:HIDDEN_SHADOWS], hidden[-2], hidden[-1]
             n = len(PARTS)
-            args = [tuple(shadows[n * i:n * i + n]) for i in range(5)]
+            args = [tuple(incoming[n * i:n * i + n]) for i in range(5)]
+        # Where registers and slots hold no region (shadows.py): a callback's
+        # arguments bring none, nor r2-r5 of a function only programs enter.
+        self.frame_free = hidden is None or em.func.entered_only
+        first = 0b1111111111 if hidden is None else \
+            0b1111111101 if em.func.entered_only else 0b1111000001
+        self.bare = shadows.analyze(em.cfg, em.slots, em.facts, first, self.frame_free)
         for r in range(10):
             self.set(r, args[r - 1] if 1 <= r <= 5 else NONE)
         # The regions of the pointer arguments: every ARG pointer of root r has r's.
@@ -170,12 +176,24 @@ class Guard:
 
     # -- regions ---------------------------------------------------------------
 
+    def _now(self) -> shadows.Bare | None:
+        """What holds no region before the instruction being emitted."""
+        return self.bare.get(getattr(self.em, "idx", None))
+
+    def _bare(self, r: int) -> bool:
+        now = self._now()
+        return now is not None and now.regs >> r & 1 and r not in self.given
+
     def region(self, r: int) -> tuple:
         if r == 10:
             return self.frame_region
+        if self._bare(r):
+            return NONE
         return tuple(self.em.b.load(p) for p in self.shadow[r])
 
     def set(self, r: int, region: tuple) -> None:
+        if region is NONE and self._bare(r):
+            return   # it holds none already
         for p, v in zip(self.shadow[r], region):
             self.em.b.store(v, p)
 
@@ -194,15 +212,14 @@ class Guard:
         hit = b.icmp_unsigned("!=", ptr, ZERO)
         return tuple(b.select(hit, v, ZERO) for v in self.span(ptr, size, what))
 
-    def _slot(self, base: int, off: int) -> ir.Value | None:
+    def _slot(self, base: int, off: int) -> int | None:
         """The region slot of an 8-byte frame access at a constant aligned offset."""
-        fact = self.em.reg(base)
-        if fact.kind is not Kind.FRAME:
-            return None
-        pos = isa.STACK_SIZE + fact.off + off
-        if pos % 8 or not 0 <= pos < isa.STACK_SIZE:
-            return None
-        return pos // 8
+        return shadows.frame_slot(self.em.reg(base), off)
+
+    def _never_frame(self, base: int) -> bool:
+        """Whether register base's region is never a frame's: its 8-byte accesses
+        touch no slot's region."""
+        return shadows.never_frame(self.em.reg(base), self.frame_free)
 
     def _slot_ptrs(self, slot: int) -> list:
         b, n = self.em.b, len(PARTS)
@@ -236,9 +253,11 @@ class Guard:
             stored = self.region(insn.src) if c == isa.STX and isa.mode(insn.opcode) == isa.MEM \
                 else NONE
             slot = self._slot(insn.dst, insn.off)
+            now = self._now()
             if slot is not None:
-                ptrs = self._slot_ptrs(slot)
-            elif self.last_access is not None:
+                bare = stored is NONE and now is not None and now.slots >> slot & 1
+                ptrs = [] if bare else self._slot_ptrs(slot)
+            elif self.last_access is not None and not self._never_frame(insn.dst):
                 # Into another frame only pointers into that frame keep their region:
                 # one into this function's frame must not outlive it there.
                 ptrs, slots, _ = self._dynamic_slot()
@@ -260,8 +279,11 @@ class Guard:
             elif c in (isa.ALU, isa.ALU64):
                 continue  # arithmetic keeps the region: still only memory the program owns
             elif c == isa.LDX and wide and (slot := self._slot(insn.src, insn.off)) is not None:
-                region = tuple(b.load(p) for p in self._slot_ptrs(slot))
-            elif c == isa.LDX and wide and self.last_access is not None:
+                now = self._now()
+                region = NONE if now is not None and now.slots >> slot & 1 else \
+                    tuple(b.load(p) for p in self._slot_ptrs(slot))
+            elif c == isa.LDX and wide and self.last_access is not None \
+                    and not self._never_frame(insn.src):
                 # Only a frame slot holds a region: what other memory holds is a number.
                 ptrs, _, use = self._dynamic_slot()
                 region = tuple(b.select(use, b.load(p), ZERO) for p in ptrs)
@@ -419,7 +441,7 @@ class Guard:
                                       ir.Constant(I64, size) if isinstance(size, int) else size,
                                       what, lo, end)):
             phi.add_incoming(v, here)
-        em.b.position_at_end(cont)
+        em.carry_to(cont)
 
     def _fault_block(self) -> ir.Block:
         """The one exit of the function's failed checks: the record written, the program stopped."""
@@ -665,6 +687,8 @@ class Guard:
             self.give(0, NONE if size is None else self.found(r0, size, Region.MAP_VALUE))
         elif hid == RINGBUF_RESERVE:
             self.give(0, self.found(r0, self.em.rd(2), Region.HELPER))
+        else:   # a number, on the path that called as on the one that did not (-EFAULT)
+            self.give(0, NONE)
 
     def unsafe_args(self, args: list, specs: tuple[HelperArg, ...]) -> None:
         """Each UNSAFE argument outside the program's regions becomes NULL (ArgKind.UNSAFE)."""
@@ -740,9 +764,9 @@ def trampoline(ml, func, name: str) -> ir.Function:
         return b.zext(b.load(ptr, align=4), I64)
     key = span(b, r[1], size(1), Region.CALLBACK)
     value = span(b, r[2], size(2), Region.CALLBACK)
-    shadows = [*NONE, *pick(is_loop, region, pick(is_each, key)), *pick(is_each, value),
+    regions = [*NONE, *pick(is_loop, region, pick(is_each, key)), *pick(is_each, value),
                *pick(is_each, region), *NONE]
-    result = b.call(func.ir_func, r + shadows + [field(ENV_BUDGET), field(ENV_CTX)])
+    result = b.call(func.ir_func, r + regions + [field(ENV_BUDGET), field(ENV_CTX)])
     r0, stopped = b.extract_value(result, 0), b.extract_value(result, 1)
     b.store(b.zext(stopped, I64), b.gep(env, [I32(0), I32(ENV_STOPPED)]))
     # A stop ends the walk (return 1); the caller sees `stopped` and stops too.

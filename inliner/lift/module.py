@@ -38,6 +38,7 @@ class Func:
     may_stop: bool = False   # can end the whole program (returns {i64, i1})
     has_tcc: bool = False    # takes the tail-call depth as a sixth argument
     checked: bool = False    # takes its arguments' regions, the budget and the context (guard.py)
+    entered_only: bool = False  # no function calls it: only programs enter it (shadows.py)
     trampoline: ir.Function | None = None  # a checked callback's C entry (guard.trampoline)
     ir_func: ir.Function | None = None
     callees: set[FuncKey] = field(default_factory=set)
@@ -113,7 +114,9 @@ class ModuleLifter:
                 # Nothing the program can reach points at the budget: LICM may keep
                 # it in a register through loops that store to memory.
                 func.ir_func.args[-2].add_attribute("noalias")
+        called = self.address_taken.union(*(f.callees for f in self.funcs.values()))
         for func in self.funcs.values():
+            func.entered_only = func.key not in called
             if func.checked and func.key in self.address_taken:
                 func.trampoline = guard.trampoline(self, func, tables.unique(
                     f"bpf.{func.name}.cb", self.module.globals))

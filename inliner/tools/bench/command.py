@@ -13,7 +13,7 @@ from pathlib import Path
 from ...errors import EbpfLtoError
 from ..progress import Progress
 from .build import OPT_LEVEL, Builder
-from .compile_cost import COMPILE_COST_SIZES, compile_cost
+from .compile_cost import COMPILE_COST_SIZES, compile_cost, parse_sizes
 from .driver import REP_MS, WARMUP_MS, run_benchmark
 from .plot import plot, plot_compile_cost
 from .report import (print_compile_cost, print_table, result_line, results_from_json,
@@ -45,9 +45,9 @@ def _command_line(args) -> str:
     for flag in ("quick", "json", "compile_cost"):
         if getattr(args, flag):
             words.append("--" + flag.replace("_", "-"))
-    for opt in ("plot", "modes", "keep"):
+    for opt in ("plot", "modes", "keep", "compile_cost_sizes"):
         if getattr(args, opt):
-            words += [f"--{opt}", getattr(args, opt)]
+            words += ["--" + opt.replace("_", "-"), getattr(args, opt)]
     if args.reps != DEFAULT_REPS:
         words += ["--reps", str(args.reps)]
     if args.cpu != "native":
@@ -95,9 +95,13 @@ def command(args) -> int:
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": _command_line(args), "machine": machine(),
             "load_average_before": os.getloadavg()}
+    if args.compile_cost_sizes and not args.compile_cost:
+        raise EbpfLtoError("--compile-cost-sizes goes with --compile-cost")
     if args.compile_cost:
-        with Progress("bench --compile-cost", 1 + 2 * len(COMPILE_COST_SIZES)) as progress:
-            report = compile_cost(progress=progress)
+        sizes = parse_sizes(args.compile_cost_sizes) if args.compile_cost_sizes \
+            else COMPILE_COST_SIZES
+        with Progress("bench --compile-cost", 1 + 2 * len(sizes)) as progress:
+            report = compile_cost(sizes, progress=progress)
         report.update(meta)
         _show_compile_cost(report, args)
         return 0 if all(r["status"] in (0, "timeout") for r in report["rows"]) else 1
@@ -154,6 +158,10 @@ def add_arguments(p) -> None:
     p.add_argument("--compile-cost", action="store_true",
                    help="time `ebpf-lto link` on generated programs of 1k, 10k and 100k "
                         "instructions instead")
+    p.add_argument("--compile-cost-sizes", metavar="LIST",
+                   help="with --compile-cost: the program sizes, a comma list of instruction "
+                        "counts (default 1k,10k,100k; e.g. 10k,100k,1M; at most 1M, the "
+                        "kernel's limit)")
     p.add_argument("--from", dest="from_json", metavar="FILE",
                    help="run nothing: print (and with --plot, draw) the saved `bench --json` "
                         "or `bench --compile-cost --json` report FILE")

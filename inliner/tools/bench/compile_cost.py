@@ -12,10 +12,33 @@ import tempfile
 import time
 from pathlib import Path
 
+from ...errors import EbpfLtoError
 from ..asm import assemble_bytes
 from ..progress import Progress
 
 COMPILE_COST_SIZES = (1000, 10000, 100000)
+# The kernel's verifier takes programs of up to a million instructions (BPF_COMPLEXITY_LIMIT_INSNS).
+MAX_COMPILE_COST_SIZE = 1_000_000
+MIN_COMPILE_COST_SIZE = 16   # the prologue, one block and the exit
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """--compile-cost-sizes: a comma list of instruction counts, `k` and `M` allowed
+    (1k,10k,100k,1M)."""
+    sizes = []
+    for word in text.split(","):
+        word = word.strip()
+        scale = {"k": 1000, "M": 1_000_000}.get(word[-1:], 1)
+        digits = word[:-1] if scale > 1 else word
+        if not digits.isdigit():
+            raise EbpfLtoError(f"--compile-cost-sizes: {word!r} is not a number of instructions "
+                               "(e.g. 1000,10k,1M)")
+        n = int(digits) * scale
+        if not MIN_COMPILE_COST_SIZE <= n <= MAX_COMPILE_COST_SIZE:
+            raise EbpfLtoError(f"--compile-cost-sizes: {word} is outside "
+                               f"{MIN_COMPILE_COST_SIZE}..{MAX_COMPILE_COST_SIZE} instructions")
+        sizes.append(n)
+    return tuple(sizes)
 COMPILE_COST_TIMEOUT = 600.0  # seconds one link may take before it counts as a timeout
 
 
