@@ -5,8 +5,6 @@ splitblocks.py).
 """
 from __future__ import annotations
 
-import functools
-
 import llvmlite.binding as llvm
 
 from ..errors import EbpfLtoError
@@ -38,20 +36,6 @@ def parse_bitcode(data: bytes, name: str) -> llvm.ModuleRef:
     return mod
 
 
-@functools.cache
-def _tune_llvm() -> None:
-    """LLVM options the pipeline tuning options do not reach, set once per process.
-
-    SLP's horizontal reductions are costed by throughput alone: inside a loop
-    whose result feeds the next iteration (crc32's eight bit steps, csum_hdrs'
-    folds) the vector reduction lengthens the carried chain, 12% slower there,
-    and the bench suite gains nowhere from them (docs/benchmarks.md). llvmlite
-    has no per-pipeline switch, hence the command-line option; it is parsed once
-    because LLVM refuses an option given twice.
-    """
-    llvm.set_option("ebpf-lto", "-slp-vectorize-hor=false")
-
-
 def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llvm.ModuleRef:
     """Run LLVM's standard -O<n> module pipeline with the target's cost model.
 
@@ -63,7 +47,6 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> llv
     if opt_level not in OPT_LEVELS:
         raise EbpfLtoError(f"optimization level must be 0-3, not {opt_level}")
     set_target(mod, tm)
-    _tune_llvm()
     pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
     if opt_level >= 2:
         pto.loop_vectorization = True

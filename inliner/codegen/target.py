@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import llvmlite.binding as llvm
 
@@ -60,9 +60,31 @@ def make_target(arch: str = "x86_64", cpu: str = "generic") -> Target:
     return Target(arch, cpu, features)
 
 
+@cache
+def _tune() -> None:
+    """LLVM options the pipeline tuning options do not reach, set once per process.
+
+    SLP's horizontal reductions are costed by throughput alone: inside a loop
+    whose result feeds the next iteration (crc32's eight bit steps, csum_hdrs'
+    folds) the vector reduction lengthens the carried chain, 12% slower there,
+    and the bench suite gains nowhere from them (docs/benchmarks.md). llvmlite
+    has no per-pipeline switch, hence the command-line option; it is parsed once
+    because LLVM refuses an option given twice.
+
+    LLVM aligns a loop relative to its function's start, but places functions
+    only 16 bytes apart: a 29-byte loop aligned at 32 then straddles a 64-byte
+    line or not depending on where the loader puts the object, and on Zen 4
+    strcmp's loop ran 560 ns straddling against 420 not. Functions start on a
+    cache line (2^6), so the loops' alignment holds wherever they are loaded.
+    """
+    llvm.set_option("ebpf-lto", "-slp-vectorize-hor=false")
+    llvm.set_option("ebpf-lto", "-align-all-functions=6")
+
+
 @lru_cache(maxsize=32)
 def target_machine(target: Target, opt_level: int) -> llvm.TargetMachine:
     init()
+    _tune()
     if target.cpu not in ("generic", "") and not target.features and not _cpu_known(target):
         raise EbpfLtoError(f"LLVM does not know cpu {target.cpu!r} for {target.arch}")
     features = target.features
