@@ -142,9 +142,11 @@ class _Step:
                 result = self._libc(loaded.name)
             else:
                 self._callee_writes(insn)
-                if (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER
-                        and m.kind is Kind.MAP and m.off == 0):
-                    result = v.map_value(m.map)
+                if insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER:
+                    # A value of the map, or NULL: of some map even where the facts
+                    # lost which (one chosen on each path), and never a pointer into
+                    # the frame, so stores through it forget no frame slot.
+                    result = v.map_value(m.map if m.kind is Kind.MAP and m.off == 0 else None)
             for r in range(6):
                 self.regs[r] = UNKNOWN
             self.written &= ~CALL_CLOBBERED
