@@ -13,13 +13,15 @@ SPILLED_CTX_O = Path(__file__).parent / "packet_c" / "spilled_ctx.o"
 
 
 @pytest.mark.parametrize("checks", [True, False], ids=["checked", "no-checks"])
-@pytest.mark.parametrize("program", ["ctx_after_chosen_map", "ctx_after_either_maps_value"])
+@pytest.mark.parametrize("program", ["ctx_after_chosen_map", "ctx_after_either_maps_value",
+                                     "ctx_after_value_field_by_offset"])
 def test_the_context_spilled_before_a_store_into_a_chosen_maps_value_is_still_the_context(
         program, checks):
     """The map a lookup reads is one of two, chosen by a packet byte (or each path
-    looks up its own); a store into the value it returned cannot touch the frame,
-    so the context spilled there before is still the context when read back, and
-    data_end - data is the packet's length. (Was: a false fault in the checked
+    looks up its own, or the field of the value is chosen by a variable offset); a
+    store into the value cannot touch the frame, so the context spilled there
+    before is still the context when read back, and data_end - data is the
+    packet's length. (Was: a false fault in the checked
     build, the userspace struct's pointer halves subtracted without checks.)"""
     obj = loader.load(str(SPILLED_CTX_O), SPILLED_CTX_O.read_bytes())
     results = corpus_compare.run_three(obj, program,

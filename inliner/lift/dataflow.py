@@ -224,9 +224,11 @@ class _Step:
         if wide and op in (isa.ADD, isa.SUB):
             if not x:
                 return dst.moved(insn.imm if op == isa.ADD else -insn.imm)
-            # pointer + scalar and pointer - scalar stay in the pointer's object;
-            # scalar + pointer is not followed, so a root is always a pointer.
-            if dst.kind in (Kind.ARG, Kind.PACKET) and src.kind is Kind.SCALAR:
+            # pointer + scalar and pointer - scalar stay in the pointer's object (a
+            # map value's too, as the verifier's var_off: a field picked by a
+            # variable offset); scalar + pointer is not followed, so a root is
+            # always a pointer.
+            if dst.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) and src.kind is Kind.SCALAR:
                 return dst.offset_by(src.range if op == isa.ADD else v.neg(src.range))
         if dst.kind is not Kind.SCALAR or src.kind is not Kind.SCALAR:
             return v.scalar(v.U32) if not wide else UNKNOWN

@@ -7,6 +7,7 @@
 
 struct value {
 	__u64 hits;
+	__u64 tcp_hits;
 };
 
 struct {
@@ -98,6 +99,29 @@ __attribute__((naked)) int ctx_after_either_maps_value(struct xdp_md *ctx)
 		"r1 = %[any_table] ll;"
 		"call %[lookup];"
 		"3:"
+		BUMP_AND_RETURN_LENGTH
+		: : OPERANDS : "memory");
+}
+
+/* One map, and the field bumped picked by a variable offset (tcp_hits for 6,
+ * else hits) that the verifier keeps as the map value pointer's var_off. */
+SEC("xdp")
+__attribute__((naked)) int ctx_after_value_field_by_offset(struct xdp_md *ctx)
+{
+	asm volatile(
+		SPILL_CTX_AND_READ_BYTE
+		"r2 = 0;"
+		"*(u32 *)(r10 - 16) = r2;"
+		"r2 = r10;"
+		"r2 += -16;"
+		"r1 = %[any_table] ll;"
+		"call %[lookup];"
+		"r2 = 0;"
+		"if r6 != 6 goto 2f;"
+		"r2 = 8;"
+		"2:"
+		"if r0 == 0 goto 4f;"
+		"r0 += r2;"
 		BUMP_AND_RETURN_LENGTH
 		: : OPERANDS : "memory");
 }
