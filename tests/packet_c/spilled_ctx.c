@@ -36,6 +36,13 @@ struct {
 	"if r4 > r3 goto 1f;" \
 	"r6 = *(u8 *)(r2 + 0);"
 
+/* r2 = &key, key = 0 (on the stack at r10 - 16). */
+#define KEY_ZERO_IN_R2 \
+	"r2 = 0;" \
+	"*(u32 *)(r10 - 16) = r2;" \
+	"r2 = r10;" \
+	"r2 += -16;"
+
 /* The value in r0 (or NULL) bumped, then data_end - data through the context
  * read back from its slot. */
 #define BUMP_AND_RETURN_LENGTH \
@@ -71,10 +78,7 @@ __attribute__((naked)) int ctx_after_chosen_map(struct xdp_md *ctx)
 		"if r6 != 6 goto 2f;"
 		"r1 = %[tcp_table] ll;"
 		"2:"
-		"r2 = 0;"
-		"*(u32 *)(r10 - 16) = r2;"
-		"r2 = r10;"
-		"r2 += -16;"
+		KEY_ZERO_IN_R2
 		"call %[lookup];"
 		BUMP_AND_RETURN_LENGTH
 		: : OPERANDS : "memory");
@@ -87,10 +91,7 @@ __attribute__((naked)) int ctx_after_either_maps_value(struct xdp_md *ctx)
 {
 	asm volatile(
 		SPILL_CTX_AND_READ_BYTE
-		"r2 = 0;"
-		"*(u32 *)(r10 - 16) = r2;"
-		"r2 = r10;"
-		"r2 += -16;"
+		KEY_ZERO_IN_R2
 		"if r6 != 6 goto 2f;"
 		"r1 = %[tcp_table] ll;"
 		"call %[lookup];"
@@ -110,10 +111,7 @@ __attribute__((naked)) int ctx_after_value_field_by_offset(struct xdp_md *ctx)
 {
 	asm volatile(
 		SPILL_CTX_AND_READ_BYTE
-		"r2 = 0;"
-		"*(u32 *)(r10 - 16) = r2;"
-		"r2 = r10;"
-		"r2 += -16;"
+		KEY_ZERO_IN_R2
 		"r1 = %[any_table] ll;"
 		"call %[lookup];"
 		"r2 = 0;"
