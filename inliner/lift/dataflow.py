@@ -142,9 +142,11 @@ class _Step:
                 result = self._libc(loaded.name)
             else:
                 self._callee_writes(insn)
-                if (insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER
-                        and m.kind is Kind.MAP and m.off == 0):
-                    result = v.map_value(m.map)
+                if insn.imm in MAP_LOOKUPS and isa.call_kind(insn) is isa.CallKind.HELPER:
+                    # A value of the map, or NULL: of some map even where the facts
+                    # lost which (one chosen on each path), and never a pointer into
+                    # the frame, so stores through it forget no frame slot.
+                    result = v.map_value(m.map if m.kind is Kind.MAP and m.off == 0 else None)
             for r in range(6):
                 self.regs[r] = UNKNOWN
             self.written &= ~CALL_CLOBBERED
@@ -222,9 +224,11 @@ class _Step:
         if wide and op in (isa.ADD, isa.SUB):
             if not x:
                 return dst.moved(insn.imm if op == isa.ADD else -insn.imm)
-            # pointer + scalar and pointer - scalar stay in the pointer's object;
-            # scalar + pointer is not followed, so a root is always a pointer.
-            if dst.kind in (Kind.ARG, Kind.PACKET) and src.kind is Kind.SCALAR:
+            # pointer + scalar and pointer - scalar stay in the pointer's object (a
+            # map value's too, as the verifier's var_off: a field picked by a
+            # variable offset); scalar + pointer is not followed, so a root is
+            # always a pointer.
+            if dst.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) and src.kind is Kind.SCALAR:
                 return dst.offset_by(src.range if op == isa.ADD else v.neg(src.range))
         if dst.kind is not Kind.SCALAR or src.kind is not Kind.SCALAR:
             return v.scalar(v.U32) if not wide else UNKNOWN

@@ -77,7 +77,8 @@ def refuse_always_outside(em: FunctionEmitter, idx: int, what: str, fact: Value,
     """Refuse an access the facts prove always out of bounds, checked build or not: the
     verifier's "invalid access to map value", before the program runs."""
     offsets = fact.offsets
-    if fact.kind is Kind.MAP_VALUE and not fact.null and offsets is not None:
+    if fact.kind is Kind.MAP_VALUE and not fact.null and fact.map is not None \
+            and offsets is not None:
         value_size = em.ml.obj.maps[fact.map].value_size
         if offsets.umin + off >= value_size or offsets.umax + off + size <= 0:
             raise em.error(idx, f"{what} of {size} bytes at offset {offsets.umin + off} of a "
@@ -542,7 +543,7 @@ class Guard:
             return False
         if fact.kind is Kind.PACKET:
             return offsets.umax + off + size <= self.em.state.packet
-        if fact.kind is Kind.MAP_VALUE and not fact.null:
+        if fact.kind is Kind.MAP_VALUE and not fact.null and fact.map is not None:
             return offsets.umax + off + size <= self.em.ml.obj.maps[fact.map].value_size
         return False
 

@@ -249,7 +249,8 @@ class Value(NamedTuple):
     off: int = 0
     range: Range = FULL
     root: int = 0                 # ARG: the argument register
-    map: str | None = None        # MAP, MAP_VALUE: the map's name
+    map: str | None = None        # MAP, MAP_VALUE: the map's name (MAP_VALUE: None, one
+                                  # the facts do not name)
     layout: Layout | None = None  # CTX: the context's layout
     null: bool = False            # MAP_VALUE: not yet tested against NULL
 
@@ -282,8 +283,10 @@ class Value(NamedTuple):
         if self.kind is Kind.SCALAR and other.kind is Kind.SCALAR:
             return scalar(self.range.hull(other.range))
         if self.kind is other.kind and self.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) \
-                and (self.root, self.map, self.null) == (other.root, other.map, other.null):
-            return self._replace(range=self.range.hull(other.range))
+                and (self.root, self.null) == (other.root, other.null):
+            # Values of two maps: a value of a map the facts do not name.
+            return self._replace(range=self.range.hull(other.range),
+                                 map=self.map if self.map == other.map else None)
         return UNKNOWN
 
     @property

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Rebuilds the packet helper test programs (tests/test_packet_helpers.py);
+# Rebuilds the packet helper test programs (tests/test_packet_helpers.py) and
+# the programs the verifier accepts of tests/test_verified.py;
 # Debian's clang-19 and libbpf-dev. The .o files are kept in the tree so the
 # tests run without clang; rerun this after editing a .c file.
 set -eu
