@@ -79,7 +79,8 @@ def test_every_packet_program_is_trained_and_relinked(profiled):
     report = json.loads(proc.stdout)
     rows = {(r["file"], r["program"]): r for r in report["rows"]}
     expected = {(Path(rel).name, p) for rel, progs in OBJECTS.items() for p in progs}
-    others = {("stack.o", "stack"), ("two_programs.o", "poke"), ("notes.o", None)}
+    others = {("stack.o", "stack"), ("two_programs.o", "poke"), ("notes.o", None),
+              ("tail.o", "xdp_poke")}
     assert set(rows) == expected | others
     for key in expected:
         row = rows[key]
@@ -88,6 +89,9 @@ def test_every_packet_program_is_trained_and_relinked(profiled):
                                     else "same")
         assert Path(row["profile"]) == profile_path(out, *key)
     assert rows["two_programs.o", "poke"]["status"] == "not linked"
+    # Linked whole with its sisters, it alone calls a helper no set provides.
+    poke = rows["tail.o", "xdp_poke"]
+    assert poke["status"] == "not run" and "probe_write_user" in poke["reason"]
     assert rows["notes.o", None]["status"] == "not loaded"
     assert report["programs"]["trained"] == len(expected)
     # Progress: a line per object, since standard error is not a terminal here.

@@ -243,8 +243,8 @@ def object_rows(path: Path, root: Path, outdir: Path, opt_level: int, helpers: s
     progs = [p for p in obj.programs if contexts.for_program_type(p.prog_type) is not None]
     called = _helpers_called(obj)
     if progs and TAIL_CALL in called:
-        yield from whole_object_rows(obj, file, progs, called, outdir / file, opt_level,
-                                     helpers, frames)
+        yield from whole_object_rows(obj, file, progs, outdir / file, opt_level, helpers,
+                                     frames)
         return
     for prog in progs:
         row = {"file": file, "program": prog.name, "type": prog.prog_type}
@@ -266,8 +266,8 @@ def _helpers_called(obj) -> set[int]:
             if insn is not None and isa.call_kind(insn) is isa.CallKind.HELPER}
 
 
-def whole_object_rows(obj, file: str, progs: list, called: set[int], outdir: Path,
-                      opt_level: int, helpers: str, frames: list[bytes]):
+def whole_object_rows(obj, file: str, progs: list, outdir: Path, opt_level: int,
+                      helpers: str, frames: list[bytes]):
     """The rows of an object whose programs tail-call each other, linked whole: once
     plain and once instrumented; every program trained in a fresh load of the
     instrumented build; one profile of them all; once again with it."""
@@ -276,12 +276,18 @@ def whole_object_rows(obj, file: str, progs: list, called: set[int], outdir: Pat
     def every(**outcome):
         return [{**row, **outcome} for row in rows.values()]
 
+    # Each link holds every program; Build stands a trap in for each helper no set
+    # provides, so the programs that never call one run (a tail call finds the
+    # program array empty in userspace).
     hset = pipeline.helper_set(pipeline.LinkOptions(helpers=helpers))
-    missing = sorted(called - (hset.ids if hset else set()) - {TAIL_CALL})
-    if missing:  # each link holds every program, so none of them runs
-        yield from every(status="not run", reason=(
-            "its programs tail-call each other and call helpers no helper set provides: "
-            + ", ".join(f"{h} ({helper_name(h)})" for h in missing)))
+    for prog in list(progs):
+        missing = sorted(called_helpers(obj, prog) - (hset.ids if hset else set()) - {TAIL_CALL})
+        if missing:
+            progs.remove(prog)
+            yield {**rows.pop(prog.name), "status": "not run",
+                   "reason": "program calls helpers no helper set provides: "
+                             + ", ".join(f"{h} ({helper_name(h)})" for h in missing)}
+    if not progs:
         return
     plain = pipeline.LinkOptions(opt_level=opt_level, helpers=helpers)
     out = outdir / WHOLE_PROFILE

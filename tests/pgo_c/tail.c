@@ -1,7 +1,8 @@
 /* Two XDP programs that tail-call each other through a program array, so that
  * any one's link lifts both: `corpus --profile` links such an object whole and
  * trains one profile on all its programs (tests/test_corpus_profile.py). The
- * array is empty in userspace, so each tail call falls through. */
+ * array is empty in userspace, so each tail call falls through. xdp_poke calls
+ * a helper only a kernel has: it alone is not run. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -56,6 +57,16 @@ int xdp_ttl(struct xdp_md *ctx)
 	ip->ttl--;
 	bpf_tail_call(ctx, &jumps, 1);
 	return XDP_TX;
+}
+
+SEC("xdp")
+int xdp_poke(struct xdp_md *ctx)
+{
+	char byte = 0;
+
+	bpf_probe_write_user((void *)0x1000, &byte, 1);
+	bpf_tail_call(ctx, &jumps, 0);
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";
