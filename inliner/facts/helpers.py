@@ -247,10 +247,6 @@ MAP_HELPERS: frozenset[int] = frozenset({
 # forwards the packet must own them, so they stay its calls.
 REDIRECT_HELPERS: frozenset[int] = frozenset({23, 51, 155})
 
-# Helpers whose result differs from run to run (clocks, random numbers): a
-# program calling one cannot be compared across builds by its results.
-NONDETERMINISTIC_HELPERS: frozenset[int] = frozenset({5, 7, 118, 125, 160})
-
 
 class ArgKind(enum.Enum):
     """What a helper argument must be, as the kernel's bpf_func_proto arg types say."""

@@ -37,13 +37,13 @@ from ..elf import loader
 from ..errors import EbpfLtoError
 from ..facts import contexts, isa
 from ..facts.abi import ENTRY_SYMBOL
-from ..facts.helpers import NONDETERMINISTIC_HELPERS, TAIL_CALL, helper_name
+from ..facts.helpers import TAIL_CALL, helper_name
 from ..pgo import profile
 from ..run.hostmaps import MapAccess
 from ..run.runner import LoadedObjects, ProgramFault
 from . import traffic
 from .corpus import called_helpers, find_objects
-from .corpus_compare import Build
+from .corpus_compare import CLOCK_NS, SEED, Build
 
 ROUNDS = 9             # timed rounds of each build, interleaved
 ROUND_SECONDS = 0.02   # one build's share of a round
@@ -175,6 +175,15 @@ def _difference(a: tuple[list, dict], b: tuple[list, dict], what: str) -> str | 
     return f"{what}: the maps after the frames" if a[1] != b[1] else None
 
 
+def _load(obj, options: pipeline.LinkOptions):
+    """pipeline.load, its random numbers seeded and its clock fixed as every load of
+    `--compare` (and corpus_compare.Build) has them, so every build answers alike."""
+    loaded, linked = pipeline.load(obj, options)
+    loaded.seed(SEED)
+    loaded.fix_clock(CLOCK_NS)
+    return loaded, linked
+
+
 def profile_program(obj, name: str, frames: list[bytes], out: Path, opt_level: int,
                     helpers: str) -> dict:
     """Train, relink, check and time one linked packet program; its report row."""
@@ -182,14 +191,14 @@ def profile_program(obj, name: str, frames: list[bytes], out: Path, opt_level: i
     layout = contexts.for_program_type(prog.prog_type)
     plain = pipeline.LinkOptions(opt_level=opt_level, program=name, helpers=helpers)
     try:
-        base, linked = pipeline.load(obj, plain)
+        base, _ = _load(obj, plain)
     except EbpfLtoError as err:
         try:  # refused at link, or linked but not runnable here (a kernel-only helper)
             pipeline.link(obj, plain)
         except EbpfLtoError as link_err:
             return {"status": "not linked", "reason": link_err.reason}
         return {"status": "not run", "reason": err.reason}
-    instrumented, _ = pipeline.load(obj, dataclasses.replace(plain, instrument=True))
+    instrumented, _ = _load(obj, dataclasses.replace(plain, instrument=True))
     trained = _outcomes(instrumented, layout, frames)
     counts = profile.read_counters(instrumented)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -198,31 +207,24 @@ def profile_program(obj, name: str, frames: list[bytes], out: Path, opt_level: i
     os.replace(partial, out)
     row = {"status": "trained", "profile": str(out), "functions": len(counts),
            "entry_count": counts[obj.functions[prog.entry].name][1][0]}
-    pgo, relinked = pipeline.load(obj, dataclasses.replace(plain, profile=str(out)))
+    pgo, relinked = _load(obj, dataclasses.replace(plain, profile=str(out)))
     if relinked.stale:
         return {**row, "status": "internal",
                 "reason": "the profile does not fit the program it was trained on: "
                           + ", ".join(relinked.stale)}
-    called = {d.site.helper_id for d in linked.decisions}
-    return check_and_time(row, base, pgo, layout, frames, trained, called, ENTRY_SYMBOL)
+    return check_and_time(row, base, pgo, layout, frames, trained, ENTRY_SYMBOL)
 
 
 def check_and_time(row: dict, base: LoadedObjects, pgo: LoadedObjects, layout,
-                   frames: list[bytes], trained, called: set[int], entry: str) -> dict:
+                   frames: list[bytes], trained, entry: str) -> dict:
     """A trained program's row finished: the PGO build checked against the plain one
-    and the instrumented run (unless it calls a nondeterministic helper), then both
-    timed."""
-    called &= NONDETERMINISTIC_HELPERS
-    if called:
-        row["agreement"] = "not compared: calls " + ", ".join(helper_name(h)
-                                                             for h in sorted(called))
-    else:
-        expected = _outcomes(base, layout, frames, entry)
-        differs = (_difference(expected, _outcomes(pgo, layout, frames, entry), "PGO build")
-                   or _difference(expected, trained, "instrumented build"))
-        if differs:
-            return {**row, "status": "differs", "reason": differs}
-        row["agreement"] = "same"
+    and the instrumented run (each load seeded, its clock fixed), then both timed."""
+    expected = _outcomes(base, layout, frames, entry)
+    differs = (_difference(expected, _outcomes(pgo, layout, frames, entry), "PGO build")
+               or _difference(expected, trained, "instrumented build"))
+    if differs:
+        return {**row, "status": "differs", "reason": differs}
+    row["agreement"] = "same"
     plain_ns, pgo_ns, loop_ns = Timer(layout, frames).compare(base, pgo, entry)
     measurable = min(plain_ns, pgo_ns) >= RESOLUTION_NS
     row.update(plain_ns=round(plain_ns, 2), pgo_ns=round(pgo_ns, 2), loop_ns=round(loop_ns, 2),
@@ -325,7 +327,7 @@ def whole_object_rows(obj, file: str, progs: list, outdir: Path, opt_level: int,
         try:
             with base.load() as plain_run, pgo.load() as pgo_run:
                 row = check_and_time(row, plain_run, pgo_run, layout, frames,
-                                     trained[prog.name], called_helpers(obj, prog), prog.name)
+                                     trained[prog.name], prog.name)
         except EbpfLtoError as err:
             row.update(status="not run", reason=err.reason)
         yield row
