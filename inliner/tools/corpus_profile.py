@@ -212,10 +212,10 @@ def profile_program(obj, name: str, frames: list[bytes], out: Path, opt_level: i
         return {**row, "status": "internal",
                 "reason": "the profile does not fit the program it was trained on: "
                           + ", ".join(relinked.stale)}
-    return check_and_time(row, base, pgo, layout, frames, trained, ENTRY_SYMBOL)
+    return _check_and_time(row, base, pgo, layout, frames, trained, ENTRY_SYMBOL)
 
 
-def check_and_time(row: dict, base: LoadedObjects, pgo: LoadedObjects, layout,
+def _check_and_time(row: dict, base: LoadedObjects, pgo: LoadedObjects, layout,
                    frames: list[bytes], trained, entry: str) -> dict:
     """A trained program's row finished: the PGO build checked against the plain one
     and the instrumented run (each load seeded, its clock fixed), then both timed."""
@@ -326,7 +326,7 @@ def whole_object_rows(obj, file: str, progs: list, outdir: Path, opt_level: int,
         layout = contexts.for_program_type(prog.prog_type)
         try:
             with base.load() as plain_run, pgo.load() as pgo_run:
-                row = check_and_time(row, plain_run, pgo_run, layout, frames,
+                row = _check_and_time(row, plain_run, pgo_run, layout, frames,
                                      trained[prog.name], prog.name)
         except EbpfLtoError as err:
             row.update(status="not run", reason=err.reason)
