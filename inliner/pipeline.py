@@ -164,6 +164,9 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
             mod = _parse_foreign(lifted, obj_path)
     entries = [sym.name for sym in (*mod.functions, *mod.global_variables)
                if not sym.is_declaration and sym.linkage == llvm.Linkage.external]
+    if options.opt_level >= 1:
+        with stage("prelink"):
+            codegen.prelink(mod, tm)
     if not isinstance(lifted, lifter.Lifted):  # IR ebpf-lto emitted keeps its map table
         has_maps = abi.MAP_TABLE in entries
         hset = ir_helper_set(hset, options, set(entries), obj_path)
