@@ -481,6 +481,7 @@ SOURCE_EXTENTS = {
     "memcpy": [(0, 4096), (4096, 8192)],        # u64 src[512] to dst[512]
     "crc32": [(0, 256)],                        # u8 data[256]
     "tlv_parse": [(0, 8192)],                   # 1024 8-byte records
+    "spill": [(0, 4096)],                       # u64 w[512], the index kept in a slot
 }
 
 
@@ -553,3 +554,25 @@ def test_a_spilled_pointer_keeps_its_region(how):
         assert run(text.format(off=5), mem, level)[0] == 5
     fault = fault_of(text.format(off=MEM), mem)
     assert fault.code is Fault.LOAD and fault.addr - fault.region[0] == MEM
+
+
+def test_a_compare_narrows_the_slot_a_register_was_reloaded_from_only_while_they_agree():
+    # An XDP program: r6 is reloaded from [r10-16] (packet byte 0), then the slot
+    # is given byte 1. The compare that bounds r6 by 7 says nothing more of the
+    # slot (the kernel's scalar ids die with the store), so the read at byte 1's
+    # value, past the 8 bytes the program tested, is still checked.
+    from inliner.facts import progtypes
+    text = ("ldxw %r2, [%r1]\nldxw %r3, [%r1+4]\nmov %r4, %r2\nadd %r4, 8\n"
+            "jgt %r4, %r3, out\nldxb %r5, [%r2]\nstxdw [%r10-16], %r5\nldxdw %r6, [%r10-16]\n"
+            "ldxb %r7, [%r2+1]\nstxdw [%r10-16], %r7\njgt %r6, 7, out\n"
+            "ldxdw %r8, [%r10-16]\nadd %r2, %r8\nldxb %r0, [%r2]\nexit\nout:\nmov %r0, 0\nexit")
+    obj = loader.from_raw(assembler.assemble_bytes(text), path="<safety>")
+    obj.retype(progtypes.by_name("xdp"))
+    layout = contexts.for_program_type(obj.program(None).prog_type)
+    for level in LEVELS:
+        loaded, _ = pipeline.load(obj, pipeline.LinkOptions(opt_level=level))
+        assert loaded.call_packet(ENTRY_SYMBOL, layout, packet(0, 40))[0] == 40
+        with pytest.raises(ProgramFault) as fault:
+            loaded.call_packet(ENTRY_SYMBOL, layout, packet(0, 200))
+        assert fault.value.code is Fault.LOAD and fault.value.insn == 13
+        assert fault.value.addr - fault.value.region[0] == 200

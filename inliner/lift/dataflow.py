@@ -119,7 +119,7 @@ class _Step:
             self.frozen_spills = tuple(sorted(self.spills.items()))
         return State(tuple(self.regs), self.written, self.frozen_spills, self.packet)
 
-    def run(self, insn: isa.Insn, loaded: Value | Libc | None) -> None:
+    def run(self, insn: isa.Insn, loaded: Value | Libc | None, idx: int = -1) -> None:
         c, op = insn.cls, isa.op(insn.opcode)
         result = UNKNOWN
         if insn.is_wide:
@@ -128,7 +128,7 @@ class _Step:
         elif c in (isa.ALU, isa.ALU64):
             result = self._alu(insn, c == isa.ALU64, op)
         elif c == isa.LDX:
-            result = self._load(insn)
+            result = self._load(insn, idx)
         elif c in (isa.ST, isa.STX):
             self._store(insn)
         elif isa.is_packet_load(insn):
@@ -234,11 +234,11 @@ class _Step:
             return v.scalar(v.U32) if not wide else UNKNOWN
         return v.scalar(_arith(op, insn, dst.range, src.range, wide))
 
-    def _load(self, insn: isa.Insn) -> Value:
+    def _load(self, insn: isa.Insn, idx: int) -> Value:
         base = self.regs[insn.src]
         nbytes = isa.SIZE_BYTES[isa.size(insn.opcode)]
         if base.kind is Kind.FRAME and nbytes == 8:
-            return self.spills.get(base.off + insn.off, UNKNOWN)
+            return self._fill(base.off + insn.off, idx)
         if base.kind is Kind.CTX:
             field = base.layout.field_at(base.off + insn.off, nbytes)
             if field is not None and field.kind != contexts.SCALAR:
@@ -249,6 +249,23 @@ class _Step:
         if isa.mode(insn.opcode) == isa.MEMSX:
             return v.scalar(v.Range.signed(-(1 << (8 * nbytes - 1)), (1 << (8 * nbytes - 1)) - 1))
         return v.scalar(v.unsigned_bits(8 * nbytes))
+
+    def _fill(self, off: int, idx: int) -> Value:
+        """A number reloaded from a frame slot is the slot's: the two get id `idx`,
+        so a compare that narrows the register narrows the slot (clang for eBPF
+        keeps a loop's counter in a slot, compares a reload and stores the next)."""
+        value = self.spills.get(off, UNKNOWN)
+        if value.kind is not Kind.SCALAR or off not in self.spills or idx < 0:
+            return value
+        # The last run of this fill (a loop's earlier iteration) made another value.
+        if any(r.id == idx for r in self.regs):
+            self.regs = [r._replace(id=None) if r.id == idx else r for r in self.regs]
+        if any(s.id == idx for s in self.spills.values()):
+            self.spills = {at: s._replace(id=None) if s.id == idx else s
+                           for at, s in self.spills.items()}
+        self.spills[off] = value = value._replace(id=idx)
+        self.frozen_spills = None
+        return value
 
     def _store(self, insn: isa.Insn) -> None:
         base = self.regs[insn.dst]
@@ -344,9 +361,16 @@ def refine(state: State, insn: isa.Insn, taken: bool) -> State | None:
     r = parts[0]
     for p in parts[1:]:
         r = r.hull(p)
-    regs = list(state.regs)
-    regs[insn.dst] = v.scalar(r)
-    return state._replace(regs=tuple(regs))
+    narrowed = v.scalar(r)
+    if reg.id is None or narrowed == UNKNOWN:
+        regs = list(state.regs)
+        regs[insn.dst] = narrowed
+        return state._replace(regs=tuple(regs))
+    # Every register and slot the compared one equals (same id) is narrowed with it.
+    narrowed = narrowed._replace(id=reg.id)
+    regs = tuple(narrowed if x.id == reg.id else x for x in state.regs)
+    spills = tuple((off, narrowed if x.id == reg.id else x) for off, x in state.spills)
+    return state._replace(regs=regs, spills=spills)
 
 
 # Compares of a packet pointer p with data_end, by the edge where p <= data_end
@@ -462,7 +486,7 @@ def _block(cfg: Cfg, slots, leader: int, state: State, loaded, record: dict | No
     for idx in cfg.blocks[leader]:
         if record is not None:
             record[idx] = step.freeze()
-        step.run(slots[idx], loaded.get(idx))
+        step.run(slots[idx], loaded.get(idx), idx)
     out = step.freeze()
     succs = cfg.succs[leader]
     last = slots[cfg.blocks[leader][-1]]

@@ -253,6 +253,9 @@ class Value(NamedTuple):
                                   # the facts do not name)
     layout: Layout | None = None  # CTX: the context's layout
     null: bool = False            # MAP_VALUE: not yet tested against NULL
+    # SCALAR: equal to every register and frame slot with the same id, as the
+    # kernel's scalar ids: the fill at instruction `id` made them so.
+    id: int | None = None
 
     @property
     def is_pointer(self) -> bool:
