@@ -429,3 +429,22 @@ def test_compile_cost_sizes_option():
     for bad in ("ten", "2M", "1k,,2k", "8", "-5"):
         assert main(["bench", "--compile-cost", "--compile-cost-sizes", bad]) == 2
     assert main(["bench", "--compile-cost-sizes", "1k"]) == 2   # without --compile-cost
+
+
+def test_slower_than_the_peer_means_beyond_the_interquartile_ranges():
+    """A higher median counts as slower only when ebpf-lto's first quartile is above
+    llvmbpf AOT's third; inside overlapping ranges it is a tie (`level`)."""
+    bench = BENCHMARKS[0]
+
+    def result(ours: list[float], peer: list[float]) -> Result:
+        return Result(bench, "raw", {"lto": Outcome("ok", reps=ours),
+                                     "llvmbpf-aot": Outcome("ok", reps=peer)})
+    # quartiles (inclusive): ours 101..103 against 100..102, overlapping: a tie.
+    tie = result([100, 101, 102, 103, 104], [99, 100, 101, 102, 103])
+    # ours 111..113 against 100..102: slower.
+    loss = result([110, 111, 112, 113, 114], [99, 100, 101, 102, 103])
+    win = result([90, 91, 92, 93, 94], [99, 100, 101, 102, 103])
+    assert [r.slower("lto", "llvmbpf-aot") for r in (tie, loss, win)] == [False, True, False]
+    s = summary([tie, loss, win], ["lto", "llvmbpf-aot"])["lto"]
+    assert s["level_with_peer"] == [bench.name]
+    assert s["slower_than_peer"] == [bench.name]

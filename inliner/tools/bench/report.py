@@ -87,6 +87,9 @@ def peer_lines(summ: dict, modes: list[str]) -> list[str]:
             text += f" ({s['geomean_speedup_vs_peer_heavy']:.2f}× on the helper/map set)"
         if s["slower_than_peer"]:
             text += f", slower on {', '.join(s['slower_than_peer'])}"
+        if s.get("level_with_peer"):
+            text += (f", level (a higher median inside overlapping interquartile ranges) on "
+                     f"{', '.join(s['level_with_peer'])}")
         out.append(text)
     return out
 

@@ -27,12 +27,18 @@ class Outcome:
         return min(self.reps) if self.reps else None
 
     @property
-    def spread(self) -> float | None:
-        """The interquartile range relative to the median."""
+    def quartiles(self) -> tuple[float, float] | None:
+        """The first and third quartiles of the repetitions."""
         if len(self.reps) < 2:
             return None
         q = statistics.quantiles(self.reps, n=4, method="inclusive")
-        return (q[2] - q[0]) / statistics.median(self.reps)
+        return q[0], q[2]
+
+    @property
+    def spread(self) -> float | None:
+        """The interquartile range relative to the median."""
+        q = self.quartiles
+        return (q[1] - q[0]) / statistics.median(self.reps) if q else None
 
 
 @dataclass
@@ -51,6 +57,15 @@ class Result:
         if a and b and a.status == "ok" and b.status == "ok" and a.median and b.median:
             return a.median / b.median
         return None
+
+    def slower(self, mode: str, than: str) -> bool | None:
+        """Whether `mode` is slower than `than` beyond the run's noise: its first
+        quartile above the other's third (None: not both timed). A higher median
+        inside overlapping interquartile ranges is a tie, not a loss."""
+        a, b = self.outcomes.get(mode), self.outcomes.get(than)
+        if self.ratio(mode, than) is None or not a.quartiles or not b.quartiles:
+            return None
+        return a.quartiles[0] > b.quartiles[1]
 
     def mpps(self, mode: str) -> float | None:
         """Millions of packets a second, for a packet program whose mode was timed."""
@@ -74,7 +89,7 @@ def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
         to_twin = [r.ratio(mode, REFERENCE) for r in results]
         to_none = [r.ratio(mode, BASELINE) for r in results]
         heavy = [r.ratio(BASELINE, mode) for r in results if r.bench.heavy]
-        to_peer = [(r.bench.name, v) for r in results if (v := r.ratio(mode, PEER))]
+        to_peer = [(r, v) for r in results if (v := r.ratio(mode, PEER))]
         checked = [v for r in results if (v := r.ratio(mode, UNCHECKED))]
         out[mode] = {
             "geomean_vs_twin": geomean([v for v in to_twin if v]),
@@ -82,11 +97,15 @@ def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
             # How many times faster than --inline none, over the helper/map-heavy set.
             "geomean_speedup_heavy": geomean([v for v in heavy if v]),
             # Against bpftime's engine: time over llvmbpf AOT's, and how many times
-            # faster than it on the helper/map set; the benchmarks where it is slower.
+            # faster than it on the helper/map set; the benchmarks where it is slower
+            # beyond the noise, and where its median is higher inside it (a tie).
             "geomean_vs_peer": geomean([v for _, v in to_peer]),
             "geomean_speedup_vs_peer_heavy": geomean([1 / v for r in results if r.bench.heavy
                                                       and (v := r.ratio(mode, PEER))]),
-            "slower_than_peer": [name for name, v in to_peer if v > 1],
+            "slower_than_peer": [r.bench.name for r, v in to_peer if v > 1
+                                 and r.slower(mode, PEER) is not False],
+            "level_with_peer": [r.bench.name for r, v in to_peer if v > 1
+                                and r.slower(mode, PEER) is False],
             "benchmarks_timed": sum(1 for r in results
                                     if r.outcomes.get(mode) and r.outcomes[mode].median),
         }
