@@ -23,7 +23,8 @@ from .dataflow import Facts
 from .model import DEFAULT_MAX_STEPS, Check, LiftOptions, Lifted, Site
 from .module import ModuleLifter
 
-__all__ = ["DEFAULT_MAX_STEPS", "Check", "Facts", "LiftOptions", "Lifted", "Site", "analyze", "lift"]
+__all__ = ["DEFAULT_MAX_STEPS", "Check", "Facts", "LiftOptions", "Lifted", "Site", "analyze",
+           "cycles_uncollected", "lift"]
 
 
 def lift(obj: EbpfObject, programs: list[Program] | None = None,
@@ -50,9 +51,12 @@ def analyze(obj: EbpfObject, programs: list[Program] | None = None,
 @contextmanager
 def cycles_uncollected() -> Iterator[None]:
     """Python's cycle collector paused: the lift makes millions of objects that all
-    live until it ends (facts per instruction, llvmlite's IR), and each full
-    collection walks every one of them again, 40% of a large program's lift for
-    nothing (refcounting frees what the lift drops)."""
+    live until it ends (facts per instruction, llvmlite's IR), and each collection
+    walks every one of them again, 40% of a large program's lift for nothing
+    (refcounting frees what the lift drops). After it, they go straight to the
+    oldest generation (freeze, then unfreeze: no walk), where the next full
+    collection frees them once they are garbage; left young, the first
+    collections after the lift would walk them all again, twice."""
     if not gc.isenabled():
         yield
         return
@@ -60,4 +64,6 @@ def cycles_uncollected() -> Iterator[None]:
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         gc.enable()
