@@ -157,7 +157,7 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
         actions = [d.action for d in decisions]
         log.info("plan: %d call sites: %d inline, %d outline, %d external", len(actions),
                  actions.count("inline"), actions.count("outline"), actions.count("external"))
-        with stage("verify"), lifter.cycles_uncollected():  # the text: a million small objects
+        with stage("verify"), lifter.cycles_uncollected():  # the text: a string per instruction
             mod = codegen.parse_ir(str(lifted.module), obj_path)
     else:
         with stage("parse"):
