@@ -18,6 +18,7 @@ import llvmlite.binding as llvm
 
 from . import codegen, inputs, lift as lifter
 from .codegen import memfuncs
+from .collector import cycles_uncollected
 from .lift import DEFAULT_MAX_STEPS
 from .elf.model import EbpfObject
 from .errors import EbpfLtoError
@@ -157,7 +158,7 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
         actions = [d.action for d in decisions]
         log.info("plan: %d call sites: %d inline, %d outline, %d external", len(actions),
                  actions.count("inline"), actions.count("outline"), actions.count("external"))
-        with stage("verify"), lifter.cycles_uncollected():  # the text: a string per instruction
+        with stage("verify"):
             mod = codegen.parse_ir(str(lifted.module), obj_path)
     else:
         with stage("parse"):
@@ -252,9 +253,11 @@ def link_ir(data: bytes, name: str, options: LinkOptions,
 
 def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
     hset = helper_set(options)
-    with stage("lift"):
-        lifted = lift(obj, options, hset)
-    linked = compile_module(lifted, obj.path, options, hset, bool(obj.maps))
+    # One pause from the lift to the IR text parsed (collector.py): no walk in between.
+    with cycles_uncollected():
+        with stage("lift"):
+            lifted = lift(obj, options, hset)
+        linked = compile_module(lifted, obj.path, options, hset, bool(obj.maps))
     return _emit(linked, options, emit), linked
 
 

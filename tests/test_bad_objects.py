@@ -288,7 +288,7 @@ def test_a_call_into_a_refused_section_refuses_the_caller_alone(tmp_path, caller
 
 
 def test_a_lift_leaves_the_cycle_collector_as_it_found_it():
-    """The lift pauses Python's cycle collector (lift.cycles_uncollected): a refused
+    """The lift pauses Python's cycle collector (collector.cycles_uncollected): a refused
     program must not leave it off for the rest of the process, nor a lift turn it on
     for a caller that keeps it off."""
     import gc

@@ -12,10 +12,7 @@ be an instruction RFC 9669 defines (validity.py).
 """
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
-
+from ..collector import cycles_uncollected
 from ..elf.model import EbpfObject, Program
 from ..errors import EbpfLtoError
 from ..elf.model import FuncKey
@@ -23,8 +20,7 @@ from .dataflow import Facts
 from .model import DEFAULT_MAX_STEPS, Check, LiftOptions, Lifted, Site
 from .module import ModuleLifter
 
-__all__ = ["DEFAULT_MAX_STEPS", "Check", "Facts", "LiftOptions", "Lifted", "Site", "analyze",
-           "cycles_uncollected", "lift"]
+__all__ = ["DEFAULT_MAX_STEPS", "Check", "Facts", "LiftOptions", "Lifted", "Site", "analyze", "lift"]
 
 
 def lift(obj: EbpfObject, programs: list[Program] | None = None,
@@ -47,23 +43,3 @@ def analyze(obj: EbpfObject, programs: list[Program] | None = None,
     with cycles_uncollected():
         return ml.analyze(ml.prepare(programs))
 
-
-@contextmanager
-def cycles_uncollected() -> Iterator[None]:
-    """Python's cycle collector paused: the lift makes millions of objects that all
-    live until it ends (facts per instruction, llvmlite's IR), and each collection
-    walks every one of them again, 40% of a large program's lift for nothing
-    (refcounting frees what the lift drops). After it, they go straight to the
-    oldest generation (freeze, then unfreeze: no walk), where the next full
-    collection frees them once they are garbage; left young, the first
-    collections after the lift would walk them all again, twice."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.unfreeze()
-        gc.enable()
