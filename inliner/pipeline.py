@@ -18,6 +18,7 @@ import llvmlite.binding as llvm
 
 from . import codegen, inputs, lift as lifter
 from .codegen import memfuncs
+from .collector import cycles_uncollected
 from .lift import DEFAULT_MAX_STEPS
 from .elf.model import EbpfObject
 from .errors import EbpfLtoError
@@ -255,9 +256,11 @@ def link_ir(data: bytes, name: str, options: LinkOptions,
 
 def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
     hset = helper_set(options)
-    with stage("lift"):
-        lifted = lift(obj, options, hset)
-    linked = compile_module(lifted, obj.path, options, hset, bool(obj.maps))
+    # One pause from the lift to the IR text parsed (collector.py): no walk in between.
+    with cycles_uncollected():
+        with stage("lift"):
+            lifted = lift(obj, options, hset)
+        linked = compile_module(lifted, obj.path, options, hset, bool(obj.maps))
     return _emit(linked, options, emit), linked
 
 

@@ -285,3 +285,24 @@ def test_a_call_into_a_refused_section_refuses_the_caller_alone(tmp_path, caller
     with pytest.raises(EbpfLtoError, match="section xdp: insn 1: refers to section sub, which "
                                            "was refused: relocation at offset 4096"):
         obj.program("caller")
+
+
+def test_a_lift_leaves_the_cycle_collector_as_it_found_it():
+    """The lift pauses Python's cycle collector (collector.cycles_uncollected): a refused
+    program must not leave it off for the rest of the process, nor a lift turn it on
+    for a caller that keeps it off."""
+    import gc
+    from inliner import lift
+    from inliner.tools.asm import assemble_bytes
+    unwritten = loader.from_raw(assemble_bytes("mov %r0, %r7\nexit\n"))   # r7 never written
+    ok = loader.from_raw(assemble_bytes("mov %r0, 1\nexit\n"))
+    assert gc.isenabled()
+    with pytest.raises(EbpfLtoError, match="not written"):
+        lift.lift(unwritten)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        lift.lift(ok)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

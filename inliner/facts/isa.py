@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 INSN_SIZE = 8
 STACK_SIZE = 512          # bytes in one eBPF stack frame
@@ -79,7 +79,7 @@ def mode(opcode: int) -> int:
     return opcode & 0xE0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Insn:
     """One 64-bit instruction slot as RFC 9669 lays it out.
 
@@ -92,10 +92,12 @@ class Insn:
     off: int = 0
     imm: int = 0
     next_imm: int = 0
+    # The class, stored rather than computed: every pass over the code asks it of
+    # every instruction (millions of times for a large program).
+    cls: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def cls(self) -> int:
-        return self.opcode & 0x07
+    def __post_init__(self):
+        object.__setattr__(self, "cls", self.opcode & 0x07)
 
     @property
     def is_wide(self) -> bool:

@@ -12,6 +12,7 @@ be an instruction RFC 9669 defines (validity.py).
 """
 from __future__ import annotations
 
+from ..collector import cycles_uncollected
 from ..elf.model import EbpfObject, Program
 from ..errors import EbpfLtoError
 from ..elf.model import FuncKey
@@ -28,7 +29,8 @@ def lift(obj: EbpfObject, programs: list[Program] | None = None,
     programs = list(obj.programs if programs is None else programs)
     if not programs:
         raise EbpfLtoError("object holds no program", file=obj.path)
-    return ModuleLifter(obj, options, module_name or obj.path).run(programs)
+    with cycles_uncollected():
+        return ModuleLifter(obj, options, module_name or obj.path).run(programs)
 
 
 def analyze(obj: EbpfObject, programs: list[Program] | None = None,
@@ -38,4 +40,6 @@ def analyze(obj: EbpfObject, programs: list[Program] | None = None,
     if not programs:
         raise EbpfLtoError("object holds no program", file=obj.path)
     ml = ModuleLifter(obj, options, obj.path)
-    return ml.analyze(ml.prepare(programs))
+    with cycles_uncollected():
+        return ml.analyze(ml.prepare(programs))
+

@@ -56,11 +56,11 @@ def may_end_run(facts: Facts, slots: Sequence, idx: int, unwind: Collection[int]
     helper that unwinds, a bpf-to-bpf call (its callee may), a legacy packet load.
     A call of the C library goes on (or faults, as an access may)."""
     insn = slots[idx]
-    if isinstance(facts.loaded.get(idx), Libc):
-        return False
-    return (is_call(insn) and (isa.call_kind(insn) is not isa.CallKind.HELPER
-                               or insn.imm == TAIL_CALL or insn.imm in unwind)) \
-        or isa.is_packet_load(insn)
+    if is_call(insn):   # asked of every instruction: `loaded` looked up only where it matters
+        return not isinstance(facts.loaded.get(idx), Libc) and (
+            isa.call_kind(insn) is not isa.CallKind.HELPER or insn.imm == TAIL_CALL
+            or insn.imm in unwind)
+    return isa.is_packet_load(insn) and not isinstance(facts.loaded.get(idx), Libc)
 
 
 def _single_add(cfg: Cfg, slots: Sequence, r: int, h: int, body: frozenset[int],
