@@ -210,3 +210,29 @@ def test_splicing_into_one_function_stops_at_the_growth_budget():
         expected = total
     r0, _ = pipeline.run(obj, header, pipeline.LinkOptions())
     assert r0 == expected
+
+
+@pytest.mark.parametrize("padding", [100, 10_100])
+def test_a_helper_with_a_loop_stays_out_of_a_huge_function(padding):
+    # csum_diff sums in a loop, get_current_uid_gid has none. Spliced into the
+    # straight-line code of a function above plan.LARGE_FUNCTION instructions a
+    # loop costs LLVM's IndVarSimplify (its preheader) x (the function), so
+    # there csum_diff stays out of line while the loop-free helper is spliced.
+    import os
+    from inliner.link import plan
+    from inliner.tools import conformance
+    code = conformance.program_bytes(conformance.parse_test(
+        "-- asm\nmov %r6, %r1\nmov %r7, 0\n" + "add %r7, 1\n" * padding +
+        "mov %r1, 0\nmov %r2, 0\nmov %r3, %r6\nmov %r4, 20\nmov %r5, 0\ncall 28\n"
+        "add %r7, %r0\ncall 15\nadd %r0, %r7\nexit\n"))
+    loaded, linked = pipeline.load(loader.from_raw(code), pipeline.LinkOptions())
+    actions = {d.site.helper_id: d for d in linked.decisions}
+    huge = padding + 12 > plan.LARGE_FUNCTION
+    assert actions[28].action == ("outline" if huge else "inline")
+    assert ("has a loop" in actions[28].reason) == huge
+    assert actions[15].action == "inline"
+    words = sum(struct.unpack("=10H", HEADER))
+    while words >> 16:
+        words = (words & 0xFFFF) + (words >> 16)
+    uid_gid = os.getgid() << 32 | os.getuid()
+    assert loaded.call("bpf_main", bytearray(HEADER)) == uid_gid + padding + words

@@ -10,12 +10,14 @@ decision is applied as call-site attributes that LLVM's inliner obeys
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import networkx as nx
 
+from ..codegen import irtext
 from ..errors import EbpfLtoError
 from ..facts.abi import helper_id, helper_symbol
 from ..facts.helpers import HELPER_IDS, REDIRECT_HELPERS, helper_name
@@ -34,17 +36,17 @@ CALL_COST = 6             # what an out-of-line call costs: setup, call, spills
 # unbounded splicing of a helper with a loop makes compile time quadratic in
 # the number of call sites; past the budget a site shares the out-of-line copy.
 CALLER_GROWTH_LIMIT = 4000
-# In a function above LARGE_FUNCTION eBPF instructions the budget shrinks in
-# proportion: IndVarSimplify's work per spliced loop itself grows faster than
-# the function (10k instructions: 0.75 s for 36 loops, 30k: 5.3 s, 60k:
-# 14.9 s), so only fewer loops keep the link linear in the program's size.
+# Into a function above LARGE_FUNCTION eBPF instructions the size rules splice
+# no helper with a loop (GCC's large-function-insns likewise stops inlining
+# into huge functions). Where the call's arguments decide the loop's guard
+# (csum_diff of a 20-byte header) the spliced loop is entered straight from
+# the caller's code, one block with it, and IndVarSimplify sinks every
+# instruction of that block the loop does not use below the loop, forgetting
+# each one's SCEV by walking all its users: the rest of the function. One
+# such loop costs (its preheader) x (the function): three in a 100k-
+# instruction function took 3.6 s, 36 in a 10k one 5.2 s. Loop-free helpers
+# cost what they add, and keep the budget.
 LARGE_FUNCTION = 10_000
-
-
-def growth_limit(size: int) -> int:
-    """The growth the size rules may splice into a function of `size` instructions."""
-    return CALLER_GROWTH_LIMIT if size <= LARGE_FUNCTION else \
-        CALLER_GROWTH_LIMIT * LARGE_FUNCTION // size
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,29 @@ def helper_costs(hset: HelperSet) -> dict[str, int]:
             for mod in hset.modules() for fn in mod.functions if not fn.is_declaration}
 
 
+@lru_cache(maxsize=16)
+def helper_loops(hset: HelperSet) -> frozenset[str]:
+    """The helper-library functions whose control flow has a cycle, read from
+    the printed modules: block labels and the labels each terminator names."""
+    looping = set()
+    for mod in hset.modules():
+        text = irtext.ModuleText(str(mod))
+        for k in range(len(text)):
+            fn = text.function(k)
+            cfg = nx.DiGraph()
+            for block in fn.blocks:
+                head = block.head()
+                label = head[0].split(":")[0] if head else ""  # the entry: no edges in
+                for succ in _TARGET.findall("\n".join(block.chunk(len(block) - 1))):
+                    cfg.add_edge(label, succ)
+            if not nx.is_directed_acyclic_graph(cfg):
+                looping.add(fn.name.removeprefix("@").strip('"'))
+    return frozenset(looping)
+
+
+_TARGET = re.compile(r'label %([-\w$.]+|"[^"]*")')
+
+
 @lru_cache(maxsize=8)
 def callee_edges(hset: HelperSet) -> tuple[tuple[str, str], ...]:
     """Calls made inside the helper library, for the graph."""
@@ -144,13 +169,20 @@ _SIZE_RULES = ("hot in the profile", "small (", "in a loop (")
 
 
 def decide(sites: list[Site], graph: nx.MultiDiGraph, provided: frozenset[str],
-           options: PlanOptions, sizes: dict[str, int] | None = None) -> list[Decision]:
-    """Each site's decision; `sizes` (eBPF function name -> instructions) scales the budget."""
-    return _within_budget(_decide_each(sites, graph, provided, options), sizes or {})
+           options: PlanOptions, sizes: dict[str, int] | None = None,
+           loops: frozenset[str] = frozenset()) -> list[Decision]:
+    """Each site's decision. `sizes`: eBPF function name -> instructions; `loops`:
+    the helper-library functions with a loop (helper_loops)."""
+    looping = {callee for callee in {site.callee for site in sites}
+               if callee in loops or loops & nx.descendants(graph, callee)}
+    return _within_budget(_decide_each(sites, graph, provided, options), sizes or {},
+                          frozenset(looping))
 
 
-def _within_budget(decisions: list[Decision], sizes: dict[str, int]) -> list[Decision]:
-    """Overrule size-rule splices past each function's growth_limit, hottest sites first."""
+def _within_budget(decisions: list[Decision], sizes: dict[str, int],
+                   looping: frozenset[str]) -> list[Decision]:
+    """Overrule size-rule splices past each function's CALLER_GROWTH_LIMIT, hottest
+    sites first, and of helpers with a loop into functions above LARGE_FUNCTION."""
     def priority(n: int):
         dec = decisions[n]
         return (-(dec.count or 0), not dec.site.in_loop, dec.growth or 0, n)
@@ -161,12 +193,16 @@ def _within_budget(decisions: list[Decision], sizes: dict[str, int]) -> list[Dec
         dec = decisions[n]
         if dec.action != "inline" or not dec.reason.startswith(_SIZE_RULES):
             continue
+        size = sizes.get(dec.site.function, 0)
         total = grown.get(dec.site.function, 0) + (dec.growth or 0)
-        limit = growth_limit(sizes.get(dec.site.function, 0))
-        if total > limit:
-            out[n] = Decision(dec.site, "outline", f"{dec.site.function} grown by "
-                              f"{grown.get(dec.site.function, 0)} already (limit {limit})",
+        if size > LARGE_FUNCTION and dec.site.callee in looping:
+            out[n] = Decision(dec.site, "outline", f"it has a loop and {dec.site.function} "
+                              f"is above {LARGE_FUNCTION} instructions ({size})",
                               dec.cost, dec.growth, dec.count)
+        elif total > CALLER_GROWTH_LIMIT:
+            out[n] = Decision(dec.site, "outline", f"{dec.site.function} grown by "
+                              f"{grown.get(dec.site.function, 0)} already "
+                              f"(limit {CALLER_GROWTH_LIMIT})", dec.cost, dec.growth, dec.count)
         else:
             grown[dec.site.function] = total
     return out
@@ -236,16 +272,17 @@ def apply(decisions: list[Decision]) -> None:
 def plan(sites: list[Site], hset: HelperSet | None, options: PlanOptions,
          subprogram_sizes: dict[str, int]) -> tuple[list[Decision], nx.MultiDiGraph]:
     if hset is None:
-        costs, edges, provided = {}, [], frozenset()
+        costs, edges, provided, loops = {}, [], frozenset(), frozenset()
     else:
         costs = helper_costs(hset)
         edges = callee_edges(hset)
         provided = frozenset(helper_symbol(h) for h in hset.ids)
+        loops = helper_loops(hset)
     graph = build_graph(sites, costs, edges, subprogram_sizes)
     # Sizes by the eBPF name a site gives its function (the lifter's are by LLVM name).
     callers = {site.function: subprogram_sizes.get(site.call.function.name, 0)
                for site in sites if site.call is not None}
-    return decide(sites, graph, provided, options, callers), graph
+    return decide(sites, graph, provided, options, callers, loops), graph
 
 
 def to_dot(decisions: list[Decision], programs: dict[str, str]) -> str:
