@@ -576,3 +576,21 @@ def test_a_compare_narrows_the_slot_a_register_was_reloaded_from_only_while_they
             loaded.call_packet(ENTRY_SYMBOL, layout, packet(0, 200))
         assert fault.value.code is Fault.LOAD and fault.value.insn == 13
         assert fault.value.addr - fault.value.region[0] == 200
+
+
+def test_a_helper_argument_inside_what_the_entry_checked_is_proven():
+    # The stores at 0 and 56 run on every path: the entry checks bytes 0..64 once,
+    # written, so memfrob's 8 bytes at 8 need no check of their own. With 63 bytes
+    # the entry's check stops the program before anything is written.
+    text = ("mov %r6, %r1\nstdw [%r6], 1\nstdw [%r6+56], 2\nmov %r1, %r6\nadd %r1, 8\n"
+            "mov %r2, 8\ncall 1\nmov %r0, 0\nexit")
+    _, linked = pipeline.link(loader.from_raw(assembler.assemble_bytes(text), path="<t>"),
+                              pipeline.LinkOptions(helpers="conformance"))
+    assert [(c.insn, c.proven) for c in linked.checks if c.what == "helper"] == [(6, True)]
+    for level in LEVELS:
+        r0, mem = run(text, bytes(64), level)
+        assert (r0, mem) == (0, bytes([1]) + bytes(7) + bytes([42]) * 8 + bytes(40) +
+                             bytes([2]) + bytes(7))
+    fault = fault_of(text, bytes(63))
+    assert fault.code is Fault.STORE
+    assert run(text, bytes(63))[1] == bytes(63)

@@ -173,6 +173,7 @@ class Guard:
                       if h not in self.bounded}
         for n in self.loops.values():
             b.store(ZERO, n)
+        self.entry_spans: dict[tuple[int, bool], tuple[int, int]] = {}
         self.entry_covered = self._check_at_entry()
 
     # -- regions ---------------------------------------------------------------
@@ -307,6 +308,7 @@ class Guard:
         groups, covered = proofs.entry_groups(em.cfg, em.facts, em.slots,
                                               em.ml.options.unwind_helpers)
         for (root, write), (first, lo, hi) in sorted(groups.items()):
+            self.entry_spans[root, write] = (lo, hi)
             start = b.add(em.fn.args[root - 1], ir.Constant(I64, lo))
             region = self.roots[root]
             self.stop_unless(_inside(b, region, start, ir.Constant(I64, hi - lo), write),
@@ -527,11 +529,19 @@ class Guard:
 
     # -- proofs --------------------------------------------------------------------
 
-    def proven_span(self, fact: Value, size: int) -> bool:
-        """Whether the facts prove [fact, fact + size) is memory of the program's."""
+    def proven_span(self, fact: Value, size: int, write: bool) -> bool:
+        """Whether the facts prove [fact, fact + size) is memory of the program's; of an
+        argument's memory, bytes the entry's check made sure of (the memory's size is
+        the run's: no helper changes it)."""
         if fact.kind is Kind.FRAME:
             pos = isa.STACK_SIZE + fact.off
             return 0 <= pos and pos + size <= isa.STACK_SIZE
+        offsets = fact.offsets
+        if fact.kind is Kind.ARG and offsets is not None:
+            kinds = (True,) if write else (True, False)   # a read: either check will do
+            spans = [self.entry_spans[fact.root, w] for w in kinds
+                     if (fact.root, w) in self.entry_spans]
+            return any(lo <= offsets.umin and offsets.umax + size <= hi for lo, hi in spans)
         return self.proven(fact, 0, size)
 
     def proven(self, fact: Value, off: int, size: int) -> bool:
@@ -714,7 +724,8 @@ class Guard:
         if spec.kind is ArgKind.MEM:
             known = em.reg(spec.size)
             if known.kind is Kind.SCALAR and (known.range.umax == 0
-                                              or self.proven_span(fact, known.range.umax)):
+                                              or self.proven_span(fact, known.range.umax,
+                                                                  spec.write)):
                 return None
             size = em.rd(spec.size)
             empty = b.icmp_unsigned("==", size, ZERO)
@@ -722,7 +733,7 @@ class Guard:
         field = "key_size" if spec.kind is ArgKind.KEY else "value_size"
         m = em.reg(1)
         if m.kind is Kind.MAP and m.off == 0 and \
-                self.proven_span(fact, getattr(em.ml.obj.maps[m.map], field)):
+                self.proven_span(fact, getattr(em.ml.obj.maps[m.map], field), spec.write):
             return None
         size = self.map_size(1, field)
         if size is None:

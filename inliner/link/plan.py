@@ -10,14 +10,13 @@ decision is applied as call-site attributes that LLVM's inliner obeys
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import llvmlite.binding as llvm
 import networkx as nx
 
-from ..codegen import irtext
 from ..errors import EbpfLtoError
 from ..facts.abi import helper_id, helper_symbol
 from ..facts.helpers import HELPER_IDS, REDIRECT_HELPERS, helper_name
@@ -113,25 +112,19 @@ def helper_costs(hset: HelperSet) -> dict[str, int]:
 
 @lru_cache(maxsize=16)
 def helper_loops(hset: HelperSet) -> frozenset[str]:
-    """The helper-library functions whose control flow has a cycle, read from
-    the printed modules: block labels and the labels each terminator names."""
+    """The helper-library functions whose control flow has a cycle: each block's
+    edges to the blocks its terminator names, as llvmlite reads them."""
     looping = set()
     for mod in hset.modules():
-        text = irtext.ModuleText(str(mod))
-        for k in range(len(text)):
-            fn = text.function(k)
+        for fn in mod.functions:
             cfg = nx.DiGraph()
             for block in fn.blocks:
-                head = block.head()
-                label = head[0].split(":")[0] if head else ""  # the entry: no edges in
-                for succ in _TARGET.findall("\n".join(block.chunk(len(block) - 1))):
-                    cfg.add_edge(label, succ)
+                *_, last = block.instructions
+                cfg.add_edges_from((block, op) for op in last.operands
+                                   if op.value_kind == llvm.ValueKind.basic_block)
             if not nx.is_directed_acyclic_graph(cfg):
-                looping.add(fn.name.removeprefix("@").strip('"'))
+                looping.add(fn.name)
     return frozenset(looping)
-
-
-_TARGET = re.compile(r'label %([-\w$.]+|"[^"]*")')
 
 
 @lru_cache(maxsize=8)
