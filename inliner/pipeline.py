@@ -256,7 +256,7 @@ def link_ir(data: bytes, name: str, options: LinkOptions,
 
 def link(obj: EbpfObject, options: LinkOptions, emit: str = "obj") -> tuple[bytes, Linked]:
     hset = helper_set(options)
-    # One pause from the lift to the IR text parsed (collector.py): no walk in between.
+    # One pause from the lift through optimization (collector.py): no walk between.
     with cycles_uncollected():
         with stage("lift"):
             lifted = lift(obj, options, hset)

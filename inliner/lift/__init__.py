@@ -42,4 +42,3 @@ def analyze(obj: EbpfObject, programs: list[Program] | None = None,
     ml = ModuleLifter(obj, options, obj.path)
     with cycles_uncollected():
         return ml.analyze(ml.prepare(programs))
-

@@ -119,7 +119,7 @@ class _Step:
             self.frozen_spills = tuple(sorted(self.spills.items()))
         return State(tuple(self.regs), self.written, self.frozen_spills, self.packet)
 
-    def run(self, insn: isa.Insn, loaded: Value | Libc | None, idx: int = -1) -> None:
+    def run(self, insn: isa.Insn, loaded: Value | Libc | None, idx: int) -> None:
         c, op = insn.cls, isa.op(insn.opcode)
         result = UNKNOWN
         if insn.is_wide:
@@ -254,9 +254,9 @@ class _Step:
         """A number reloaded from a frame slot is the slot's: the two get id `idx`,
         so a compare that narrows the register narrows the slot (clang for eBPF
         keeps a loop's counter in a slot, compares a reload and stores the next)."""
-        value = self.spills.get(off, UNKNOWN)
-        if value.kind is not Kind.SCALAR or off not in self.spills or idx < 0:
-            return value
+        value = self.spills.get(off)
+        if value is None or value.kind is not Kind.SCALAR:
+            return UNKNOWN if value is None else value
         # The last run of this fill (a loop's earlier iteration) made another value.
         if any(r.id == idx for r in self.regs):
             self.regs = [r._replace(id=None) if r.id == idx else r for r in self.regs]

@@ -62,10 +62,10 @@ class Result:
         """Whether `mode` is slower than `than` beyond the run's noise: its first
         quartile above the other's third (None: not both timed). A higher median
         inside overlapping interquartile ranges is a tie, not a loss."""
-        a, b = self.outcomes.get(mode), self.outcomes.get(than)
-        if self.ratio(mode, than) is None or not a.quartiles or not b.quartiles:
+        if self.ratio(mode, than) is None:
             return None
-        return a.quartiles[0] > b.quartiles[1]
+        a, b = self.outcomes[mode].quartiles, self.outcomes[than].quartiles
+        return a[0] > b[1] if a and b else None
 
     def mpps(self, mode: str) -> float | None:
         """Millions of packets a second, for a packet program whose mode was timed."""
@@ -100,8 +100,8 @@ def summary(results: list[Result], modes: list[str]) -> dict[str, dict]:
             # faster than it on the helper/map set; the benchmarks where it is slower
             # beyond the noise, and where its median is higher inside it (a tie).
             "geomean_vs_peer": geomean([v for _, v in to_peer]),
-            "geomean_speedup_vs_peer_heavy": geomean([1 / v for r in results if r.bench.heavy
-                                                      and (v := r.ratio(mode, PEER))]),
+            "geomean_speedup_vs_peer_heavy": geomean([1 / v for r, v in to_peer
+                                                      if r.bench.heavy]),
             "slower_than_peer": [r.bench.name for r, v in to_peer if v > 1
                                  and r.slower(mode, PEER) is not False],
             "level_with_peer": [r.bench.name for r, v in to_peer if v > 1
