@@ -23,7 +23,8 @@ from ..facts import abi, contexts, isa, maps
 from ..facts.helpers import MAP_LOOKUP, TAIL_CALL
 from ..errors import EbpfLtoError
 from . import legacy, libcalls, switches
-from .cfg import select_shaped as cfg_select_shaped
+from .cfg import ends_block as cfg_ends_block, registers_live_out, select_shaped as cfg_select_shaped
+from .registers import Registers
 from .counts import Counts
 from .dataflow import Facts
 from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, LIKELY, NONE, Guard, refuse_always_outside
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
 I64P = I64.as_pointer()
 I8P = I8.as_pointer()
+PTR = ir.PointerType()   # opaque: what an access through it reads is the access's type
 FRAME = ir.ArrayType(I8, isa.STACK_SIZE)
 SIZE_TYPES = {1: I8, 2: I16, 4: I32, 8: I64}
 M64 = 0xFFFFFFFFFFFFFFFF
@@ -67,21 +69,21 @@ class FunctionEmitter:
         cfg = self.cfg
         entry = self.fn.append_basic_block("entry")
         self.blocks = {leader: self.fn.append_basic_block(f"L{leader}") for leader in cfg.order}
-        b = self.b = ir.IRBuilder(entry)
+        self.regs = Registers(entry, registers_live_out(cfg, self.slots))
+        b = self.b = self.regs.b
         self.frame = b.alloca(FRAME, name="frame")
         self.frame.align = 16
-        self.regs = [b.alloca(I64, name=f"r{r}") for r in range(10)]
-        self.frame_ptrs, self.cached, self.cached_in = {}, {}, None   # _frame_ptr, _cached
+        self.frame_ptrs = {}   # _frame_ptr
         for r in range(10):
             value = self.fn.args[r - 1] if 1 <= r <= 5 else ir.Constant(I64, 0)
-            b.store(value, self.regs[r])
+            b.store(value, self.regs.allocas[r])
         self.fp = b.ptrtoint(b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE)]), I64, name="fp")
         # Pointer roots: an access through a register derived from one is
         # emitted as root + (address - root), which LLVM folds to root + offset,
         # so it can see that a loop walks consecutive memory and vectorize it.
-        self.arg_roots = {r: b.inttoptr(self.fn.args[r - 1], I8P, name=f"root{r}")
+        self.arg_roots = {r: b.inttoptr(self.fn.args[r - 1], PTR, name=f"root{r}")
                           for r in range(1, 6)}
-        self.pkt_root = b.alloca(I8P, name="pkt")
+        self.pkt_root = b.alloca(PTR, name="pkt")
         self.guard = None
         if self.func.checked or self.ml.options.checks:
             hidden = list(self.fn.args[-(HIDDEN_SHADOWS + 2):]) if self.func.checked else None
@@ -128,13 +130,19 @@ class FunctionEmitter:
         b, guard = self.b, self.guard
         if guard is not None:
             guard.plan_block(self.cfg.insns(leader))
+        last = self.cfg.insns(leader)[-1]
         for idx in self.cfg.insns(leader):
             self.idx, self.state = idx, self.facts[idx]
-            self.insn(idx, self.slots[idx])
+            insn = self.slots[idx]
+            if idx == last and cfg_ends_block(insn):
+                self.regs.end_block(leader)
+            self.insn(idx, insn)
             if guard is not None and not b.block.is_terminated:
-                guard.after(self.slots[idx])
+                guard.after(insn)
         if not b.block.is_terminated:
+            self.regs.end_block(leader)
             b.branch(self._to(leader, self.cfg.succs[leader][0]))
+        self.regs.end_block(None)
 
     def _to(self, src: int, dst: int) -> ir.Block:
         """The block a branch from block src to block dst jumps to: in a loop's copy,
@@ -159,32 +167,19 @@ class FunctionEmitter:
         return self.state.regs[r]
 
     def rd(self, r: int) -> ir.Value:
-        if r == 10:
-            return self.fp
-        known = self._cached()
-        if r not in known:
-            known[r] = self.b.load(self.regs[r])
-        return known[r]
+        return self.fp if r == 10 else self.regs.read(r)
 
     def wr(self, idx: int | None, r: int, value: ir.Value) -> None:
         if r == 10:
             raise self.error(idx, "write to r10, the read-only frame pointer")
-        self.b.store(value, self.regs[r])
-        self._cached()[r] = value
+        self.regs.write(r, value)
 
-    def _cached(self) -> dict[int, ir.Value]:
-        """The registers' values as loaded or stored earlier in the block being emitted
-        (or in the blocks it continues, carry_to), which later reads reuse: mem2reg would
-        remove the loads, but only after they were built, printed and parsed."""
-        if self.cached_in is not self.b.block:
-            self.cached, self.cached_in = {}, self.b.block
-        return self.cached
-
-    def carry_to(self, block: ir.Block) -> None:
-        """Emit on into `block`, which only the current block enters (a passed check)."""
-        if self.cached_in is self.b.block:
-            self.cached_in = block
-        self.b.position_at_end(block)
+    def check_branch(self, ok: ir.Value, cont: ir.Block, stop: ir.Block) -> ir.Instruction:
+        """Branch to `cont` if ok, else to `stop`, whose path reads no register and ends
+        the program; emission goes on in `cont`, the block's register values with it."""
+        br = self.regs.branch_on(ok, cont, stop)
+        self.regs.carry_to(cont)
+        return br
 
     def insn(self, idx: int, insn: isa.Insn) -> None:
         c = insn.cls
@@ -388,10 +383,12 @@ class FunctionEmitter:
         """End the whole program with r0 when cond holds."""
         stop = self.fn.append_basic_block("stop")
         cont = self.fn.append_basic_block("cont")
-        self.b.cbranch(cond, stop, cont)
+        here = self.b.block
+        self.regs.branch_on(cond, stop, cont)
         self.b.position_at_end(stop)
         self._ret(r0, stopped=True)
-        self.b.position_at_end(cont)
+        self.b.position_at_end(here)
+        self.regs.carry_to(cont)
 
     def call_args(self) -> list[ir.Value]:
         """r1-r5 for a call; a pointer argument keeps its root, so that once the
@@ -407,14 +404,17 @@ class FunctionEmitter:
             out.append(value)
         return out
 
-    def _rebased(self, fact: Value, addr: ir.Value) -> ir.Value:
-        """addr as a pointer derived from its root: root + (addr - root)."""
+    def _rebased(self, fact: Value, addr: ir.Value | None, off: int = 0) -> ir.Value:
+        """addr as a pointer derived from its root: root + (addr - root); an argument
+        pointer at an offset the facts know, root + that offset + off (addr unused)."""
         if fact.kind is Kind.PACKET:
-            root = self.b.load(self.pkt_root)
+            root = self.b.load(self.pkt_root, typ=PTR)
             root_addr = self.b.ptrtoint(root, I64)
         else:
             root, root_addr = self.arg_roots[fact.root], self.fn.args[fact.root - 1]
-        return self.b.gep(root, [self.b.sub(addr, root_addr)])
+            if (known := fact.range.value) is not None:
+                return self.b.gep(root, [ir.Constant(I64, (known + off) & M64)], source_etype=I8)
+        return self.b.gep(root, [self.b.sub(addr, root_addr)], source_etype=I8)
 
     def _call(self, idx: int, insn: isa.Insn) -> None:
         kind, ref = isa.call_kind(insn), self.ml.obj.refs.get((self.section, idx))
@@ -603,12 +603,7 @@ class FunctionEmitter:
 
     def _address(self, idx: int, base: int, off: int, size: int,
                  store: bool = False) -> tuple[ir.Value, int]:
-        """Pointer and alignment for an access of `size` bytes at base+off.
-
-        The pointer is typed to the access width because llvmlite's builder
-        checks load/store types against it; LLVM itself sees an opaque ptr.
-        """
-        ptr_ty = SIZE_TYPES[size].as_pointer()
+        """Pointer and alignment for an access of `size` bytes at base+off."""
         fact = self.reg(base)
         what = ("atomic" if self.slots[idx].cls == isa.STX and isa.mode(self.slots[idx].opcode)
                 == isa.ATOMIC else "store" if store else "load")
@@ -624,7 +619,7 @@ class FunctionEmitter:
             field = self._ctx_field(idx, fact, off, size, store)
             self.record(idx, what, True, f"context field {fact.layout.name}.{field.name}")
             user = field.user_off + (fact.off + off - field.kernel_off)
-            return self.b.inttoptr(self._ctx_base(base, fact, user), ptr_ty), 1
+            return self.b.inttoptr(self._ctx_base(base, fact, user), PTR), 1
         if fact.kind is Kind.SCALAR and (value := fact.range.value) is not None:
             # As the verifier refuses any access through a number: no memory of
             # the program's is at an address known before it runs.
@@ -632,14 +627,16 @@ class FunctionEmitter:
             raise self.error(idx, f"{what} of {size} byte{'s' * (size > 1)} at the constant address "
                                   f"{(value + off) & M64:#x}: the program owns no memory there")
         refuse_always_outside(self, idx, what, fact, off, size)
+        if self.guard is None and fact.kind is Kind.ARG and fact.range.value is not None:
+            return self._rebased(fact, None, off), 1
         addr = self.rd(base)
         if off:
             addr = self.b.add(addr, ir.Constant(I64, off & M64))
         if self.guard is not None:
             self.guard.check_access(idx, what, base, off, size, addr)
         if fact.kind in (Kind.ARG, Kind.PACKET):
-            return self.b.bitcast(self._rebased(fact, addr), ptr_ty), 1
-        return self.b.inttoptr(addr, ptr_ty), 1
+            return self._rebased(fact, addr, off), 1
+        return self.b.inttoptr(addr, PTR), 1
 
     def record(self, idx: int, what: str, proven: bool, how: str) -> None:
         """How the access, helper call or loop at idx is kept safe (lift.Check)."""
@@ -685,7 +682,7 @@ class FunctionEmitter:
                     end = b.inttoptr(self._ctx_base(insn.src, fact, fact.layout.data_end), I64P)
                     self.guard.packet_read(insn.dst, value, b.load(end, typ=I64, align=1),
                                            field.name == "data")
-                b.store(b.inttoptr(value, I8P), self.pkt_root)
+                b.store(b.inttoptr(value, PTR), self.pkt_root)
                 self.wr(idx, insn.dst, value)
                 return
         ptr, align = self._address(idx, insn.src, insn.off, nbytes)
@@ -798,3 +795,4 @@ class FunctionEmitter:
         if self.guard is not None and ref.kind == "data":  # the whole section
             base = self.ml.address_of(dataclasses.replace(ref, offset=0)).ptrtoint(I64)
             self.guard.data_read(insn.dst, base, self.ml.obj.data[ref.target])
+

@@ -439,12 +439,11 @@ class Guard:
         end = whi if code is Fault.STORE else hi
         cont = em.fn.append_basic_block(f"L{idx}.ok")
         here = b.block
-        em.weigh(b.cbranch(ok, cont, fault), LIKELY)
         for phi, v in zip(self.phis, (ir.Constant(I64, int(code)), ir.Constant(I64, idx), addr,
                                       ir.Constant(I64, size) if isinstance(size, int) else size,
                                       what, lo, end)):
             phi.add_incoming(v, here)
-        em.carry_to(cont)
+        em.weigh(em.check_branch(ok, cont, fault), LIKELY)
 
     def _fault_block(self) -> ir.Block:
         """The one exit of the function's failed checks: the record written, the program stopped."""
