@@ -56,6 +56,92 @@ def test_inline_none_leaves_the_aot_contract_external_call():
     assert re.search(r"^declare [^@]*@\"?_bpf_helper_ext_0028", ir, re.M)
 
 
+def _raw_ir(text: str, **options) -> str:
+    from inliner.tools.asm import assemble_bytes
+    ir, _ = pipeline.link(loader.from_raw(assemble_bytes(text)),
+                          pipeline.LinkOptions(**options), emit="llvm")
+    return ir.decode()
+
+
+def _function(ir: str, name: str) -> str:
+    """The body of the function defined as `name`."""
+    return re.search(rf"^define [^@]*@{name}\(.*?^}}", ir, re.M | re.S).group(0)
+
+
+# r0 = helper(r1..r5) twice over the same 20 bytes of the context, nothing stored
+# between, the two results added: a helper with no effect but reading returns the
+# same both times.
+TWICE = """
+    mov %r6, %r1
+    mov %r1, 0
+    mov %r2, 0
+    mov %r3, %r6
+    mov %r4, 20
+    mov %r5, 0
+    call {hid}
+    mov %r7, %r0
+    mov %r1, 0
+    mov %r2, 0
+    mov %r3, %r6
+    mov %r4, 20
+    mov %r5, 0
+    call {hid}
+    add %r0, %r7
+    exit
+"""
+
+
+def test_an_external_read_only_helper_is_called_once_for_equal_calls():
+    """The kernel's bpf_csum_diff only reads its memory (ARG_PTR_TO_MEM | MEM_RDONLY,
+    RET_INTEGER): declared so, the out-of-line call is shared, as the linked one is."""
+    ir = _raw_ir(TWICE.format(hid=28), inline="none")
+    assert re.search(r"^declare [^@]*@\"?_bpf_helper_ext_0028", ir, re.M)
+    assert called(_function(ir, "main"), "_bpf_helper_ext_0028") == 1
+
+
+def test_an_external_helper_with_effects_is_called_each_time():
+    """bpf_get_prandom_u32 (7) changes the generator's state: two calls, two values."""
+    ir = _raw_ir(TWICE.format(hid=7), inline="none", checks=False)
+    assert called(_function(ir, "main"), "_bpf_helper_ext_0007") == 2
+
+
+# A helper file of the user's own that gives id 28 its own meaning: *(u32 *)r1 = r2.
+STORING_28 = """
+define i64 @_bpf_helper_ext_0028(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {
+  %p = inttoptr i64 %r1 to ptr
+  %v = trunc i64 %r2 to i32
+  store i32 %v, ptr %p
+  ret i64 0
+}
+"""
+
+
+@pytest.mark.parametrize("inline", ["none", "auto"])
+@pytest.mark.parametrize("level", [0, 2])
+def test_a_user_helper_under_a_read_only_id_keeps_its_effect(tmp_path, inline, level):
+    """Only the Linux library's csum_diff is known to only read: a file of the user's
+    own that stores from id 28 is called, and the load after it sees the store."""
+    from inliner.tools.asm import assemble_bytes
+    helper = tmp_path / "h28.ll"
+    helper.write_text(STORING_28)
+    code = assemble_bytes("""
+        mov %r6, %r1
+        stw [%r6], 1
+        mov %r1, %r6
+        mov %r2, 99
+        mov %r3, 0
+        mov %r4, 0
+        mov %r5, 0
+        call 28
+        ldxw %r0, [%r6]
+        exit
+    """)
+    options = pipeline.LinkOptions(opt_level=level, checks=False, helpers=str(helper),
+                                   inline=inline)
+    r0, mem = pipeline.run(loader.from_raw(code), bytearray(8), options)
+    assert (r0, bytes(mem[:4])) == (99, (99).to_bytes(4, "little"))
+
+
 def test_threshold_and_force_inline():
     sites = {d.action for d in pipeline.link(
         loader.load(str(CSUM)), pipeline.LinkOptions(inline_threshold=10))[1].decisions}

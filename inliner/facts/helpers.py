@@ -242,6 +242,15 @@ MAP_HELPERS: frozenset[int] = frozenset({
     209, 210, 211,
 })
 
+# Helpers whose only effect is reading memory: each returns a function of its
+# arguments and of the memory they point at, as the kernel's protos say (every
+# pointer argument ARG_PTR_TO_MEM | MEM_RDONLY or a constant string,
+# RET_INTEGER; net/core/filter.c bpf_csum_diff, kernel/bpf/helpers.c
+# bpf_strncmp). An external call to one is declared readonly, as the default
+# library's definitions are (memory(read)): LLVM keeps loads across it and
+# shares one call among equal ones, as it does when the helper is linked in.
+READ_ONLY_HELPERS: frozenset[int] = frozenset({28, 182})   # csum_diff, strncmp
+
 # Helpers that leave a forwarding target for the host to act on after the run
 # (docs/abi.md, the redirect record): with --abi bpftime the runtime that
 # forwards the packet must own them, so they stay its calls.

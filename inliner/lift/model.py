@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
+from ..facts.helpers import READ_ONLY_HELPERS
+
 # Back edges and calls one run may take: the kernel's verifier processes up to
 # a million instructions of a program, and so many steps take well under a second.
 DEFAULT_MAX_STEPS = 1_000_000
@@ -34,6 +36,9 @@ class LiftOptions:
     max_steps: int = DEFAULT_MAX_STEPS  # back edges and calls a run may take
     # The pointer arguments of the helper set's helpers, checked before each call.
     helper_args: Mapping[int, tuple] = field(default_factory=dict, compare=False)
+    # External helpers declared memory(read): those of READ_ONLY_HELPERS whose
+    # definition, if the set gives one, is the Linux library's (not a user's file).
+    read_only: frozenset[int] = READ_ONLY_HELPERS
 
     @property
     def bpftime(self) -> bool:

@@ -371,6 +371,9 @@ class ModuleLifter:
         if fn is None:
             fn = ir.Function(self.module, ir.FunctionType(I64, [I64] * 5),
                              abi.helper_symbol(helper_id))
+            if helper_id in self.options.read_only:
+                fn.attributes.add("readonly")
+                fn.attributes.add("nounwind")
             self.helpers[helper_id] = fn
         return fn
 

@@ -17,7 +17,7 @@ import llvmlite.binding as llvm
 from .. import codegen, inputs
 from ..errors import EbpfLtoError
 from ..facts.abi import HOST_API_PREFIX, helper_id, helper_symbol
-from ..facts.helpers import HELPER_ARGS, ArgKind, HelperArg
+from ..facts.helpers import HELPER_ARGS, READ_ONLY_HELPERS, ArgKind, HelperArg
 from ..lift import LiftOptions
 
 # Named sets: the helper_bitcode/ files they consist of, and the ids after
@@ -102,8 +102,11 @@ class HelperSet:
         # helper from the user's own file validates its arguments itself.
         args = {hid: spec for hid, source in self.provides
                 if (spec := ARG_SPECS.get(source.partition(":")[0], {}).get(hid))}
+        # Read-only as Linux's: a helper of the default set, or of none (the runtime's).
+        other = frozenset(hid for hid, source in self.provides
+                          if source.partition(":")[0] != "default")
         return LiftOptions(unwind_helpers=unwind, callx_helpers=tuple(sorted(self.ids)),
-                           helper_args=args)
+                           helper_args=args, read_only=READ_ONLY_HELPERS - other)
 
     def modules(self) -> list[llvm.ModuleRef]:
         """Fresh LLVM modules, later sources' definitions overriding earlier ones.
