@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 from inliner import pipeline
 from inliner.elf import loader
+from inliner.tools.asm import assemble_bytes
 
 CSUM = ROOT / "tests" / "helpers_c" / "checksum.o"
 HEADER = bytes.fromhex("45000073000040004011 0000 c0a80001c0a800c7".replace(" ", ""))
@@ -57,7 +58,6 @@ def test_inline_none_leaves_the_aot_contract_external_call():
 
 
 def _raw_ir(text: str, **options) -> str:
-    from inliner.tools.asm import assemble_bytes
     ir, _ = pipeline.link(loader.from_raw(assemble_bytes(text)),
                           pipeline.LinkOptions(**options), emit="llvm")
     return ir.decode()
@@ -71,24 +71,15 @@ def _function(ir: str, name: str) -> str:
 # r0 = helper(r1..r5) twice over the same 20 bytes of the context, nothing stored
 # between, the two results added: a helper with no effect but reading returns the
 # same both times.
-TWICE = """
-    mov %r6, %r1
+CALL = """
     mov %r1, 0
     mov %r2, 0
     mov %r3, %r6
     mov %r4, 20
     mov %r5, 0
     call {hid}
-    mov %r7, %r0
-    mov %r1, 0
-    mov %r2, 0
-    mov %r3, %r6
-    mov %r4, 20
-    mov %r5, 0
-    call {hid}
-    add %r0, %r7
-    exit
 """
+TWICE = "mov %r6, %r1" + CALL + "mov %r7, %r0" + CALL + "add %r0, %r7\nexit\n"
 
 
 def test_an_external_read_only_helper_is_called_once_for_equal_calls():
@@ -121,7 +112,6 @@ define i64 @_bpf_helper_ext_0028(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {
 def test_a_user_helper_under_a_read_only_id_keeps_its_effect(tmp_path, inline, level):
     """Only the Linux library's csum_diff is known to only read: a file of the user's
     own that stores from id 28 is called, and the load after it sees the store."""
-    from inliner.tools.asm import assemble_bytes
     helper = tmp_path / "h28.ll"
     helper.write_text(STORING_28)
     code = assemble_bytes("""

@@ -249,6 +249,7 @@ MAP_HELPERS: frozenset[int] = frozenset({
 # bpf_strncmp). An external call to one is declared readonly, as the default
 # library's definitions are (memory(read)): LLVM keeps loads across it and
 # shares one call among equal ones, as it does when the helper is linked in.
+# A helper file of the user's that defines one keeps its call (LiftOptions.read_only).
 READ_ONLY_HELPERS: frozenset[int] = frozenset({28, 182})   # csum_diff, strncmp
 
 # Helpers that leave a forwarding target for the host to act on after the run

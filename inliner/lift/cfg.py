@@ -215,8 +215,8 @@ def registers_live_out(cfg: Cfg, slots: Sequence) -> dict[int, frozenset[int]]:
         u = k = 0
         for idx in cfg.insns(leader):
             insn = slots[idx]
-            read = args if insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) == isa.CALL \
-                else 0
+            call = insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) == isa.CALL
+            read = args if call else 0
             for r in isa.regs_read(insn):   # `add r3, r3` names r3 twice
                 read |= 1 << r
             u |= read & ~k

@@ -795,4 +795,3 @@ class FunctionEmitter:
         if self.guard is not None and ref.kind == "data":  # the whole section
             base = self.ml.address_of(dataclasses.replace(ref, offset=0)).ptrtoint(I64)
             self.guard.data_read(insn.dst, base, self.ml.obj.data[ref.target])
-
