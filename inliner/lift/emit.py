@@ -125,6 +125,7 @@ class FunctionEmitter:
         b.position_before(entry.terminator)
         for pos in sorted(self.narrow_words):
             b.store(ir.Constant(I64, 0), self._frame_word(pos), align=8)
+        self.func.checks_inside = self.guard is not None and self.guard.checks_more()
 
     def _block(self, leader: int) -> None:
         b, guard = self.b, self.guard

@@ -93,8 +93,9 @@ def fault_record_type() -> ir.LiteralStructType:
     return ir.LiteralStructType([I64] * (len(abi.FAULT_FIELDS) - 1) + [ir.IntType(8).as_pointer()])
 
 
-def _inside(b: ir.IRBuilder, region: tuple, addr: ir.Value, size: ir.Value,
-            write: bool) -> ir.Value:
+def holds(b: ir.IRBuilder, region: tuple, addr: ir.Value, size: ir.Value,
+          write: bool) -> ir.Value:
+    """Whether [addr, addr + size) lies in the region, for a write or a read."""
     lo, hi, whi, _ = region
     room = b.sub(whi if write else hi, lo)
     fits = b.icmp_unsigned("<=", size, room)
@@ -136,13 +137,16 @@ class Guard:
         self.last_access: tuple | None = None
         if hidden is None:  # a callback, called from C: nothing known of its arguments
             args = [NONE] * 5
-            self.budget = b.alloca(I64, name="budget")
-            b.store(ir.Constant(I64, em.ml.options.max_steps), self.budget)
             self.ctx = ZERO
         else:
             incoming, self.budget, self.ctx = hidden[:HIDDEN_SHADOWS], hidden[-2], hidden[-1]
             n = len(PARTS)
             args = [tuple(incoming[n * i:n * i + n]) for i in range(5)]
+        if hidden is None or em.func.entry_checked:
+            # Its caller is C, which holds no budget (a function that may not be
+            # inlined keeps its budget in a register only if the budget is its own).
+            self.budget = b.alloca(I64, name="budget")
+            b.store(ir.Constant(I64, em.ml.options.max_steps), self.budget)
         # Where registers and slots hold no region (shadows.py): a callback's
         # arguments bring none, nor r2-r5 of a function only programs enter.
         self.frame_free = hidden is None or em.func.entered_only
@@ -311,9 +315,22 @@ class Guard:
             self.entry_spans[root, write] = (lo, hi)
             start = b.add(em.fn.args[root - 1], ir.Constant(I64, lo))
             region = self.roots[root]
-            self.stop_unless(_inside(b, region, start, ir.Constant(I64, hi - lo), write),
-                             Fault.STORE if write else Fault.LOAD, first, start, hi - lo, region)
+            ok = holds(b, region, start, ir.Constant(I64, hi - lo), write)
+            if root == 1 and em.func.entry_checked:
+                # The C entry checks before the call (entries.py); here it is known.
+                em.func.entry_checks.append((write, first, lo, hi))
+                b.call(em.ml.module.declare_intrinsic("llvm.assume"), [ok])
+            else:
+                self.stop_unless(ok, Fault.STORE if write else Fault.LOAD, first, start,
+                                 hi - lo, region)
         return covered
+
+    def checks_more(self) -> bool:
+        """Whether the code reads its arguments' regions past the entry's check: checks
+        of its own, or calls, which are handed regions."""
+        em = self.em
+        return self.fault_block is not None or any(
+            isa.call_kind(em.slots[idx]) is not None for idx in em.cfg)
 
     def plan_block(self, insns) -> None:
         """The block's merged checks (proofs.block_groups)."""
@@ -362,7 +379,7 @@ class Guard:
             region = self.root_region(root)
             base = region[0] if root == PACKET_ROOT else self.em.fn.args[root - 1]
             start = b.add(base, ir.Constant(I64, lo))
-            ok = b.and_(ok, _inside(b, region, start, ir.Constant(I64, hi - lo), write))
+            ok = b.and_(ok, holds(b, region, start, ir.Constant(I64, hi - lo), write))
         return ok
 
     def root_region(self, root: int) -> tuple:
@@ -402,7 +419,7 @@ class Guard:
 
     def inside(self, base: int, addr: ir.Value, size: ir.Value, write: bool) -> ir.Value:
         """addr..addr+size lies in register base's region (for writing, its writable part)."""
-        return _inside(self.em.b, self.region(base), addr, size, write)
+        return holds(self.em.b, self.region(base), addr, size, write)
 
     def access(self, idx: int, base: int | None, addr: ir.Value, size: int, write: bool,
                region: tuple | None = None) -> None:
@@ -413,7 +430,7 @@ class Guard:
         n = ir.Constant(I64, size)
         region = self.region(base) if region is None else region
         self.last_access = (region, addr)
-        ok = _inside(b, region, addr, n, write)
+        ok = holds(b, region, addr, n, write)
         sections = em.ml.data_regions()
         if sections:
             cont = em.fn.append_basic_block(f"L{idx}.in")
@@ -422,7 +439,7 @@ class Guard:
             b.position_at_end(other)
             ok = ir.Constant(I1, 0)
             for section in sections:
-                ok = b.or_(ok, _inside(b, section, addr, n, write))
+                ok = b.or_(ok, holds(b, section, addr, n, write))
             self.stop_unless(ok, Fault.STORE if write else Fault.LOAD, idx, addr, size, region)
             b.branch(cont)
             b.position_at_end(cont)
@@ -738,48 +755,3 @@ class Guard:
         if size is None:
             return None
         return self.inside(spec.reg, em.rd(spec.reg), size, spec.write)
-
-
-def trampoline(ml, func, name: str) -> ir.Function:
-    """The C entry of a checked callback: cb(r1, ..., r5), r5 the caller's ENV (or 0)."""
-    fn = ir.Function(ml.module, ir.FunctionType(I64, [I64] * 5), name)
-    fn.linkage = "internal"
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    r = list(fn.args)
-    own = b.alloca(ENV, name="own.env")       # no environment: nothing known, a budget of its own
-    budget = b.alloca(I64, name="own.budget")
-    b.store(ir.Constant(I64, ml.options.max_steps), budget)
-    for n, v in enumerate([ZERO, budget, ZERO, *NONE, ZERO]):
-        b.store(v, b.gep(own, [I32(0), I32(n)]))
-    if ml.options.bpftime:  # bpftime's helpers call back with nothing in r5 of ours
-        env = own
-    else:
-        given = b.icmp_unsigned("!=", r[4], ZERO)
-        env = b.select(given, b.inttoptr(r[4], ENV.as_pointer()), own)
-
-    def field(n):
-        return b.load(b.gep(env, [I32(0), I32(n)]))
-    kind = field(ENV_KIND)
-    region = tuple(field(ENV_REGION + k) for k in range(len(PARTS)))
-    is_loop = b.icmp_unsigned("==", kind, ir.Constant(I64, CALLBACK_LOOP))
-    is_each = b.icmp_unsigned("==", kind, ir.Constant(I64, CALLBACK_FOR_EACH))
-
-    def pick(cond, then, other=NONE):
-        return tuple(b.select(cond, x, y) for x, y in zip(then, other))
-    # for_each_map_elem's key and value: sizes from the map in r1, which only
-    # the helper (so only with an environment) passes: a dummy map otherwise.
-    desc = b.select(is_each, r[0], b.ptrtoint(b.alloca(ir.ArrayType(I32, 4)), I64))
-
-    def size(index):
-        ptr = b.inttoptr(b.add(desc, ir.Constant(I64, 4 * index)), I32.as_pointer())
-        return b.zext(b.load(ptr, align=4), I64)
-    key = span(b, r[1], size(1), Region.CALLBACK)
-    value = span(b, r[2], size(2), Region.CALLBACK)
-    regions = [*NONE, *pick(is_loop, region, pick(is_each, key)), *pick(is_each, value),
-               *pick(is_each, region), *NONE]
-    result = b.call(func.ir_func, r + regions + [field(ENV_BUDGET), field(ENV_CTX)])
-    r0, stopped = b.extract_value(result, 0), b.extract_value(result, 1)
-    b.store(b.zext(stopped, I64), b.gep(env, [I32(0), I32(ENV_STOPPED)]))
-    # A stop ends the walk (return 1); the caller sees `stopped` and stops too.
-    b.ret(b.select(stopped, ir.Constant(I64, 1), r0))
-    return fn

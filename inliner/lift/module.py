@@ -22,6 +22,7 @@ from . import cfg as cfgs, counts as profile_counts, dataflow, guard, tables, va
 from .cfg import Cfg
 from .dataflow import Facts
 from .emit import I1, I8P, I32, I64, FunctionEmitter
+from .entries import entry_checks, trampoline
 from .guard import HIDDEN_SHADOWS, fault_record_type
 from .model import Check, LiftOptions, Lifted, Site
 from .values import UNKNOWN, Kind, Value
@@ -39,7 +40,12 @@ class Func:
     has_tcc: bool = False    # takes the tail-call depth as a sixth argument
     checked: bool = False    # takes its arguments' regions, the budget and the context (guard.py)
     entered_only: bool = False  # no function calls it: only programs enter it (shadows.py)
-    trampoline: ir.Function | None = None  # a checked callback's C entry (guard.trampoline)
+    # A raw program's function whose C entry makes its entry checks before calling it
+    # (entries.entry_checks): (writes, first insn, lo, hi) of its argument's bytes.
+    entry_checked: bool = False
+    entry_checks: list[tuple[bool, int, int, int]] = field(default_factory=list)
+    checks_inside: bool = False   # its code checks more, or calls (emit.py)
+    trampoline: ir.Function | None = None  # a checked callback's C entry (entries.trampoline)
     ir_func: ir.Function | None = None
     callees: set[FuncKey] = field(default_factory=set)
     cfg: Cfg | None = None
@@ -58,6 +64,7 @@ class ModuleLifter:
         self.sites: list[Site] = []
         self._site_at: dict[tuple[str, int], Site] = {}   # (function, insn) -> its site
         self._data_regions: list[tuple] | None = None
+        self._names: dict[FuncKey, ir.Constant] = {}     # function_name's
         self.counts: dict[tuple[str, int], int] = {}
         self.stale: list[str] = []
         self.skipped_targets: list[str] = []
@@ -115,10 +122,14 @@ class ModuleLifter:
                 # it in a register through loops that store to memory.
                 func.ir_func.args[-2].add_attribute("noalias")
         called = self.address_taken.union(*(f.callees for f in self.funcs.values()))
+        raw = {p.entry for p in programs if contexts.for_program_type(p.prog_type) is None}
         for func in self.funcs.values():
             func.entered_only = func.key not in called
+            # Only its C entry calls it (no tail call, no callback).
+            func.entry_checked = func.checked and func.entered_only and not func.has_tcc \
+                and func.key in raw
             if func.checked and func.key in self.address_taken:
-                func.trampoline = guard.trampoline(self, func, tables.unique(
+                func.trampoline = trampoline(self, func, tables.unique(
                     f"bpf.{func.name}.cb", self.module.globals))
         if self.options.bpftime:
             self.map_fds = self._bpftime_map_fds()
@@ -428,7 +439,9 @@ class ModuleLifter:
 
     def function_name(self, func: Func) -> ir.Constant:
         """The function's name as a C string, for fault records."""
-        return tables.cstring(self.module, f"bpf.fn.{func.name}", func.name)
+        if func.key not in self._names:
+            self._names[func.key] = tables.cstring(self.module, f"bpf.fn.{func.name}", func.name)
+        return self._names[func.key]
 
     def prog_array_get(self) -> ir.Function:
         fn = self.module.globals.get(abi.PROG_ARRAY_GET)
@@ -449,7 +462,7 @@ class ModuleLifter:
 
     def function_address(self, key: FuncKey) -> ir.Constant:
         """A function's address as the program sees it: a checked callback's is its
-        trampoline's, which C calls with five arguments (guard.py)."""
+        trampoline's, which C calls with five arguments (entries.py)."""
         func = self.funcs[key]
         return (func.trampoline or func.ir_func).bitcast(I8P)
 
@@ -525,13 +538,25 @@ class ModuleLifter:
         r1 = b.ptrtoint(ctx, I64)
         args = [r1, ctx_len, zero, zero, zero] + [zero] * target.has_tcc
         if target.checked:
-            budget = b.alloca(I64, name="budget")
-            b.store(ir.Constant(I64, self.options.max_steps), budget)
+            if target.entry_checked:   # it keeps its own budget (guard.Guard)
+                budget = ir.Constant(I64.as_pointer(), None)
+            else:
+                budget = b.alloca(I64, name="budget")
+                b.store(ir.Constant(I64, self.options.max_steps), budget)
             # r1 of a program without a context layout is memory of r2 bytes.
             raw = contexts.for_program_type(prog.prog_type) is None
             end = b.add(r1, ctx_len)
             first = [r1, end, end, guard.tag(Region.MEMORY)] if raw else [zero] * 4
             args += first + [zero] * (HIDDEN_SHADOWS - len(first)) + [budget, r1]
+        if target.entry_checks:
+            entry_checks(self, b, target, r1, end)
+            if not target.checks_inside:
+                # Code that checks nothing more and calls nothing stays apart from
+                # these checks: inlined, the pointer the fault record names keeps a
+                # register of its own beside the code's, and the allocator serves the
+                # code worse (straight/1000). Code that does is inlined, where the
+                # checks here tell LLVM (and spliced helpers) how big the input is.
+                target.ir_func.attributes.add("noinline")
         result = b.call(target.ir_func, args)
         b.ret(b.extract_value(result, 0) if target.may_stop else result)
         return fn
