@@ -626,3 +626,40 @@ def test_code_that_checks_nothing_past_its_entry_check_is_the_unchecked_code(cpu
     assert (fault.value.code, fault.value.size, fault.value.addr) == \
         (Fault.LOAD, 256, ctypes.addressof(buf))
     assert fault.value.region == (ctypes.addressof(buf), ctypes.addressof(buf) + 255)
+
+
+# An IPv4-style header of variable length: r2 = data + (byte 0 & 60), a packet
+# pointer a variable moved; r3 = r2 + 8 compared with data_end; then insn 11.
+VARIABLE_HEADER = ("ldxw %r2, [%r1]\nldxw %r6, [%r1+4]\nmov %r4, %r2\nadd %r4, 1\n"
+                   "jgt %r4, %r6, out\nldxb %r5, [%r2]\nand %r5, 60\nadd %r2, %r5\n"
+                   "mov %r3, %r2\nadd %r3, 8\njgt %r3, %r6, out\n{access}\nexit\n"
+                   "out:\nmov %r0, 0\nexit")
+
+
+@pytest.mark.parametrize("access, start, size, proven", [
+    ("ldxh %r0, [%r2+6]", 6, 2, True), ("ldxh %r0, [%r3-2]", 6, 2, True),
+    ("ldxh %r0, [%r2+7]", 7, 2, False), ("ldxb %r0, [%r3]", 8, 1, False)])
+def test_bytes_past_a_packet_pointer_a_variable_moved_are_proven_by_its_compare(
+        access, start, size, proven):
+    # The verifier's range per packet pointer id: r2 + 8 <= data_end proves r2's
+    # first 8 bytes wherever byte 0 put it (check_packet_access), and no more.
+    from inliner.facts import progtypes
+    obj = loader.from_raw(assembler.assemble_bytes(VARIABLE_HEADER.format(access=access)),
+                          path="<safety>")
+    obj.retype(progtypes.by_name("xdp"))
+    layout = contexts.for_program_type(obj.program(None).prog_type)
+    _, linked = pipeline.link(obj, pipeline.LinkOptions())
+    assert [c.proven for c in linked.checks if c.insn == 11] == [proven]
+    for level in LEVELS:
+        loaded, _ = pipeline.load(obj, pipeline.LinkOptions(opt_level=level))
+        # Byte 0 = 52: r2 = data + 52, which 60 bytes hold 8 bytes of.
+        assert loaded.call_packet(ENTRY_SYMBOL, layout, packet(52, length=59))[0] == 0
+        for length in (60, 62):
+            data = packet(52, length=length)
+            if 52 + start + size <= length:
+                r0 = loaded.call_packet(ENTRY_SYMBOL, layout, data)[0]
+                assert r0 == int.from_bytes(data[52 + start:52 + start + size], "little")
+            else:
+                with pytest.raises(ProgramFault) as fault:
+                    loaded.call_packet(ENTRY_SYMBOL, layout, data)
+                assert (fault.value.code, fault.value.insn) == (Fault.LOAD, 11)

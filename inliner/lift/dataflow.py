@@ -47,6 +47,12 @@ class State(NamedTuple):
     # Bytes from the packet's data known to be before data_end, as the kernel's
     # packet pointer `range`: from compares of a packet pointer with data_end.
     packet: int = 0
+    # The same past a packet pointer a variable moved (`data + ihl * 4`): (id, bytes
+    # from where the add at insn `id` left it), as the kernel's range per pointer id.
+    rooms: tuple[tuple[int, int], ...] = ()
+
+    def room(self, pid: int | None) -> int:
+        return dict(self.rooms).get(pid, 0) if pid is not None else 0
 
     def spilled(self, off: int) -> Value:
         for at, value in self.spills:
@@ -61,7 +67,10 @@ class State(NamedTuple):
         theirs = dict(other.spills)
         spills = tuple((off, j) for off, a in self.spills if off in theirs
                        and (j := _join(a, theirs[off], widen)) != UNKNOWN)
-        return State(regs, self.written & other.written, spills, min(self.packet, other.packet))
+        theirs = dict(other.rooms)
+        rooms = tuple((pid, min(n, theirs[pid])) for pid, n in self.rooms if pid in theirs)
+        return State(regs, self.written & other.written, spills, min(self.packet, other.packet),
+                     rooms)
 
 
 def _join(a: Value, b: Value, widen: Sequence[int] | None) -> Value:
@@ -75,7 +84,7 @@ def _join(a: Value, b: Value, widen: Sequence[int] | None) -> Value:
 
 
 def _forget_offsets(value: Value) -> Value:
-    return value._replace(range=v.FULL) if value.kind is Kind.PACKET else value
+    return value._replace(range=v.FULL, id=None, off=0) if value.kind is Kind.PACKET else value
 
 
 def thresholds(cfg: Cfg, slots) -> tuple[int, ...]:
@@ -113,11 +122,12 @@ class _Step:
         self.spills = dict(state.spills)
         self.frozen_spills = state.spills  # what `spills` holds, sorted, until a store changes it
         self.packet = state.packet
+        self.rooms = state.rooms
 
     def freeze(self) -> State:
         if self.frozen_spills is None:
             self.frozen_spills = tuple(sorted(self.spills.items()))
-        return State(tuple(self.regs), self.written, self.frozen_spills, self.packet)
+        return State(tuple(self.regs), self.written, self.frozen_spills, self.packet, self.rooms)
 
     def run(self, insn: isa.Insn, loaded: Value | Libc | None, idx: int) -> None:
         c, op = insn.cls, isa.op(insn.opcode)
@@ -127,6 +137,11 @@ class _Step:
                       else v.const(insn.imm64) if insn.src == 0 else UNKNOWN)
         elif c in (isa.ALU, isa.ALU64):
             result = self._alu(insn, c == isa.ALU64, op)
+            if result.kind is Kind.PACKET and result.id == _NEW_ID:
+                # A fresh id, as the kernel gives a packet pointer a variable moved.
+                # No value before this add has it: every path here joins one that
+                # has not run it yet, and joins keep only the ids both sides hold.
+                result = result._replace(id=idx, off=0)
         elif c == isa.LDX:
             result = self._load(insn, idx)
         elif c in (isa.ST, isa.STX):
@@ -154,7 +169,7 @@ class _Step:
             # of packet pointers' offsets goes, as the kernel's clear_all_pkt_pointers.
             # (The C library's memory functions leave the packet where it is.)
             if not isinstance(loaded, Libc):
-                self.packet = 0
+                self.packet, self.rooms = 0, ()
                 self.regs = [_forget_offsets(r) for r in self.regs]
                 if any(value.kind is Kind.PACKET for value in self.spills.values()):
                     self.spills = {off: _forget_offsets(value)
@@ -229,7 +244,10 @@ class _Step:
             # variable offset); scalar + pointer is not followed, so a root is
             # always a pointer.
             if dst.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) and src.kind is Kind.SCALAR:
-                return dst.offset_by(src.range if op == isa.ADD else v.neg(src.range))
+                moved = dst.offset_by(src.range if op == isa.ADD else v.neg(src.range))
+                if moved.kind is Kind.PACKET and src.range.value is None:
+                    return moved._replace(id=_NEW_ID)   # run() numbers it
+                return moved
         if dst.kind is not Kind.SCALAR or src.kind is not Kind.SCALAR:
             return v.scalar(v.U32) if not wide else UNKNOWN
         return v.scalar(_arith(op, insn, dst.range, src.range, wide))
@@ -338,9 +356,14 @@ def refine(state: State, insn: isa.Insn, taken: bool) -> State | None:
         regs[insn.dst] = reg._replace(null=False) if found else v.const(0)
         return state._replace(regs=tuple(regs))
     if insn.opcode & isa.X and insn.cls == isa.JMP:
-        packet = _packet_room(isa.op(insn.opcode), reg, state.regs[insn.src], taken)
+        p, packet = _packet_room(isa.op(insn.opcode), reg, state.regs[insn.src], taken)
         if packet > state.packet:
-            return state._replace(packet=packet)
+            state = state._replace(packet=packet)
+        # data + var + off <= data_end: off bytes past data + var are there.
+        if p is not None and p.id is not None and p.off > state.room(p.id):
+            rooms = dict(state.rooms)
+            rooms[p.id] = min(p.off, MAX_PACKET)
+            state = state._replace(rooms=tuple(sorted(rooms.items())))
     if reg.kind is not Kind.SCALAR:
         return state
     if insn.opcode & isa.X:
@@ -380,22 +403,24 @@ _P_LE_END = {isa.JGT: False, isa.JGE: False, isa.JLT: True, isa.JLE: True}
 _END_GE_P = {isa.JGT: True, isa.JGE: True, isa.JLT: False, isa.JLE: False}
 
 
-def _packet_room(op: int, a: Value, b: Value, taken: bool) -> int:
-    """The bytes of packet a compare proves on one edge (check_packet_range)."""
+def _packet_room(op: int, a: Value, b: Value, taken: bool) -> tuple[Value | None, int]:
+    """The packet pointer a compare proves below data_end on one edge, and the bytes of
+    packet that proves (check_packet_range)."""
     if a.kind is Kind.PACKET and b.kind is Kind.PACKET_END and op in _P_LE_END:
         p, edge = a, _P_LE_END[op]
     elif a.kind is Kind.PACKET_END and b.kind is Kind.PACKET and op in _END_GE_P:
         p, edge = b, _END_GE_P[op]
     else:
-        return 0
+        return None, 0
     # data + off <= data_end for the pointer's least offset: off bytes are there.
     offsets = p.offsets
     if edge != taken or offsets is None or offsets.smin < 0:
-        return 0
-    return min(offsets.umin, MAX_PACKET)
+        return None, 0
+    return p, min(offsets.umin, MAX_PACKET)
 
 
 MAX_PACKET = 0xFFFF   # no offset past the largest packet proves anything
+_NEW_ID = -1          # _alu's mark on a packet pointer a variable moved, for run() to number
 
 
 @dataclass(frozen=True)

@@ -568,10 +568,18 @@ class Guard:
         if offsets is None or offsets.umin + off < 0:
             return False
         if fact.kind is Kind.PACKET:
-            return offsets.umax + off + size <= self.em.state.packet
+            return offsets.umax + off + size <= self.em.state.packet \
+                or self.past_add(fact, off, size)
         if fact.kind is Kind.MAP_VALUE and not fact.null and fact.map is not None:
             return offsets.umax + off + size <= self.em.ml.obj.maps[fact.map].value_size
         return False
+
+    def past_add(self, fact: Value, off: int, size: int) -> bool:
+        """Whether a compare with data_end proved the bytes past a packet pointer a
+        variable moved (dataflow.State.rooms), the pointer not below data."""
+        start = fact.off + off
+        return fact.id is not None and fact.offsets.smin >= fact.off and start >= 0 \
+            and start + size <= self.em.state.room(fact.id)
 
     def check_access(self, idx: int, what: str, base: int, off: int, size: int,
                      addr: ir.Value) -> None:
@@ -581,7 +589,10 @@ class Guard:
         copy = em.copy[0] if em.copy is not None else None
         if self.proven(fact, off, size):
             span = f"bytes {fact.offsets.umin + off}..{fact.offsets.umax + off + size}"
-            em.record(idx, what, True, f"packet {span} of {em.state.packet} compared with "
+            em.record(idx, what, True, f"bytes {fact.off + off}..{fact.off + off + size} past "
+                      f"the packet pointer insn {fact.id} moved, compared with data_end"
+                      if self.past_add(fact, off, size) else
+                      f"packet {span} of {em.state.packet} compared with "
                       "data_end" if fact.kind is Kind.PACKET else
                       f"{fact.map} value {span} after the NULL test")
         elif copy is not None and idx in copy.covered:

@@ -244,6 +244,8 @@ class Value(NamedTuple):
     bounds a SCALAR's value, and the offset of an ARG pointer from its root
     and of a PACKET pointer from the packet's data (FULL: not known, as for
     data_meta), as the kernel's var_off and bounds do for packet pointers.
+    A PACKET pointer a variable moved has an id, as in the kernel, and `off`
+    is then its constant offset from where that add left it.
     """
     kind: Kind = Kind.SCALAR
     off: int = 0
@@ -254,7 +256,8 @@ class Value(NamedTuple):
     layout: Layout | None = None  # CTX: the context's layout
     null: bool = False            # MAP_VALUE: not yet tested against NULL
     # SCALAR: equal to every register and frame slot with the same id, as the
-    # kernel's scalar ids: the fill at instruction `id` made them so.
+    # kernel's scalar ids: the fill at instruction `id` made them so. PACKET:
+    # moved by the same run of the add at instruction `id`.
     id: int | None = None
 
     @property
@@ -275,6 +278,12 @@ class Value(NamedTuple):
                          self.map, self.layout)
         if self.kind is Kind.SCALAR:
             return scalar(add(self.range, delta))
+        if self.kind is Kind.PACKET and self.id is not None:
+            # `off` counts from where the add that numbered it left the pointer.
+            if delta.value is None:
+                return self._replace(range=add(self.range, delta), id=None, off=0)
+            return self._replace(range=add(self.range, delta),
+                                 off=self.off + to_signed(delta.value))
         if self.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) and not self.null:
             return self._replace(range=add(self.range, delta))
         return UNKNOWN
@@ -287,9 +296,13 @@ class Value(NamedTuple):
             return scalar(self.range.hull(other.range))
         if self.kind is other.kind and self.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) \
                 and (self.root, self.null) == (other.root, other.null):
-            # Values of two maps: a value of a map the facts do not name.
+            # Values of two maps: a value of a map the facts do not name. Packet
+            # pointers moved by different adds, or by one add and different constants,
+            # share no id.
+            same = (self.id, self.off) == (other.id, other.off)
             return self._replace(range=self.range.hull(other.range),
-                                 map=self.map if self.map == other.map else None)
+                                 map=self.map if self.map == other.map else None,
+                                 id=self.id if same else None, off=self.off if same else 0)
         return UNKNOWN
 
     @property
