@@ -556,19 +556,24 @@ def test_a_spilled_pointer_keeps_its_region(how):
     assert fault.code is Fault.LOAD and fault.addr - fault.region[0] == MEM
 
 
+def _xdp(text: str):
+    """An XDP program from assembly, and its context's layout."""
+    from inliner.facts import progtypes
+    obj = loader.from_raw(assembler.assemble_bytes(text), path="<safety>")
+    obj.retype(progtypes.by_name("xdp"))
+    return obj, contexts.for_program_type(obj.program(None).prog_type)
+
+
 def test_a_compare_narrows_the_slot_a_register_was_reloaded_from_only_while_they_agree():
     # An XDP program: r6 is reloaded from [r10-16] (packet byte 0), then the slot
     # is given byte 1. The compare that bounds r6 by 7 says nothing more of the
     # slot (the kernel's scalar ids die with the store), so the read at byte 1's
     # value, past the 8 bytes the program tested, is still checked.
-    from inliner.facts import progtypes
     text = ("ldxw %r2, [%r1]\nldxw %r3, [%r1+4]\nmov %r4, %r2\nadd %r4, 8\n"
             "jgt %r4, %r3, out\nldxb %r5, [%r2]\nstxdw [%r10-16], %r5\nldxdw %r6, [%r10-16]\n"
             "ldxb %r7, [%r2+1]\nstxdw [%r10-16], %r7\njgt %r6, 7, out\n"
             "ldxdw %r8, [%r10-16]\nadd %r2, %r8\nldxb %r0, [%r2]\nexit\nout:\nmov %r0, 0\nexit")
-    obj = loader.from_raw(assembler.assemble_bytes(text), path="<safety>")
-    obj.retype(progtypes.by_name("xdp"))
-    layout = contexts.for_program_type(obj.program(None).prog_type)
+    obj, layout = _xdp(text)
     for level in LEVELS:
         loaded, _ = pipeline.load(obj, pipeline.LinkOptions(opt_level=level))
         assert loaded.call_packet(ENTRY_SYMBOL, layout, packet(0, 40))[0] == 40
@@ -643,11 +648,7 @@ def test_bytes_past_a_packet_pointer_a_variable_moved_are_proven_by_its_compare(
         access, start, size, proven):
     # The verifier's range per packet pointer id: r2 + 8 <= data_end proves r2's
     # first 8 bytes wherever byte 0 put it (check_packet_access), and no more.
-    from inliner.facts import progtypes
-    obj = loader.from_raw(assembler.assemble_bytes(VARIABLE_HEADER.format(access=access)),
-                          path="<safety>")
-    obj.retype(progtypes.by_name("xdp"))
-    layout = contexts.for_program_type(obj.program(None).prog_type)
+    obj, layout = _xdp(VARIABLE_HEADER.format(access=access))
     _, linked = pipeline.link(obj, pipeline.LinkOptions())
     assert [c.proven for c in linked.checks if c.insn == 11] == [proven]
     for level in LEVELS:
@@ -663,3 +664,22 @@ def test_bytes_past_a_packet_pointer_a_variable_moved_are_proven_by_its_compare(
                 with pytest.raises(ProgramFault) as fault:
                     loaded.call_packet(ENTRY_SYMBOL, layout, data)
                 assert (fault.value.code, fault.value.insn) == (Fault.LOAD, 11)
+
+
+def test_a_data_end_read_before_a_helper_call_proves_nothing_after_it():
+    # bpf_xdp_adjust_tail(ctx, -40) leaves 24 of 64 bytes; r6, data_end read before
+    # the call, is no longer the packet's end (the kernel's clear_all_pkt_pointers),
+    # so `r3 + 8 <= r6` proves none of the 8 bytes at r2 = data + 40.
+    text = ("mov %r9, %r1\nldxw %r6, [%r1+4]\nmov %r2, -40\ncall 65\nldxw %r2, [%r9]\n"
+            "mov %r4, %r2\nadd %r4, 1\njgt %r4, %r6, out\nldxb %r5, [%r2]\nand %r5, 60\n"
+            "add %r2, %r5\nmov %r3, %r2\nadd %r3, 8\njgt %r3, %r6, out\nldxdw %r0, [%r2]\n"
+            "exit\nout:\nmov %r0, 0\nexit")
+    obj, layout = _xdp(text)
+    _, linked = pipeline.link(obj, pipeline.LinkOptions())
+    assert [c.proven for c in linked.checks if c.insn == 14] == [False]
+    for level in LEVELS:
+        loaded, _ = pipeline.load(obj, pipeline.LinkOptions(opt_level=level))
+        with pytest.raises(ProgramFault) as fault:
+            loaded.call_packet(ENTRY_SYMBOL, layout, packet(40, length=64))
+        assert (fault.value.code, fault.value.insn, fault.value.size) == (Fault.LOAD, 14, 8)
+        assert fault.value.region[1] - fault.value.region[0] == 24

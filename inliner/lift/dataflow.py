@@ -84,7 +84,11 @@ def _join(a: Value, b: Value, widen: Sequence[int] | None) -> Value:
 
 
 def _forget_offsets(value: Value) -> Value:
-    return value._replace(range=v.FULL, id=None, off=0) if value.kind is Kind.PACKET else value
+    """A packet pointer after a call that may move the packet: its offsets unknown, and a
+    data_end read before it no longer the packet's end (clear_all_pkt_pointers)."""
+    if value.kind is Kind.PACKET:
+        return value._replace(range=v.FULL, id=None, off=0)
+    return UNKNOWN if value.kind is Kind.PACKET_END else value
 
 
 def thresholds(cfg: Cfg, slots) -> tuple[int, ...]:
@@ -171,9 +175,10 @@ class _Step:
             if not isinstance(loaded, Libc):
                 self.packet, self.rooms = 0, ()
                 self.regs = [_forget_offsets(r) for r in self.regs]
-                if any(value.kind is Kind.PACKET for value in self.spills.values()):
-                    self.spills = {off: _forget_offsets(value)
-                                   for off, value in self.spills.items()}
+                if any(value.kind in (Kind.PACKET, Kind.PACKET_END)
+                       for value in self.spills.values()):
+                    self.spills = {off: kept for off, value in self.spills.items()
+                                   if (kept := _forget_offsets(value)) != UNKNOWN}
                     self.frozen_spills = None
         for r in isa.regs_written(insn):
             self.regs[r] = result

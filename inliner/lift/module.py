@@ -125,7 +125,8 @@ class ModuleLifter:
         raw = {p.entry for p in programs if contexts.for_program_type(p.prog_type) is None}
         for func in self.funcs.values():
             func.entered_only = func.key not in called
-            # Only its C entry calls it (no tail call, no callback).
+            # Only its C entry calls it: no callback, and no tail call, which would
+            # enter it with no regions and make its assumed entry check false.
             func.entry_checked = func.checked and func.entered_only and not func.has_tcc \
                 and func.key in raw
             if func.checked and func.key in self.address_taken:
