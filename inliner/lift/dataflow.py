@@ -140,12 +140,7 @@ class _Step:
             result = (loaded if loaded is not None
                       else v.const(insn.imm64) if insn.src == 0 else UNKNOWN)
         elif c in (isa.ALU, isa.ALU64):
-            result = self._alu(insn, c == isa.ALU64, op)
-            if result.kind is Kind.PACKET and result.id == _NEW_ID:
-                # A fresh id, as the kernel gives a packet pointer a variable moved.
-                # No value before this add has it: every path here joins one that
-                # has not run it yet, and joins keep only the ids both sides hold.
-                result = result._replace(id=idx, off=0)
+            result = self._alu(insn, c == isa.ALU64, op, idx)
         elif c == isa.LDX:
             result = self._load(insn, idx)
         elif c in (isa.ST, isa.STX):
@@ -221,7 +216,7 @@ class _Step:
         if len(kept) != len(self.spills):
             self.spills, self.frozen_spills = kept, None
 
-    def _alu(self, insn: isa.Insn, wide: bool, op: int) -> Value:
+    def _alu(self, insn: isa.Insn, wide: bool, op: int, idx: int) -> Value:
         dst = self.regs[insn.dst]
         x = insn.opcode & isa.X
         if op == isa.END:
@@ -251,7 +246,10 @@ class _Step:
             if dst.kind in (Kind.ARG, Kind.PACKET, Kind.MAP_VALUE) and src.kind is Kind.SCALAR:
                 moved = dst.offset_by(src.range if op == isa.ADD else v.neg(src.range))
                 if moved.kind is Kind.PACKET and src.range.value is None:
-                    return moved._replace(id=_NEW_ID)   # run() numbers it
+                    # A fresh id, as the kernel gives a packet pointer a variable moved.
+                    # No value before this add has it: every path here joins one that
+                    # has not run it yet, and joins keep only the ids both sides hold.
+                    return moved._replace(id=idx, off=0)
                 return moved
         if dst.kind is not Kind.SCALAR or src.kind is not Kind.SCALAR:
             return v.scalar(v.U32) if not wide else UNKNOWN
@@ -425,7 +423,6 @@ def _packet_room(op: int, a: Value, b: Value, taken: bool) -> tuple[Value | None
 
 
 MAX_PACKET = 0xFFFF   # no offset past the largest packet proves anything
-_NEW_ID = -1          # _alu's mark on a packet pointer a variable moved, for run() to number
 
 
 @dataclass(frozen=True)

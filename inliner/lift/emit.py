@@ -27,7 +27,8 @@ from .cfg import ends_block as cfg_ends_block, registers_live_out, select_shaped
 from .registers import Registers
 from .counts import Counts
 from .dataflow import Facts
-from .guard import EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, LIKELY, NONE, Guard, refuse_always_outside
+from .guard import (EFAULT, ENV_STOPPED, HIDDEN_SHADOWS, LIKELY, NONE, Guard, branch_weights,
+                    refuse_always_outside)
 from .values import Kind, Value
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class FunctionEmitter:
         b.position_before(entry.terminator)
         for pos in sorted(self.narrow_words):
             b.store(ir.Constant(I64, 0), self._frame_word(pos), align=8)
-        self.func.checks_inside = self.guard is not None and self.guard.checks_more()
+        self.func.checks_inside = bool(self.func.entry_checks) and self.guard.checks_more()
 
     def _block(self, leader: int) -> None:
         b, guard = self.b, self.guard
@@ -341,10 +342,7 @@ class FunctionEmitter:
             self.weigh(br, [hits, max(total - hits, 0)])
 
     def weigh(self, inst, weights: list[int]) -> None:
-        scale = max(1, max(weights) >> 31)  # LLVM's branch weights are 32-bit
-        inst.set_metadata("prof", self.ml.module.add_metadata(
-            [ir.MetaDataString(self.ml.module, "branch_weights"),
-             *(ir.Constant(I32, w // scale) for w in weights)]))
+        inst.set_metadata("prof", branch_weights(self.ml.module, weights))
 
     def _switch(self, leader: int, sw: switches.Switch, value: ir.Value) -> None:
         """A compare tree as one switch (switches.py); with a profile, each case is weighed

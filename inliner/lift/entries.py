@@ -11,8 +11,8 @@ from llvmlite import ir
 
 from ..facts.abi import Fault, Region
 from .guard import (CALLBACK_FOR_EACH, CALLBACK_LOOP, ENV, ENV_BUDGET, ENV_CTX, ENV_KIND,
-                    ENV_REGION, ENV_STOPPED, I32, I64, LIKELY, NONE, PARTS, ZERO, holds, span,
-                    tag)
+                    ENV_REGION, ENV_STOPPED, I32, I64, LIKELY, NONE, PARTS, ZERO, branch_weights,
+                    holds, span, tag, write_fault)
 
 
 def entry_checks(ml, b: ir.IRBuilder, func, r1: ir.Value, end: ir.Value) -> None:
@@ -25,16 +25,11 @@ def entry_checks(ml, b: ir.IRBuilder, func, r1: ir.Value, end: ir.Value) -> None
         start = b.add(r1, ir.Constant(I64, lo))
         ok = holds(b, region, start, ir.Constant(I64, hi - lo), write)
         fault, cont = fn.append_basic_block("fault"), fn.append_basic_block("checked")
-        br = b.cbranch(ok, cont, fault)
-        br.set_metadata("prof", ml.module.add_metadata(
-            [ir.MetaDataString(ml.module, "branch_weights"), *(I32(w) for w in LIKELY)]))
+        b.cbranch(ok, cont, fault).set_metadata("prof", branch_weights(ml.module, LIKELY))
         b.position_at_end(fault)
-        record = ml.fault_record()
-        fields = (ir.Constant(I64, int(Fault.STORE if write else Fault.LOAD)),
-                  ir.Constant(I64, first), start, ir.Constant(I64, hi - lo),
-                  tag(Region.MEMORY), r1, end, ml.function_name(func))
-        for n, v in enumerate(fields):
-            b.store(v, b.gep(record, [I32(0), I32(n)]))
+        write_fault(b, ml.fault_record(), (
+            ir.Constant(I64, int(Fault.STORE if write else Fault.LOAD)), ir.Constant(I64, first),
+            start, ir.Constant(I64, hi - lo), tag(Region.MEMORY), r1, end, ml.function_name(func)))
         b.ret(ZERO)
         b.position_at_end(cont)
 

@@ -102,6 +102,19 @@ def holds(b: ir.IRBuilder, region: tuple, addr: ir.Value, size: ir.Value,
     return b.and_(fits, b.icmp_unsigned("<=", b.sub(addr, lo), b.sub(room, size)))
 
 
+def branch_weights(module: ir.Module, weights: list[int]) -> ir.Value:
+    """!prof metadata for a branch's successors, as llvm.expect makes."""
+    scale = max(1, max(weights) >> 31)  # LLVM's branch weights are 32-bit
+    return module.add_metadata([ir.MetaDataString(module, "branch_weights"),
+                                *(ir.Constant(I32, w // scale) for w in weights)])
+
+
+def write_fault(b: ir.IRBuilder, record: ir.Value, fields) -> None:
+    """Store the fault record's fields (facts/abi.py FAULT_FIELDS), in order."""
+    for n, v in enumerate(fields):
+        b.store(v, b.gep(record, [I32(0), I32(n)]))
+
+
 def tag(what: Region) -> ir.Constant:
     return ir.Constant(I64, int(what))
 
@@ -470,9 +483,7 @@ class Guard:
             self.fault_block = em.fn.append_basic_block("fault")
             em.b.position_at_end(self.fault_block)
             self.phis = [em.b.phi(I64, name=f"fault.{f}") for f in abi.FAULT_FIELDS[:-1]]
-            record = em.ml.fault_record()
-            for n, v in enumerate(self.phis + [self.name]):
-                em.b.store(v, em.b.gep(record, [I32(0), I32(n)]))
+            write_fault(em.b, em.ml.fault_record(), self.phis + [self.name])
             # A callback, called from C, cannot stop the program: it returns 1,
             # which ends a bpf_loop or for_each_map_elem walk.
             em.stop(ir.Constant(I64, 0 if em.func.may_stop else 1))
