@@ -205,41 +205,6 @@ def build(slots: Sequence, start: int, end: int) -> Cfg:
     return Cfg(start, end, order, succs, blocks)
 
 
-def registers_live_out(cfg: Cfg, slots: Sequence) -> dict[int, frozenset[int]]:
-    """Per block, the registers r0-r9 a later instruction may read before writing them:
-    what the emitter must leave in the registers' allocas when the block ends. A call
-    reads r1-r5 (its arity is the callee's); r10 is never stored."""
-    use, kill = {}, {}
-    args = sum(1 << r for r in range(1, 6))
-    for leader in cfg.order:
-        u = k = 0
-        for idx in cfg.insns(leader):
-            insn = slots[idx]
-            call = insn.cls in (isa.JMP, isa.JMP32) and isa.op(insn.opcode) == isa.CALL
-            read = args if call else 0
-            for r in isa.regs_read(insn):   # `add r3, r3` names r3 twice
-                read |= 1 << r
-            u |= read & ~k
-            for r in isa.regs_written(insn):
-                k |= 1 << r
-        use[leader], kill[leader] = u, k
-    live_in = dict.fromkeys(cfg.order, 0)
-    live_out = dict.fromkeys(cfg.order, 0)
-    changed = True
-    while changed:   # backwards: later blocks first
-        changed = False
-        for leader in reversed(cfg.order):
-            out = 0
-            for s in cfg.succs[leader]:
-                out |= live_in[s]
-            new_in = use[leader] | (out & ~kill[leader])
-            if out != live_out[leader] or new_in != live_in[leader]:
-                live_out[leader], live_in[leader] = out, new_in
-                changed = True
-    return {leader: frozenset(r for r in range(10) if mask >> r & 1)
-            for leader, mask in live_out.items()}
-
-
 IF_CONVERT_LIMIT = 20  # instructions in an arm of a branch the profile leaves unweighted
 
 

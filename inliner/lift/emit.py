@@ -6,9 +6,8 @@ decides nothing about values itself; what a register points into comes from
 the facts (dataflow.py) before each instruction.
 
 Each eBPF function is an LLVM function `i64 (i64 x5)` with its own 512-byte
-frame; registers are allocas that mem2reg/SROA promote, and accesses at a
-constant offset from r10 are GEPs into the frame so that SROA promotes stack
-slots too. Every operation whose C counterpart is undefined (division by
+frame; registers are SSA values (registers.py), and accesses at a constant
+offset from r10 are GEPs into the frame so that SROA promotes stack slots. Every operation whose C counterpart is undefined (division by
 zero, INT_MIN / -1, wide shifts) gets the result eBPF defines, so the IR
 has no undefined behaviour.
 """
@@ -23,7 +22,7 @@ from ..facts import abi, contexts, isa, maps
 from ..facts.helpers import MAP_LOOKUP, TAIL_CALL
 from ..errors import EbpfLtoError
 from . import legacy, libcalls, switches
-from .cfg import ends_block as cfg_ends_block, registers_live_out, select_shaped as cfg_select_shaped
+from .cfg import select_shaped as cfg_select_shaped
 from .registers import Registers
 from .counts import Counts
 from .dataflow import Facts
@@ -70,14 +69,12 @@ class FunctionEmitter:
         cfg = self.cfg
         entry = self.fn.append_basic_block("entry")
         self.blocks = {leader: self.fn.append_basic_block(f"L{leader}") for leader in cfg.order}
-        self.regs = Registers(entry, registers_live_out(cfg, self.slots))
+        # r1-r5 are the arguments; r0 and r6-r9 start at 0.
+        self.regs = Registers(entry, {r: self.fn.args[r - 1] for r in range(1, 6)})
         b = self.b = self.regs.b
         self.frame = b.alloca(FRAME, name="frame")
         self.frame.align = 16
         self.frame_ptrs = {}   # _frame_ptr
-        for r in range(10):
-            value = self.fn.args[r - 1] if 1 <= r <= 5 else ir.Constant(I64, 0)
-            b.store(value, self.regs.allocas[r])
         self.fp = b.ptrtoint(b.gep(self.frame, [I32(0), I32(isa.STACK_SIZE)]), I64, name="fp")
         # Pointer roots: an access through a register derived from one is
         # emitted as root + (address - root), which LLVM folds to root + offset,
@@ -102,6 +99,7 @@ class FunctionEmitter:
                                 for leader in cfg.order if leader in version.blocks}
                             for h, version in self.versions.items()}
         self.copy = None
+        self._unseal()
         b.branch(self.guard.dispatch(cfg.start) if cfg.start in self.versions else self.blocks[cfg.start])
         # Instrumented code keeps the trees: their branches are what the counters count.
         self.switches = {} if instrument else switches.find(self.slots, cfg.order, cfg.succs,
@@ -120,6 +118,7 @@ class FunctionEmitter:
                     b.position_at_end(self.copy[1][leader])
                     self._block(leader)
             self.copy = None
+        self.regs.finish(self.fn)
         # The words narrow stores read-modify-write start at zero, so that their
         # loads never read memory nothing wrote. SROA folds the zeros into
         # promoted slots, and DSE drops them where a full store follows.
@@ -132,19 +131,26 @@ class FunctionEmitter:
         b, guard = self.b, self.guard
         if guard is not None:
             guard.plan_block(self.cfg.insns(leader))
-        last = self.cfg.insns(leader)[-1]
         for idx in self.cfg.insns(leader):
             self.idx, self.state = idx, self.facts[idx]
             insn = self.slots[idx]
-            if idx == last and cfg_ends_block(insn):
-                self.regs.end_block(leader)
             self.insn(idx, insn)
             if guard is not None and not b.block.is_terminated:
                 guard.after(insn)
         if not b.block.is_terminated:
-            self.regs.end_block(leader)
             b.branch(self._to(leader, self.cfg.succs[leader][0]))
-        self.regs.end_block(None)
+
+    def _unseal(self) -> None:
+        """The blocks that may get a predecessor after a read in them (registers.py):
+        those a later block jumps back to, those a loop's copy leaves to (the copies
+        come last), and the copies themselves."""
+        cfg = self.cfg
+        left = {dst for version in self.versions.values() for src in version.blocks
+                for dst in cfg.succs[src] if dst not in version.blocks}
+        self.regs.unseal(self.blocks[leader] for leader in cfg.order
+                         if leader in left or any(p >= leader for p in cfg.preds[leader]))
+        for copies in self.fast_blocks.values():
+            self.regs.unseal(copies.values())
 
     def _to(self, src: int, dst: int) -> ir.Block:
         """The block a branch from block src to block dst jumps to: in a loop's copy,
@@ -352,9 +358,10 @@ class FunctionEmitter:
         # that closes a loop makes the switch's edge to that leaf close it.
         src = {e.leaf: self.cfg.block_of[e.jump] for e in sw.edges
                if (self.cfg.block_of[e.jump], e.leaf) in self.cfg.back_edges}
-        inst = self.b.switch(value, self._to(src.get(sw.default, leader), sw.default))
-        for case, leaf, _ in sw.cases:
-            inst.add_case(ir.Constant(ty, case), self._to(src.get(leaf, leader), leaf))
+        default = self._to(src.get(sw.default, leader), sw.default)
+        inst = self.regs.switch(value, default, [
+            (ir.Constant(ty, case), self._to(src.get(leaf, leader), leaf))
+            for case, leaf, _ in sw.cases])
         if self.counts is None:
             return
 
@@ -549,14 +556,11 @@ class FunctionEmitter:
         number = b.call(ml.prog_array_get(), [b.inttoptr(self.rd(2), I8P), b.trunc(self.rd(3), I32)])
         # A checked build hands the target the context itself, whatever r1 holds.
         ctx = self.rd(1) if self.guard is None else self.guard.ctx
-        switch = b.switch(number, fail)
         zero = ir.Constant(I64, 0)
-        for n, prog in enumerate(ml.obj.programs):
-            target = ml.funcs.get(prog.entry)
-            if target is None:
-                continue
-            blk = self.fn.append_basic_block(f"tail{idx}.p{n}")
-            switch.add_case(ir.Constant(I32, n), blk)
+        targets = [(n, ml.funcs[prog.entry], self.fn.append_basic_block(f"tail{idx}.p{n}"))
+                   for n, prog in enumerate(ml.obj.programs) if prog.entry in ml.funcs]
+        self.regs.switch(number, fail, [(ir.Constant(I32, n), blk) for n, _, blk in targets])
+        for n, target, blk in targets:
             b.position_at_end(blk)
             args = [ctx, zero, zero, zero, zero]
             if target.has_tcc:
@@ -574,10 +578,10 @@ class FunctionEmitter:
         target = self.rd(isa.callx_register(insn))
         done = self.fn.append_basic_block(f"callx{idx}.done")
         fail = self.fn.append_basic_block(f"callx{idx}.none")
-        switch = b.switch(target, fail)
-        for hid in self.ml.options.callx_helpers:
-            blk = self.fn.append_basic_block(f"callx{idx}.h{hid}")
-            switch.add_case(ir.Constant(I64, hid), blk)
+        helpers = [(hid, self.fn.append_basic_block(f"callx{idx}.h{hid}"))
+                   for hid in self.ml.options.callx_helpers]
+        self.regs.switch(target, fail, [(ir.Constant(I64, hid), blk) for hid, blk in helpers])
+        for hid, blk in helpers:
             b.position_at_end(blk)
             self._helper_call(idx, hid, site=False)
             b.branch(done)

@@ -2,9 +2,9 @@
 
 Every register carries, beside its value, the region of memory that value
 may touch: [lo, hi) for loads and [lo, whi) for stores (whi = lo where the
-region is read-only). The regions are shadows the emitter keeps in allocas
-beside the registers, so that mem2reg makes them SSA values that LLVM folds
-or deletes wherever no check reads them. They are born where the program
+region is read-only). The regions are shadows the emitter keeps beside the
+registers, SSA values as theirs are (registers.py), which LLVM folds or
+deletes wherever no check reads them. They are born where the program
 gets a pointer to memory it owns (r10: its frame; r1 of a raw program: the
 input; a packet pointer read from the context: [data, data_end); lddw of
 global data: the section; a map lookup: the value), move with moves, spills
@@ -50,6 +50,10 @@ ZERO = ir.Constant(I64, 0)
 # what it is (a Region below FRAME, which fault records report).
 PARTS = ("lo", "hi", "whi", "tag")
 NONE = (ZERO,) * len(PARTS)       # no region: every access through it fails
+# The registers' regions and the packet's are SSA values the emitter keeps as
+# it keeps r0-r9 (registers.py), by these names.
+SHADOWS = tuple(tuple(f"r{r}.{part}" for part in PARTS) for r in range(10))
+PACKET = tuple(f"packet.{part}" for part in PARTS)
 SLOTS = isa.STACK_SIZE // 8       # 8-byte frame slots whose spills keep their regions
 HIDDEN_SHADOWS = 5 * len(PARTS)   # the regions of r1-r5, passed to a checked callee
 EFAULT = 14
@@ -138,8 +142,6 @@ class Guard:
         self.em = em
         self.name = name
         b = em.b
-        self.shadow = [[b.alloca(I64, name=f"r{r}.{part}") for part in PARTS]
-                       for r in range(10)]
         self.slots = b.alloca(ir.ArrayType(I64, len(PARTS) * SLOTS), name="frame.regions")
         b.store(ir.Constant(self.slots.type.pointee, None), self.slots)
         lo = b.ptrtoint(b.gep(em.frame, [I32(0), I32(0)]), I64, name="frame.lo")
@@ -162,6 +164,7 @@ class Guard:
             b.store(ir.Constant(I64, em.ml.options.max_steps), self.budget)
         # Where registers and slots hold no region (shadows.py): a callback's
         # arguments bring none, nor r2-r5 of a function only programs enter.
+        em.regs.declare(key for keys in (*SHADOWS, PACKET) for key in keys)
         self.frame_free = hidden is None or em.func.entered_only
         first = 0b1111111111 if hidden is None else \
             0b1111111101 if em.func.entered_only else 0b1111000001
@@ -172,9 +175,6 @@ class Guard:
         self.roots = dict(enumerate(args, 1))
         # The packet's region as the last read of its data gave it (a PACKET
         # pointer's offsets count from there).
-        self.packet = [b.alloca(I64, name=f"packet.{part}") for part in PARTS]
-        for p in self.packet:
-            b.store(ZERO, p)
         self.merged: dict[int, tuple[int, int, int]] = {}   # leader insn -> (root, lo, hi)
         self.covered: dict[int, int] = {}                   # insn -> its group's leader
         self.entries: dict[int, ir.Block] = {}              # loop header -> its dispatch
@@ -208,13 +208,15 @@ class Guard:
             return self.frame_region
         if self._bare(r):
             return NONE
-        return tuple(self.em.b.load(p) for p in self.shadow[r])
+        read = self.em.regs.read
+        return tuple(read(key) for key in SHADOWS[r])
 
     def set(self, r: int, region: tuple) -> None:
         if region is NONE and self._bare(r):
             return   # it holds none already
-        for p, v in zip(self.shadow[r], region):
-            self.em.b.store(v, p)
+        write = self.em.regs.write
+        for key, v in zip(SHADOWS[r], region):
+            write(key, v)
 
     def give(self, r: int, region: tuple) -> None:
         """The region register r gets from the instruction being emitted (`after`
@@ -378,6 +380,7 @@ class Guard:
             em, b = self.em, self.em.b
             here = b.block
             block = self.entries[header] = em.fn.append_basic_block(f"L{header}.enter")
+            em.regs.unseal((block,))   # each way into the loop from outside comes here
             b.position_at_end(block)
             em.weigh(b.cbranch(self.fits(em.versions[header]), em.fast_blocks[header][header],
                                em.blocks[header]), LIKELY)
@@ -398,7 +401,7 @@ class Guard:
     def root_region(self, root: int) -> tuple:
         """The region of pointer argument `root`, or of the packet (PACKET_ROOT)."""
         if root == PACKET_ROOT:
-            return tuple(self.em.b.load(p) for p in self.packet)
+            return tuple(self.em.regs.read(key) for key in PACKET)
         return self.roots[root]
 
     def packet_read(self, r: int, value: ir.Value, end: ir.Value, data: bool) -> None:
@@ -407,8 +410,8 @@ class Guard:
         region = (value, end, end, tag(Region.PACKET))
         self.give(r, region)
         if data:
-            for p, v in zip(self.packet, region):
-                self.em.b.store(v, p)
+            for key, v in zip(PACKET, region):
+                self.em.regs.write(key, v)
 
     def data_read(self, r: int, base: ir.Value, section) -> None:
         """Register r got the address of a data section: the whole section, writable
