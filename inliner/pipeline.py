@@ -94,6 +94,7 @@ class Linked:
     stale: list[str] = field(default_factory=list)  # functions the profile no longer fits
     skipped_targets: list[str] = field(default_factory=list)  # tail-call targets left out
     checks: list = field(default_factory=list)  # lift.Check: how each access is kept safe
+    largest: int = 0              # eBPF instructions of the largest lifted function
 
 
 @contextmanager
@@ -189,7 +190,8 @@ def compile_module(lifted: lifter.Lifted | bytes, obj_path: str, options: LinkOp
     ours = isinstance(lifted, lifter.Lifted)
     return Linked(mod, hset, called, entries, decisions, graph, linked_in,
                   lifted.stale if ours else [], lifted.skipped_targets if ours else [],
-                  lifted.checks if ours else [])
+                  lifted.checks if ours else [], max(lifted.sizes.values(), default=0)
+                  if ours else 0)
 
 
 def ir_helper_set(hset: HelperSet | None, options: LinkOptions, exported: set[str],
@@ -239,7 +241,8 @@ def _parse_foreign(data: bytes, name: str) -> llvm.ModuleRef:
 def _emit(linked: Linked, options: LinkOptions, emit: str) -> bytes:
     tm = codegen.target_machine(codegen.make_target(options.arch, options.cpu), options.opt_level)
     with stage(f"emit {emit}"):
-        return codegen.emit(linked.module, tm, emit)
+        return codegen.emit(linked.module, tm, emit,
+                            schedule=linked.largest <= codegen.SCHEDULE_LIMIT)
 
 
 def link_ir(data: bytes, name: str, options: LinkOptions,

@@ -448,3 +448,44 @@ def test_slower_than_the_peer_means_beyond_the_interquartile_ranges():
     s = summary([tie, loss, win], ["lto", "llvmbpf-aot"])["lto"]
     assert s["level_with_peer"] == [bench.name]
     assert s["slower_than_peer"] == [bench.name]
+
+
+def test_each_mode_is_timed_in_several_driver_processes_in_turn(tmp_path):
+    """The repetitions are shared among driver processes that load the modes in
+    turn (a process's placement moves a program's time by itself), and a mode that
+    answers otherwise in one of them is wrong, not averaged in."""
+    from inliner.tools.bench import driver as bench_driver
+    from inliner.tools.bench.build import Built
+    log = tmp_path / "log"
+    # A stand-in for benchmarks/driver.c: it records the order it was given, and
+    # its `b` answers 2 instead of 1 in a process that loads `b` first.
+    fake = tmp_path / "driver"
+    fake.write_text(f"""#!/bin/sh
+modes=$(awk '$1 == "mode" {{print $2}}' "$1" | tr '\\n' ' ')
+reps=$(awk '$1 == "reps" {{print $2}}' "$1")
+echo "$modes" >> {log}
+for m in $modes; do
+  r0=1; [ "$m" = b ] && [ "${{modes%% *}}" = b ] && r0=2
+  echo "check $m $r0 00"
+done
+i=0; while [ $i -lt $reps ]; do for m in $modes; do echo "rep $i $m 5.0"; done; i=$((i+1)); done
+echo "harness 1.5"
+""")
+    fake.chmod(0o755)
+
+    class Stand:
+        work, driver = tmp_path, fake
+
+        def build(self, mode, bench, obj):
+            return Built(f"mode {mode} so x.so f -")
+
+        def driver_settings(self):
+            return []
+    bench = next(b for b in BENCHMARKS if b.name == "array_counter")
+    result = bench_driver.run_benchmark(Stand(), bench, ["a", "b", "c"], 31, quick=False)
+    orders = log.read_text().split("\n")[:-1]
+    assert [o.split() for o in orders] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    assert [len(result.outcomes[m].reps) for m in ("a", "c")] == [31, 31]
+    assert result.outcomes["b"].status == "wrong" and "another driver process" in \
+        result.outcomes["b"].reason
+    assert result.harness_ns == 1.5

@@ -40,9 +40,9 @@ def prelink(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
     """The program's own functions simplified before the helpers join them.
 
     A C compiler hands LTO bitcode its pre-link pipeline has already run over
-    (the helpers' is clang -O2's); the lifter hands over eBPF's register
-    machine: every register a stack slot, every `?:` a branch. LLVM's pipeline
-    run straight on that folds the branches into selects (SimplifyCFG) before
+    (the helpers' is clang -O2's); the lifter hands over eBPF's machine:
+    every stack slot memory, every `?:` a branch. LLVM's pipeline run
+    straight on that folds the branches into selects (SimplifyCFG) before
     InstCombine has canonicalized the arithmetic around them, and keeps a
     different instruction order into the vectorizers and the scheduler: in the
     bench suite crc32 ran 1.15x the twin's time, select_chain 1.16x (eight

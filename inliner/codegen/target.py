@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -132,7 +134,37 @@ def _inline_asm(mod: llvm.ModuleRef) -> str | None:
     return None
 
 
-def emit(mod: llvm.ModuleRef, tm: llvm.TargetMachine, kind: str = "obj") -> bytes:
+# eBPF instructions in one function past which it is emitted without the machine
+# scheduler (`emit`'s `schedule`).
+SCHEDULE_LIMIT = 50_000
+
+
+@contextmanager
+def _scheduler(on: bool) -> Iterator[None]:
+    """The machine scheduler off for the block, if not `on`.
+
+    llvmlite's LLVM is built with assertions: each instruction the scheduler
+    moves has the live ranges of its registers verified whole, so in a function
+    where a register (the context pointer, an accumulator) lives from end to
+    end, scheduling grows with the square of its length. At a million eBPF
+    instructions the scheduler's part was 15.6 of 55.1 s of emit (28%);
+    llvmlite has no per-function switch, hence the command-line option, set
+    back after (docs/benchmarks.md, compile cost).
+    """
+    if on:
+        yield
+        return
+    llvm.set_option("ebpf-lto", "-enable-misched=false")
+    try:
+        yield
+    finally:
+        llvm.set_option("ebpf-lto", "-enable-misched=true")
+
+
+def emit(mod: llvm.ModuleRef, tm: llvm.TargetMachine, kind: str = "obj",
+         schedule: bool = True) -> bytes:
+    """The module as `kind`; `schedule` False: without LLVM's machine scheduler
+    (for functions past SCHEDULE_LIMIT, whose code it changes little)."""
     set_target(mod, tm)
     if kind == "obj":
         arch = tm.triple.split("-")[0]
@@ -140,9 +172,11 @@ def emit(mod: llvm.ModuleRef, tm: llvm.TargetMachine, kind: str = "obj") -> byte
             # LLVM would abort the process: it has no assembly parser for the target.
             raise EbpfLtoError(f"{fn} holds inline assembly, which this LLVM assembles only "
                                f"for {host_arch()}; --emit asm writes {arch} assembly instead")
-        return tm.emit_object(mod)
+        with _scheduler(schedule):
+            return tm.emit_object(mod)
     if kind == "asm":
-        return tm.emit_assembly(mod).encode()
+        with _scheduler(schedule):
+            return tm.emit_assembly(mod).encode()
     if kind == "llvm":
         return str(mod).encode()
     if kind == "bc":
