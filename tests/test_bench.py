@@ -424,6 +424,21 @@ def test_generated_programs_for_compile_cost_link(tmp_path):
     assert image[:4] == b"\x7fELF" and not linked.external_helpers
 
 
+def test_compile_cost_times_each_stage_of_the_link(tmp_path):
+    """Each link row carries the stages `link -v` timed, which are parts of the
+    child's whole run: each under its wall time, together too."""
+    from inliner.tools.bench.compile_cost import STAGES, compile_cost
+    report = compile_cost(sizes=(200,), opt_level=1, work=tmp_path)
+    start, *links = report["rows"]
+    assert start["stages_s"] == {} and len(links) == 2
+    for row in links:
+        assert row["status"] == 0, row["error"]
+        stages = row["stages_s"]
+        assert {"load", "lift", "verify", "optimize", "emit"} <= set(stages) <= set(STAGES)
+        assert all(secs >= 0 for secs in stages.values())
+        assert sum(stages.values()) <= row["wall_s"]
+
+
 def test_compile_cost_sizes_option():
     assert parse_sizes("1k,10000,1M") == (1000, 10_000, 1_000_000)
     for bad in ("ten", "2M", "1k,,2k", "8", "-5"):

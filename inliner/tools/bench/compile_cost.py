@@ -1,9 +1,11 @@
 """`bench --compile-cost`: `ebpf-lto link` timed in a child process on generated programs
-of growing size, --inline auto and none: wall and CPU seconds, peak RSS, exit status."""
+of growing size, --inline auto and none: wall and CPU seconds, peak RSS, exit status,
+and the stages' times the link prints with -v."""
 from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -103,6 +105,22 @@ def elf_object(code: bytes, name: str = "bench", section: str = "raw") -> bytes:
     return bytes(out)
 
 
+# The stages `ebpf-lto link -v` times, by the words its lines begin with.
+STAGES = ("load", "lift", "plan", "verify", "prelink", "link helpers", "optimize", "emit")
+_STAGE_LINE = re.compile(r"^ebpf-lto: (.+): (\d+) ms$")
+
+
+def stage_times(log: str) -> dict[str, float]:
+    """Seconds of each stage in `ebpf-lto link -v`'s log (wall clock, as it prints them)."""
+    out = {}
+    for line in log.splitlines():
+        if (m := _STAGE_LINE.match(line)) is not None:
+            stage = next((s for s in STAGES if m.group(1).startswith(s)), None)
+            if stage is not None:
+                out[stage] = out.get(stage, 0.0) + int(m.group(2)) / 1000
+    return out
+
+
 def _timed_link(args: list[str], timeout: float | None = None) -> dict:
     """Wall and CPU seconds, peak RSS and exit status of one `ebpf-lto` run in a child.
 
@@ -131,7 +149,9 @@ def _timed_link(args: list[str], timeout: float | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
             "peak_rss_mib": usage.ru_maxrss / 1024,
             "status": "timeout" if timed_out else code,
-            "error": (err.splitlines() or [""])[-1] if code and not timed_out else None}
+            "error": (err.splitlines() or [""])[-1] if code and not timed_out else None,
+            "stages_s": stage_times(err)}
+
 
 
 def compile_cost(sizes: tuple[int, ...] = COMPILE_COST_SIZES, opt_level: int = 2,
@@ -165,7 +185,7 @@ def compile_cost(sizes: tuple[int, ...] = COMPILE_COST_SIZES, opt_level: int = 2
             for inline in ("none", "auto"):
                 timed({"insns": insns, "helper_calls": calls,
                        "what": f"link -O{opt_level} --inline {inline}", "inline": inline},
-                      ["link", str(path), "-o", str(work / "out.o"), f"-O{opt_level}",
+                      ["link", "-v", str(path), "-o", str(work / "out.o"), f"-O{opt_level}",
                        "--inline", inline])
     finally:
         if own:

@@ -180,14 +180,16 @@ def print_compile_cost(report: dict, console=None) -> None:
     console = _console(console)
     table = Table(title="compile cost: `ebpf-lto link` in a child process")
     for col in ("instructions", "helper calls", "command", "wall s", "CPU s", "peak RSS MiB",
-                "status"):
-        table.add_column(col, justify="left" if col == "command" else "right")
+                "status", "by stage, wall s"):
+        table.add_column(col, justify="left" if col in ("command", "by stage, wall s")
+                         else "right")
     for row in report["rows"]:
         status = "ok" if row["status"] == 0 else f"[red]{row['status']}[/]" \
             if row["status"] == "timeout" else f"[red]exit {row['status']}: {row['error']}[/]"
+        stages = " ".join(f"{name} {secs:.2f}" for name, secs in row.get("stages_s", {}).items())
         table.add_row(str(row["insns"]), str(row.get("helper_calls", "")), row["what"],
                       f"{row['wall_s']:.2f}", f"{row['cpu_s']:.2f}",
-                      f"{row['peak_rss_mib']:.0f}", status)
+                      f"{row['peak_rss_mib']:.0f}", status, stages)
     console.print(table)
 
 
