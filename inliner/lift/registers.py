@@ -332,7 +332,7 @@ class Registers:
                 phi.parent.instructions.remove(phi)
                 self.removed.add(phi)
         for f in self.forwards:
-            f.target = resolved(f) if f.target is not f.phi else f.phi
+            f.target = resolved(f)
 
 
 def _rename_order(entry: ir.Block, succs: dict[ir.Block, list[ir.Block]]
